@@ -1,0 +1,85 @@
+//! The seam every function kind implements.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use bytes::Bytes;
+use weir_gpu::Device;
+
+use crate::FnError;
+
+/// One input of a batch.
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub bytes: Bytes,
+    /// What the sender said it is; functions sniff the bytes and treat this as a hint only.
+    pub content_type: Option<String>,
+}
+
+impl Input {
+    pub fn new(bytes: impl Into<Bytes>) -> Self {
+        Input { bytes: bytes.into(), content_type: None }
+    }
+}
+
+/// A file a function produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Artifact {
+    /// Stable name within one output, e.g. `256.jpg`: the same input gives the same names.
+    pub name: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    /// Values for output key templates (`{size}` and the like).
+    pub vars: BTreeMap<String, String>,
+}
+
+/// Everything one input produced: its artifacts and a JSON summary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Output {
+    pub artifacts: Vec<Artifact>,
+    pub summary: serde_json::Value,
+}
+
+/// What a function kind can take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest batch the function accepts in one call.
+    pub max_batch: usize,
+    /// Whether the function has a GPU path (placement refuses `cuda` otherwise).
+    pub gpu_capable: bool,
+}
+
+/// Where and until when a batch runs.
+#[derive(Debug, Clone)]
+pub struct ExecCtx {
+    pub device: Device,
+    /// One deadline per input, in batch order.
+    pub deadlines: Vec<Instant>,
+}
+
+impl ExecCtx {
+    /// A context with no practical deadline, for direct calls (benchmarks, tests).
+    pub fn unbounded(n: usize) -> Self {
+        let far = Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600);
+        ExecCtx { device: Device::Cpu, deadlines: vec![far; n] }
+    }
+
+    /// Fails once input `i` is past its deadline, so long work stops between stages.
+    pub fn check(&self, i: usize) -> Result<(), FnError> {
+        match self.deadlines.get(i) {
+            Some(d) if Instant::now() >= *d => {
+                Err(FnError::timeout("the invocation ran past its deadline and was stopped"))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A function kind, ready to run (its params already validated).
+pub trait Function: Send + Sync + 'static {
+    /// The kind's name as written in a spec (`thumbnail`).
+    fn kind(&self) -> &'static str;
+    fn limits(&self) -> Limits;
+    /// Run a batch. Must return exactly one result per input, in order.
+    fn call(&self, batch: &[Input], ctx: &ExecCtx) -> Vec<Result<Output, FnError>>;
+}

@@ -1,0 +1,11 @@
+//! The `Function` seam and Weir's built-in function kinds.
+//!
+//! A function is pure compute over a batch: bytes in, artifacts and JSON out, no network I/O.
+//! One result per input, in order, so one bad image never fails its neighbours.
+
+mod error;
+mod function;
+pub mod thumbnail;
+
+pub use error::{ErrorKind, FnError};
+pub use function::{Artifact, ExecCtx, Function, Input, Limits, Output};

@@ -1,0 +1,92 @@
+//! The `thumbnail` function: one decode per input serves every requested width.
+
+mod decode;
+mod encode;
+mod jpeg_check;
+mod params;
+mod resize;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use rayon::prelude::*;
+use serde_json::json;
+
+pub use decode::{Layout, Picture, decode};
+pub use params::{Format, MAX_SIZE, ThumbnailParams};
+
+use crate::{Artifact, ExecCtx, FnError, Function, Input, Limits, Output};
+
+pub struct Thumbnail {
+    params: ThumbnailParams,
+}
+
+thread_local! {
+    // A resizer keeps scratch buffers between calls; one per worker thread avoids reallocating.
+    static RESIZER: RefCell<fast_image_resize::Resizer> = RefCell::new(fast_image_resize::Resizer::new());
+}
+
+impl Thumbnail {
+    pub fn new(params: ThumbnailParams) -> Result<Self, (&'static str, String)> {
+        params.validate()?;
+        Ok(Thumbnail { params })
+    }
+
+    pub fn params(&self) -> &ThumbnailParams {
+        &self.params
+    }
+
+    /// Thumbnail one input, checking the deadline between stages.
+    pub fn run_one(&self, input: &Input, ctx: &ExecCtx, i: usize) -> Result<Output, FnError> {
+        let p = &self.params;
+        let pic = decode(&input.bytes, p.max_pixels)?;
+        let displayed = pic.displayed();
+        let mut artifacts = Vec::with_capacity(p.sizes.len());
+        let mut made = Vec::with_capacity(p.sizes.len());
+        for &size in &p.sizes {
+            ctx.check(i)?;
+            let (tw, th) = resize::target_size(displayed, size, p.upscale);
+            let frame = RESIZER.with(|r| resize::thumbnail(&mut r.borrow_mut(), &pic, (tw, th)))?;
+            let bytes = encode::encode(&frame, p.format, p.quality)?;
+            let name = format!("{size}.{}", p.format.extension());
+            made.push(json!({
+                "name": name, "size": size, "width": frame.width, "height": frame.height,
+                "bytes": bytes.len(),
+            }));
+            artifacts.push(Artifact {
+                name,
+                content_type: p.format.content_type().to_string(),
+                bytes,
+                vars: BTreeMap::from([("size".to_string(), size.to_string())]),
+            });
+        }
+        let summary = json!({
+            "input": {
+                "format": decode::format_name(pic.format),
+                "width": displayed.0,
+                "height": displayed.1,
+                "orientation": pic.orientation.to_exif(),
+            },
+            "thumbnails": made,
+        });
+        Ok(Output { artifacts, summary })
+    }
+}
+
+impl Function for Thumbnail {
+    fn kind(&self) -> &'static str {
+        "thumbnail"
+    }
+
+    fn limits(&self) -> Limits {
+        Limits { max_batch: 64, gpu_capable: false }
+    }
+
+    fn call(&self, batch: &[Input], ctx: &ExecCtx) -> Vec<Result<Output, FnError>> {
+        batch
+            .par_iter()
+            .enumerate()
+            .map(|(i, input)| ctx.check(i).and_then(|_| self.run_one(input, ctx, i)))
+            .collect()
+    }
+}

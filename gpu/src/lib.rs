@@ -1,0 +1,172 @@
+//! Devices Weir can place work on.
+//!
+//! The placement decision is pure (`DeviceRequest::resolve`) so it is unit-tested apart from any
+//! hardware probe. CUDA discovery (through cudarc's dynamic loading) lands with the GPU work; until
+//! then the probe reports no GPU, with the reason, and every request resolves to the CPU or is
+//! refused with a message that says why.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A concrete place to run work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Device {
+    Cpu,
+    Cuda(u32),
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(n) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+/// What a function spec asks for (`resources.device`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceRequest {
+    /// The best device the function can use that is present: a GPU if any, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    /// `cuda` (any GPU, `None`) or `cuda:N`.
+    Cuda(Option<u32>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DeviceError {
+    #[error("unknown device {0:?}: expected cpu, cuda, cuda:N or auto")]
+    Unknown(String),
+    #[error("device {requested} asked for, but {reason}")]
+    Unavailable { requested: String, reason: String },
+    #[error("this function runs on the CPU only; device {0} cannot be used")]
+    NotSupported(String),
+}
+
+impl FromStr for DeviceRequest {
+    type Err = DeviceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "auto" => Ok(DeviceRequest::Auto),
+            "cpu" => Ok(DeviceRequest::Cpu),
+            "cuda" | "gpu" => Ok(DeviceRequest::Cuda(None)),
+            other => other
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse::<u32>().ok())
+                .map(|n| DeviceRequest::Cuda(Some(n)))
+                .ok_or_else(|| DeviceError::Unknown(other.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for DeviceRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceRequest::Auto => f.write_str("auto"),
+            DeviceRequest::Cpu => f.write_str("cpu"),
+            DeviceRequest::Cuda(None) => f.write_str("cuda"),
+            DeviceRequest::Cuda(Some(n)) => write!(f, "cuda:{n}"),
+        }
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for DeviceRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What the machine has, as found by a probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inventory {
+    pub gpus: u32,
+    /// Why there are no GPUs, for logs and `weir devices`.
+    pub no_gpu_reason: Option<String>,
+}
+
+impl Inventory {
+    /// The probe. CUDA discovery is not compiled in yet, so this machine is reported as CPU only.
+    pub fn probe() -> Self {
+        Inventory {
+            gpus: 0,
+            no_gpu_reason: Some("this build has no CUDA discovery; running on the CPU".into()),
+        }
+    }
+
+    pub fn cpu_only(reason: &str) -> Self {
+        Inventory { gpus: 0, no_gpu_reason: Some(reason.to_string()) }
+    }
+}
+
+impl DeviceRequest {
+    /// Decide where a function runs. `gpu_capable` says whether the function has a GPU path.
+    /// `auto` never fails: it falls back to the CPU. An explicit `cuda` request that cannot be
+    /// met is refused so the operator hears about it at start rather than getting a slow CPU run.
+    pub fn resolve(self, inv: &Inventory, gpu_capable: bool) -> Result<Device, DeviceError> {
+        match self {
+            DeviceRequest::Cpu => Ok(Device::Cpu),
+            DeviceRequest::Auto if gpu_capable && inv.gpus > 0 => Ok(Device::Cuda(0)),
+            DeviceRequest::Auto => Ok(Device::Cpu),
+            DeviceRequest::Cuda(_) if !gpu_capable => Err(DeviceError::NotSupported(self.to_string())),
+            DeviceRequest::Cuda(n) => {
+                let n = n.unwrap_or(0);
+                if n < inv.gpus {
+                    Ok(Device::Cuda(n))
+                } else {
+                    let reason = match &inv.no_gpu_reason {
+                        Some(r) if inv.gpus == 0 => r.clone(),
+                        _ => format!("only {} GPU(s) found", inv.gpus),
+                    };
+                    Err(DeviceError::Unavailable { requested: self.to_string(), reason })
+                }
+            }
+        }
+    }
+}
+
+/// Threads for CPU work: every core the process may use.
+pub fn cpu_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn gpus(n: u32) -> Inventory {
+        Inventory { gpus: n, no_gpu_reason: (n == 0).then(|| "no driver".to_string()) }
+    }
+
+    #[test]
+    fn parses_every_spelling() {
+        assert_eq!("auto".parse(), Ok(DeviceRequest::Auto));
+        assert_eq!("cpu".parse(), Ok(DeviceRequest::Cpu));
+        assert_eq!("cuda".parse(), Ok(DeviceRequest::Cuda(None)));
+        assert_eq!("cuda:1".parse(), Ok(DeviceRequest::Cuda(Some(1))));
+        assert!(matches!("cuda:x".parse::<DeviceRequest>(), Err(DeviceError::Unknown(_))));
+        assert!(matches!("tpu".parse::<DeviceRequest>(), Err(DeviceError::Unknown(_))));
+    }
+
+    #[test]
+    fn auto_prefers_a_gpu_only_for_gpu_capable_functions() {
+        assert_eq!(DeviceRequest::Auto.resolve(&gpus(2), true), Ok(Device::Cuda(0)));
+        assert_eq!(DeviceRequest::Auto.resolve(&gpus(2), false), Ok(Device::Cpu));
+        assert_eq!(DeviceRequest::Auto.resolve(&gpus(0), true), Ok(Device::Cpu));
+    }
+
+    #[test]
+    fn explicit_cuda_is_refused_with_the_reason() {
+        let err = DeviceRequest::Cuda(None).resolve(&gpus(0), true).unwrap_err();
+        assert_eq!(err.to_string(), "device cuda asked for, but no driver");
+        let err = DeviceRequest::Cuda(Some(3)).resolve(&gpus(2), true).unwrap_err();
+        assert!(err.to_string().contains("only 2 GPU(s)"), "{err}");
+        assert_eq!(DeviceRequest::Cuda(Some(1)).resolve(&gpus(2), true), Ok(Device::Cuda(1)));
+        assert!(matches!(
+            DeviceRequest::Cuda(None).resolve(&gpus(1), false),
+            Err(DeviceError::NotSupported(_))
+        ));
+    }
+}

@@ -1,0 +1,17 @@
+//! Every metric name Weir emits, in one place, so dashboards and code cannot drift apart.
+
+/// Counter: invocations finished, labels `function`, `outcome` (`ok` or an `ErrorKind` label).
+pub const INVOCATIONS: &str = "weir_invocations_total";
+/// Histogram (seconds): admission to the start of the batch that ran it. Label `function`.
+pub const QUEUE_WAIT: &str = "weir_queue_wait_seconds";
+/// Histogram (inputs): the size of each batch run. Label `function`.
+pub const BATCH_SIZE: &str = "weir_batch_size";
+/// Histogram (seconds): one batch's compute time. Label `function`.
+pub const FUNCTION_DURATION: &str = "weir_function_duration_seconds";
+/// Gauge: invocations admitted and not yet finished (queued or running). Label `function`.
+pub const IN_FLIGHT: &str = "weir_in_flight";
+/// Counter: HTTP responses, labels `route`, `status`.
+pub const HTTP_RESPONSES: &str = "weir_http_responses_total";
+
+/// The label value of a successful invocation.
+pub const OUTCOME_OK: &str = "ok";

@@ -1,0 +1,263 @@
+//! A pool per function: admission (a semaphore decided before the body is read), a batcher task,
+//! and batches run on the shared rayon CPU pool.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+
+use metrics::{counter, gauge, histogram};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
+use tokio::time::Instant;
+use weir_functions::{ErrorKind, ExecCtx, FnError, Function, Input, Output};
+
+use crate::metric_names as m;
+use crate::{PoolConfig, batcher};
+
+/// The CPU pool every function shares, one thread per core, so concurrent batches never
+/// oversubscribe the machine and never block the async runtime.
+pub fn cpu_pool(threads: usize) -> Arc<rayon::ThreadPool> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .thread_name(|i| format!("weir-cpu-{i}"))
+        .build()
+        .unwrap_or_else(|e| panic!("cannot start the CPU thread pool: {e}"));
+    Arc::new(pool)
+}
+
+struct Job {
+    input: Input,
+    deadline: Instant,
+    admitted: Instant,
+    reply: oneshot::Sender<Result<Output, FnError>>,
+    /// Held until the work ends, even if the caller gave up: admission counts real work.
+    _ticket: Ticket,
+}
+
+/// One admitted invocation's hold on the pool's capacity.
+struct Ticket {
+    _permit: OwnedSemaphorePermit,
+    function: Arc<str>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        gauge!(m::IN_FLIGHT, "function" => self.function.to_string()).decrement(1.0);
+    }
+}
+
+struct Shared {
+    cfg: PoolConfig,
+    name: Arc<str>,
+    admission: Arc<Semaphore>,
+    tx: mpsc::Sender<Job>,
+}
+
+/// A function's pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Pool {
+    shared: Arc<Shared>,
+    function: Arc<dyn Function>,
+}
+
+/// What the pool holds right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub capacity: usize,
+    /// Admitted and not yet finished: queued, running, or running after its caller timed out.
+    pub in_flight: usize,
+}
+
+impl Pool {
+    /// Starts the pool's batcher on the current tokio runtime.
+    pub fn new(function: Arc<dyn Function>, cfg: PoolConfig, cpu: Arc<rayon::ThreadPool>) -> Pool {
+        let mut cfg = cfg;
+        cfg.max_batch = cfg.max_batch.clamp(1, function.limits().max_batch.max(1));
+        cfg.workers = cfg.workers.max(1);
+        let (tx, rx) = mpsc::channel(cfg.capacity());
+        let name: Arc<str> = Arc::from(cfg.name.as_str());
+        let shared = Arc::new(Shared {
+            admission: Arc::new(Semaphore::new(cfg.capacity())),
+            name: name.clone(),
+            tx,
+            cfg,
+        });
+        let workers = Arc::new(Semaphore::new(shared.cfg.workers));
+        let f = function.clone();
+        let device = shared.cfg.device;
+        tokio::spawn(batcher::run(
+            rx,
+            shared.cfg.max_batch,
+            shared.cfg.max_delay,
+            workers,
+            move |batch, slot| dispatch(&cpu, &f, &name, device, batch, slot),
+        ));
+        Pool { shared, function }
+    }
+
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.cfg
+    }
+
+    pub fn function(&self) -> &Arc<dyn Function> {
+        &self.function
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let capacity = self.shared.cfg.capacity();
+        PoolStats { capacity, in_flight: capacity - self.shared.admission.available_permits() }
+    }
+
+    /// Reserve a place, or refuse at once. Call before reading the request body.
+    pub fn try_admit(&self) -> Result<Admission, FnError> {
+        let name = &self.shared.name;
+        match self.shared.admission.clone().try_acquire_owned() {
+            Ok(permit) => {
+                gauge!(m::IN_FLIGHT, "function" => name.to_string()).increment(1.0);
+                Ok(Admission {
+                    shared: self.shared.clone(),
+                    ticket: Ticket { _permit: permit, function: name.clone() },
+                    admitted: Instant::now(),
+                })
+            }
+            Err(TryAcquireError::NoPermits) => {
+                let err = FnError::new(
+                    ErrorKind::Overloaded,
+                    format!(
+                        "function {name} is at capacity ({} invocations in flight); retry later",
+                        self.shared.cfg.capacity()
+                    ),
+                );
+                record(name, Err(&err));
+                Err(err)
+            }
+            Err(TryAcquireError::Closed) => Err(FnError::new(
+                ErrorKind::Unavailable,
+                format!("function {name} is shutting down"),
+            )),
+        }
+    }
+
+    /// Stop admitting; admitted work still finishes.
+    pub fn close(&self) {
+        self.shared.admission.close();
+    }
+}
+
+/// A reserved place in a pool; `run` spends it.
+pub struct Admission {
+    shared: Arc<Shared>,
+    ticket: Ticket,
+    admitted: Instant,
+}
+
+impl Admission {
+    /// Run one input through the function, within the pool's timeout (counted from admission).
+    pub async fn run(self, input: Input) -> Result<Output, FnError> {
+        let name = self.shared.name.clone();
+        let result = self.run_inner(input).await;
+        record(&name, result.as_ref().map(|_| ()));
+        result
+    }
+
+    async fn run_inner(self, input: Input) -> Result<Output, FnError> {
+        let cfg = &self.shared.cfg;
+        let len = input.bytes.len() as u64;
+        if len > cfg.max_input {
+            return Err(FnError::new(
+                ErrorKind::TooLarge,
+                format!("the input is {len} bytes, over this function's limit of {}", cfg.max_input),
+            ));
+        }
+        let deadline = self.admitted + cfg.timeout;
+        let (reply, rx) = oneshot::channel();
+        let job = Job { input, deadline, admitted: self.admitted, reply, _ticket: self.ticket };
+        // The channel holds as many jobs as there are permits, so it cannot be full here; if it
+        // is closed the pool is gone. Either way the caller hears why instead of a panic.
+        if let Err(e) = self.shared.tx.try_send(job) {
+            let kind = match e {
+                mpsc::error::TrySendError::Full(_) => ErrorKind::Overloaded,
+                mpsc::error::TrySendError::Closed(_) => ErrorKind::Unavailable,
+            };
+            return Err(FnError::new(kind, format!("function {} cannot take work now", cfg.name)));
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(FnError::transient("the worker stopped before answering")),
+            Err(_) => Err(FnError::timeout(format!(
+                "function {} did not finish within its timeout of {:?}",
+                cfg.name, cfg.timeout
+            ))),
+        }
+    }
+}
+
+fn record(function: &str, result: Result<(), &FnError>) {
+    let outcome = match result {
+        Ok(()) => m::OUTCOME_OK,
+        Err(e) => e.kind().label(),
+    };
+    counter!(m::INVOCATIONS, "function" => function.to_string(), "outcome" => outcome).increment(1);
+}
+
+fn dispatch(
+    cpu: &rayon::ThreadPool,
+    function: &Arc<dyn Function>,
+    name: &Arc<str>,
+    device: weir_gpu::Device,
+    batch: Vec<Job>,
+    slot: OwnedSemaphorePermit,
+) {
+    let now = Instant::now();
+    // Inputs whose caller already gave up are not worth running.
+    let (live, expired): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|j| j.deadline > now);
+    for job in expired {
+        let _ = job.reply.send(Err(FnError::timeout("timed out while queued")));
+    }
+    if live.is_empty() {
+        return;
+    }
+    let label = name.to_string();
+    for job in &live {
+        histogram!(m::QUEUE_WAIT, "function" => label.clone())
+            .record(now.duration_since(job.admitted).as_secs_f64());
+    }
+    histogram!(m::BATCH_SIZE, "function" => label.clone()).record(live.len() as f64);
+    let span = tracing::info_span!("batch", function = %name, size = live.len(), %device);
+    let function = function.clone();
+    cpu.spawn(move || {
+        let _enter = span.enter();
+        let inputs: Vec<Input> = live.iter().map(|j| j.input.clone()).collect();
+        let ctx = ExecCtx { device, deadlines: live.iter().map(|j| j.deadline.into_std()).collect() };
+        let started = std::time::Instant::now();
+        let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| function.call(&inputs, &ctx)));
+        histogram!(m::FUNCTION_DURATION, "function" => label).record(started.elapsed().as_secs_f64());
+        let results = match outcome {
+            Ok(results) if results.len() == live.len() => results,
+            Ok(results) => {
+                let msg = format!("the function gave {} results for {} inputs", results.len(), live.len());
+                tracing::error!("{msg}");
+                vec![Err(FnError::transient(msg)); live.len()]
+            }
+            Err(panic) => {
+                let msg = panic_message(&panic);
+                tracing::error!(panic = %msg, "function crashed");
+                vec![Err(FnError::transient(format!("the function crashed: {msg}"))); live.len()]
+            }
+        };
+        for (job, result) in live.into_iter().zip(results) {
+            let _ = job.reply.send(result);
+        }
+        drop(slot);
+    });
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}
+
+#[cfg(test)]
+#[path = "pool_tests.rs"]
+mod tests;
