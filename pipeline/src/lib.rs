@@ -1,0 +1,7 @@
+//! Weir's pipeline crate: configuration, the HTTP API, metrics and the command line.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod server;
+pub mod telemetry;

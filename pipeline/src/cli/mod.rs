@@ -1,0 +1,130 @@
+//! The `weir` command line. anyhow lives here, at the binary's edge, and nowhere else.
+
+mod invoke;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, FileConfig};
+use crate::server::{self, DEFAULT_HTTP, DEFAULT_S3, Settings};
+
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about = "Serverless media and ML inference in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run the server: functions, worker pools and the HTTP API.
+    Serve(ServeArgs),
+    /// Invoke a function once through a running server and write its artifacts to a folder.
+    Invoke(invoke::InvokeArgs),
+    /// Show the devices Weir can place work on, or why there is no GPU.
+    Devices,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The config file (weir.yaml).
+    #[arg(long, env = "WEIR_CONFIG")]
+    config: Option<PathBuf>,
+    /// Where buckets, the bus and dead letters live [config: data_dir; default ./weir-data].
+    #[arg(long, env = "WEIR_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address of the HTTP API [config: http.listen; default 127.0.0.1:8080].
+    #[arg(long, env = "WEIR_HTTP_LISTEN")]
+    http_listen: Option<SocketAddr>,
+    /// Address of the built-in S3 endpoint [config: s3.listen; default 127.0.0.1:9000].
+    #[arg(long, env = "WEIR_S3_LISTEN")]
+    s3_listen: Option<SocketAddr>,
+    /// Serve on a non-loopback address without a token.
+    #[arg(long)]
+    insecure: bool,
+}
+
+pub fn main() -> ExitCode {
+    crate::telemetry::init_logging();
+    let cli = Cli::parse();
+    let result = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt.block_on(run(cli)),
+        Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.cmd {
+        Cmd::Serve(args) => serve(args).await,
+        Cmd::Invoke(args) => invoke::run(args).await,
+        Cmd::Devices => {
+            let inv = weir_gpu::Inventory::probe();
+            println!("cpu: {} threads", weir_gpu::cpu_threads());
+            match inv.no_gpu_reason {
+                Some(reason) if inv.gpus == 0 => println!("gpu: none ({reason})"),
+                _ => println!("gpu: {} CUDA device(s)", inv.gpus),
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Flag or environment (clap), then the config file, then the built-in default.
+pub fn resolve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Settings> {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    Ok(Settings {
+        data_dir: args.data_dir.clone().or_else(|| file.data_dir.clone()).unwrap_or_else(|| "weir-data".into()),
+        http_listen: match args.http_listen.or(file.http.listen) {
+            Some(a) => a,
+            None => DEFAULT_HTTP.parse()?,
+        },
+        s3_listen: match args.s3_listen.or(file.s3.listen) {
+            Some(a) => a,
+            None => DEFAULT_S3.parse()?,
+        },
+        token: env("WEIR_TOKEN").or_else(|| file.http.token.clone()),
+        inference_token: env("WEIR_INFERENCE_TOKEN").or_else(|| file.http.inference_token.clone()),
+        insecure: args.insecure,
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let inventory = weir_gpu::Inventory::probe();
+    let config = match &args.config {
+        Some(path) => Config::load(path, &inventory)?,
+        None => {
+            tracing::warn!("no --config given: serving with no functions");
+            Config { file: FileConfig::default(), functions: vec![] }
+        }
+    };
+    let settings = resolve(&args, &config.file)?;
+    if let Some(reason) = &inventory.no_gpu_reason {
+        tracing::info!("devices: CPU only ({reason})");
+    }
+    let running = server::start(&settings, &config).await.context("cannot start the server")?;
+    let base = format!("http://{}", running.http_addr());
+    println!("Weir is serving on {base} (data in {})", settings.data_dir.display());
+    for f in &config.functions {
+        println!(
+            "  {:<12} {:<10} POST {base}/v1/functions/{}/invoke   (weir invoke {} FILE)",
+            f.spec.name,
+            f.spec.kind.as_str(),
+            f.spec.name,
+            f.spec.name
+        );
+    }
+    println!("  health {base}/healthz   metrics {base}/metrics   functions {base}/v1/functions");
+    running.until_signal().await.context("the HTTP server failed")?;
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! One function's spec, as written in `weir.yaml` (shape in DESIGN.md).
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use weir_gpu::DeviceRequest;
+
+use super::units;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionSpec {
+    /// The file this spec came from, when it is not the main config (`functions_dir`).
+    #[serde(skip)]
+    pub source: Option<std::path::PathBuf>,
+    pub name: String,
+    pub kind: Kind,
+    /// Kind-specific; checked against the kind's own schema after the whole file parses.
+    #[serde(default)]
+    pub params: serde_yaml::Value,
+    #[serde(default, rename = "triggers")]
+    pub trigger_entries: Vec<TriggerEntry>,
+    /// Filled from `trigger_entries` once the file has parsed.
+    #[serde(skip)]
+    pub triggers: Vec<Trigger>,
+    #[serde(default)]
+    pub output: Option<OutputSpec>,
+    #[serde(default)]
+    pub resources: Resources,
+}
+
+/// The built-in function kinds this build knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Thumbnail,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Thumbnail => "thumbnail",
+        }
+    }
+}
+
+/// One entry of `triggers`: exactly one of its keys is set (`- s3: {...}` or `- http: {...}`).
+/// A struct rather than an enum because YAML's single-key maps read more naturally than tags.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TriggerEntry {
+    pub s3: Option<S3Trigger>,
+    pub http: Option<HttpTrigger>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    /// Object-store events (wired by the storage issue; matched by bucket, event, prefix, suffix).
+    S3(S3Trigger),
+    /// An extra HTTP path that invokes the function, beside `/v1/functions/{name}/invoke`.
+    Http(HttpTrigger),
+}
+
+impl TriggerEntry {
+    pub fn into_trigger(self) -> Result<Trigger, String> {
+        match (self.s3, self.http) {
+            (Some(s), None) => Ok(Trigger::S3(s)),
+            (None, Some(h)) => Ok(Trigger::Http(h)),
+            _ => Err("expected exactly one of s3 or http".into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Trigger {
+    pub bucket: String,
+    #[serde(default = "default_events")]
+    pub events: Vec<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default, deserialize_with = "units::one_or_many")]
+    pub suffix: Vec<String>,
+}
+
+fn default_events() -> Vec<String> {
+    vec!["s3:ObjectCreated:*".into()]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpTrigger {
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSpec {
+    pub bucket: String,
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Resources {
+    pub device: DeviceRequest,
+    pub workers: Workers,
+    pub batch: Batch,
+    /// Invocations that may wait for a worker beyond those running; more are refused (429).
+    pub queue: usize,
+    #[serde(deserialize_with = "units::duration")]
+    pub timeout: Duration,
+    #[serde(deserialize_with = "units::bytes")]
+    pub max_input: u64,
+    pub retries: Retries,
+}
+
+impl Default for Resources {
+    fn default() -> Self {
+        Resources {
+            device: DeviceRequest::Auto,
+            workers: Workers::default(),
+            batch: Batch::default(),
+            queue: 64,
+            timeout: Duration::from_secs(30),
+            max_input: 50_000_000,
+            retries: Retries::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workers {
+    pub min: usize,
+    /// Batches running at once. Defaults to the number of cores.
+    pub max: usize,
+    #[serde(deserialize_with = "units::duration")]
+    pub idle_after: Duration,
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers { min: 0, max: weir_gpu::cpu_threads(), idle_after: Duration::from_secs(90) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Batch {
+    pub max_size: usize,
+    #[serde(deserialize_with = "units::duration")]
+    pub max_delay: Duration,
+}
+
+impl Default for Batch {
+    fn default() -> Self {
+        Batch { max_size: 1, max_delay: Duration::ZERO }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retries {
+    pub max: u32,
+    #[serde(deserialize_with = "units::duration")]
+    pub backoff: Duration,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries { max: 2, backoff: Duration::from_secs(1) }
+    }
+}

@@ -1,0 +1,48 @@
+//! Human units in the config file: durations (`5ms`, `90s`) and sizes (`50MB`, `2MiB`).
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Raw {
+    Number(u64),
+    Text(String),
+}
+
+/// A duration such as `5ms`, `3s`, `1m 30s`. A bare number is refused: its unit would be a guess.
+pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    match Raw::deserialize(d)? {
+        Raw::Text(s) => humantime::parse_duration(s.trim()).map_err(|e| {
+            serde::de::Error::custom(format!("expected a duration such as 5ms, 3s or 1m, got {s:?} ({e})"))
+        }),
+        Raw::Number(n) => Err(serde::de::Error::custom(format!(
+            "expected a duration with its unit, such as {n}ms or {n}s, got the bare number {n}"
+        ))),
+    }
+}
+
+/// A size such as `50MB`, `512KiB` or a number of bytes.
+pub fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    match Raw::deserialize(d)? {
+        Raw::Number(n) => Ok(n),
+        Raw::Text(s) => s.trim().parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|_| {
+            serde::de::Error::custom(format!("expected a size such as 50MB, 512KiB or 1000000, got {s:?}"))
+        }),
+    }
+}
+
+/// One string or a list of them (`suffix: .jpg` or `suffix: [.jpg, .png]`).
+pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}

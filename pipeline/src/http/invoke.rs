@@ -1,0 +1,100 @@
+//! `POST /v1/functions/{name}/invoke`: admit first, then read the body, then run.
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use serde::Deserialize;
+use weir_functions::Input;
+
+use super::reply;
+use super::{Shared, error, fn_error};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InvokeQuery {
+    /// `first`: reply with the first artifact's bytes alone.
+    #[serde(rename = "return")]
+    ret: Option<String>,
+}
+
+pub async fn by_name(
+    st: State<Shared>,
+    Path(name): Path<String>,
+    q: Query<InvokeQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    handle(st, name, q, headers, body).await
+}
+
+pub async fn handle(
+    State(st): State<Shared>,
+    name: String,
+    Query(q): Query<InvokeQuery>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(pool) = st.pools.get(&name) else {
+        return error(StatusCode::NOT_FOUND, "not_found", format!("no function named {name:?}"));
+    };
+    let form = match reply::choose(q.ret.as_deref(), &headers) {
+        Ok(f) => f,
+        Err(reason) => return error(StatusCode::BAD_REQUEST, "bad_request", reason),
+    };
+    let cfg = pool.config();
+    let retry_after = cfg.retry_after.as_secs();
+    // Admission comes before the body is read: a full pool costs the caller no upload.
+    let admission = match pool.try_admit() {
+        Ok(a) => a,
+        Err(e) => return fn_error(&e, retry_after),
+    };
+    let limit = cfg.max_input;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(n) = declared.filter(|n| *n > limit) {
+        return too_large(n, limit);
+    }
+    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
+    let bytes = match tokio::time::timeout(cfg.timeout, axum::body::to_bytes(body, limit_usize)).await {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) if is_length_limit(&e) => return too_large(limit + 1, limit),
+        Ok(Err(e)) => {
+            return error(StatusCode::BAD_REQUEST, "bad_request", format!("could not read the request body: {e}"));
+        }
+        Err(_) => {
+            return error(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                format!("the request body did not arrive within {:?}", cfg.timeout),
+            );
+        }
+    };
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
+    match admission.run(Input { bytes, content_type }).await {
+        Ok(output) => reply::render(form, &name, output),
+        Err(e) => fn_error(&e, retry_after),
+    }
+}
+
+fn too_large(got: u64, limit: u64) -> Response {
+    let what = if got > limit + 1 { format!("{got} bytes") } else { "larger".into() };
+    error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!("the body is {what}, over this function's max_input of {limit} bytes"),
+    )
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if s.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}

@@ -1,0 +1,90 @@
+//! The HTTP API: function invocation, the function list, health and metrics.
+
+mod auth;
+mod invoke;
+mod reply;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde_json::json;
+use weir_functions::FnError;
+use weir_workers::Pool;
+use weir_workers::metric_names as m;
+
+/// What every handler can see.
+pub struct AppState {
+    pub pools: HashMap<String, Pool>,
+    /// One JSON description per function, for `GET /v1/functions`.
+    pub listing: Vec<serde_json::Value>,
+    pub token: Option<String>,
+    pub prometheus: PrometheusHandle,
+}
+
+pub type Shared = Arc<AppState>;
+
+/// `extra_routes`: (path, function) pairs from `http` triggers.
+pub fn router(state: Shared, extra_routes: &[(String, String)]) -> Router {
+    let mut guarded = Router::new()
+        .route("/v1/functions", get(list_functions))
+        .route("/v1/functions/{name}/invoke", post(invoke::by_name));
+    for (path, function) in extra_routes {
+        let function = function.clone();
+        guarded = guarded.route(
+            path,
+            post(move |st: State<Shared>, q, h, body| invoke::handle(st, function.clone(), q, h, body)),
+        );
+    }
+    guarded
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
+        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/metrics", get(render_metrics))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint".into()) })
+        .layer(middleware::from_fn(count_responses))
+        .with_state(state)
+}
+
+async fn list_functions(State(st): State<Shared>) -> Json<serde_json::Value> {
+    Json(json!({ "functions": st.listing }))
+}
+
+async fn render_metrics(State(st): State<Shared>) -> Response {
+    let mut res = st.prometheus.render().into_response();
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    res
+}
+
+async fn count_responses(req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let res = next.run(req).await;
+    metrics::counter!(m::HTTP_RESPONSES, "route" => route, "status" => res.status().as_u16().to_string())
+        .increment(1);
+    res
+}
+
+/// `{"error": reason, "kind": label}` with a status.
+pub fn error(status: StatusCode, kind: &str, reason: String) -> Response {
+    (status, Json(json!({ "error": reason, "kind": kind }))).into_response()
+}
+
+/// A function or pool error as a response: its kind sets the status; refusals say when to retry.
+pub fn fn_error(e: &FnError, retry_after_secs: u64) -> Response {
+    let status = StatusCode::from_u16(e.kind().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut res = error(status, e.kind().label(), e.reason().to_string());
+    if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
+        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+    }
+    res
+}

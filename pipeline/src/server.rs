@@ -1,0 +1,175 @@
+//! `weir serve`: settings resolved, pools started, the HTTP API bound, graceful shutdown.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use weir_workers::{Pool, PoolConfig, cpu_pool};
+
+use crate::config::{Config, LoadedFunction, Trigger};
+use crate::http::{self, AppState};
+
+/// Settings after precedence is applied (flag, environment, config file, default).
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub http_listen: SocketAddr,
+    pub s3_listen: SocketAddr,
+    pub token: Option<String>,
+    pub inference_token: Option<String>,
+    /// Allow a non-loopback address without a token.
+    pub insecure: bool,
+}
+
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+pub const DEFAULT_S3: &str = "127.0.0.1:9000";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(
+        "refusing to serve on {0} without a token: anyone who can reach it could run functions. \
+         Set http.token (or WEIR_TOKEN), listen on 127.0.0.1, or pass --insecure"
+    )]
+    Insecure(SocketAddr),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+}
+
+/// A server started on the current runtime.
+pub struct Running {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+pub async fn start(settings: &Settings, config: &Config) -> Result<Running, ServeError> {
+    if !settings.http_listen.ip().is_loopback() && settings.token.is_none() && !settings.insecure {
+        return Err(ServeError::Insecure(settings.http_listen));
+    }
+    std::fs::create_dir_all(&settings.data_dir)
+        .map_err(|source| ServeError::DataDir { path: settings.data_dir.clone(), source })?;
+    let cpu = cpu_pool(weir_gpu::cpu_threads());
+    let mut pools = HashMap::new();
+    let mut listing = Vec::new();
+    let mut extra_routes = Vec::new();
+    for f in &config.functions {
+        let pool = Pool::new(f.function.clone(), pool_config(f), cpu.clone());
+        listing.push(describe(f, &pool));
+        for t in &f.spec.triggers {
+            if let Trigger::Http(h) = t {
+                extra_routes.push((h.path.clone(), f.spec.name.clone()));
+            }
+        }
+        pools.insert(f.spec.name.clone(), pool);
+    }
+    let prometheus = crate::telemetry::prometheus();
+    let upkeep = prometheus.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tick.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
+    let closing: Vec<Pool> = pools.values().cloned().collect();
+    let state = std::sync::Arc::new(AppState { pools, listing, token: settings.token.clone(), prometheus });
+    let app = http::router(state, &extra_routes);
+    let listener = tokio::net::TcpListener::bind(settings.http_listen)
+        .await
+        .map_err(|source| ServeError::Bind { addr: settings.http_listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: settings.http_listen, source })?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = stopped.await;
+        // New invocations get 503 while admitted ones finish and reply.
+        for p in &closing {
+            p.close();
+        }
+    };
+    let task = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await });
+    Ok(Running { addr, stop, task })
+}
+
+fn pool_config(f: &LoadedFunction) -> PoolConfig {
+    let r = &f.spec.resources;
+    PoolConfig {
+        name: f.spec.name.clone(),
+        workers: r.workers.max,
+        max_batch: r.batch.max_size,
+        max_delay: r.batch.max_delay,
+        max_queue: r.queue,
+        timeout: r.timeout,
+        max_input: r.max_input,
+        retry_after: Duration::from_secs(1),
+        device: f.device,
+    }
+}
+
+fn describe(f: &LoadedFunction, pool: &Pool) -> serde_json::Value {
+    let c = pool.config();
+    let paths: Vec<String> = std::iter::once(format!("/v1/functions/{}/invoke", f.spec.name))
+        .chain(f.spec.triggers.iter().filter_map(|t| match t {
+            Trigger::Http(h) => Some(h.path.clone()),
+            Trigger::S3(_) => None,
+        }))
+        .collect();
+    json!({
+        "name": f.spec.name,
+        "kind": f.spec.kind.as_str(),
+        "device": f.device.to_string(),
+        "invoke": paths,
+        "resources": {
+            "workers": c.workers, "max_batch": c.max_batch,
+            "max_delay_ms": c.max_delay.as_millis() as u64, "queue": c.max_queue,
+            "capacity": c.capacity(), "timeout_ms": c.timeout.as_millis() as u64,
+            "max_input": c.max_input,
+        },
+    })
+}
+
+impl Running {
+    pub fn http_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stop accepting, let admitted work finish and reply, then return.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+    }
+
+    /// Serve until SIGTERM or Ctrl-C, then shut down gracefully.
+    pub async fn until_signal(self) -> std::io::Result<()> {
+        wait_for_signal().await;
+        tracing::info!("shutting down: finishing admitted work");
+        self.shutdown().await
+    }
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
