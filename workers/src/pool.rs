@@ -49,6 +49,8 @@ struct Shared {
     name: Arc<str>,
     admission: Arc<Semaphore>,
     tx: mpsc::Sender<Job>,
+    /// The most invocations ever admitted at once: evidence that admission bounds memory.
+    peak: std::sync::atomic::AtomicUsize,
 }
 
 /// A function's pool. Cheap to clone.
@@ -64,6 +66,8 @@ pub struct PoolStats {
     pub capacity: usize,
     /// Admitted and not yet finished: queued, running, or running after its caller timed out.
     pub in_flight: usize,
+    /// The highest `in_flight` seen since the pool started.
+    pub peak_in_flight: usize,
 }
 
 impl Pool {
@@ -78,6 +82,7 @@ impl Pool {
             admission: Arc::new(Semaphore::new(cfg.capacity())),
             name: name.clone(),
             tx,
+            peak: Default::default(),
             cfg,
         });
         let workers = Arc::new(Semaphore::new(shared.cfg.workers));
@@ -103,7 +108,11 @@ impl Pool {
 
     pub fn stats(&self) -> PoolStats {
         let capacity = self.shared.cfg.capacity();
-        PoolStats { capacity, in_flight: capacity - self.shared.admission.available_permits() }
+        PoolStats {
+            capacity,
+            in_flight: capacity - self.shared.admission.available_permits(),
+            peak_in_flight: self.shared.peak.load(std::sync::atomic::Ordering::Relaxed),
+        }
     }
 
     /// Reserve a place, or refuse at once. Call before reading the request body.
@@ -111,6 +120,8 @@ impl Pool {
         let name = &self.shared.name;
         match self.shared.admission.clone().try_acquire_owned() {
             Ok(permit) => {
+                let now = self.shared.cfg.capacity() - self.shared.admission.available_permits();
+                self.shared.peak.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
                 gauge!(m::IN_FLIGHT, "function" => name.to_string()).increment(1.0);
                 Ok(Admission {
                     shared: self.shared.clone(),
@@ -243,10 +254,13 @@ fn dispatch(
                 vec![Err(FnError::transient(format!("the function crashed: {msg}"))); live.len()]
             }
         };
-        for (job, result) in live.into_iter().zip(results) {
-            let _ = job.reply.send(result);
-        }
         drop(slot);
+        for (job, result) in live.into_iter().zip(results) {
+            // Free the place before answering: a caller that has its answer holds nothing.
+            let Job { reply, _ticket: ticket, .. } = job;
+            drop(ticket);
+            let _ = reply.send(result);
+        }
     });
 }
 

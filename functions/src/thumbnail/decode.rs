@@ -113,6 +113,9 @@ pub fn decode(data: &[u8], max_pixels: u64) -> Result<Picture, FnError> {
 fn undecodable(format: ImageFormat, e: image::ImageError) -> FnError {
     let what = match &e {
         image::ImageError::Limits(_) => "is too large to decode within the memory limit".to_string(),
+        image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "stops before its end (truncated file)".to_string()
+        }
         _ => format!("could not be decoded: {e}"),
     };
     FnError::bad_input(format!("the {} image {what}", format_name(format).to_uppercase()))

@@ -17,6 +17,8 @@ pub async fn require_token(State(st): State<Shared>, req: Request, next: Next) -
     match given {
         Some(g) if same(g.as_bytes(), token.as_bytes()) => next.run(req).await,
         _ => {
+            let (parts, body) = req.into_parts();
+            super::invoke::discard(&parts.headers, body, 1 << 20).await;
             let mut res = error(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",

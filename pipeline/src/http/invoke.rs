@@ -36,18 +36,25 @@ pub async fn handle(
     body: Body,
 ) -> Response {
     let Some(pool) = st.pools.get(&name) else {
+        discard(&headers, body, DISCARD_LIMIT).await;
         return error(StatusCode::NOT_FOUND, "not_found", format!("no function named {name:?}"));
     };
     let form = match reply::choose(q.ret.as_deref(), &headers) {
         Ok(f) => f,
-        Err(reason) => return error(StatusCode::BAD_REQUEST, "bad_request", reason),
+        Err(reason) => {
+            discard(&headers, body, DISCARD_LIMIT).await;
+            return error(StatusCode::BAD_REQUEST, "bad_request", reason);
+        }
     };
     let cfg = pool.config();
     let retry_after = cfg.retry_after.as_secs();
-    // Admission comes before the body is read: a full pool costs the caller no upload.
+    // Admission comes before the body is read: a full pool never buffers a refused upload.
     let admission = match pool.try_admit() {
         Ok(a) => a,
-        Err(e) => return fn_error(&e, retry_after),
+        Err(e) => {
+            discard(&headers, body, cfg.max_input).await;
+            return fn_error(&e, retry_after);
+        }
     };
     let limit = cfg.max_input;
     let declared = headers
@@ -77,6 +84,33 @@ pub async fn handle(
         Ok(output) => reply::render(form, &name, output),
         Err(e) => fn_error(&e, retry_after),
     }
+}
+
+/// Refusals of bodies up to this size drain them when no limit of the function applies.
+const DISCARD_LIMIT: u64 = 8 << 20;
+
+/// Reads and throws away a refused request's body, holding one chunk at a time, so that a client
+/// that sends its body without waiting (no `Expect: 100-continue`) can read the refusal instead
+/// of failing on a closed socket. A client that asked to wait is told at once and sends nothing.
+/// Bodies over `limit`, or slower than two seconds, are cut off.
+pub async fn discard(headers: &HeaderMap, body: Body, limit: u64) {
+    use http_body_util::BodyExt;
+    let expects = headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if expects || declared.is_some_and(|n| n > limit) {
+        return;
+    }
+    let drain = async {
+        let mut body = body;
+        let mut seen = 0u64;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
 }
 
 fn too_large(got: u64, limit: u64) -> Response {

@@ -52,7 +52,19 @@ pub fn router(state: Shared, extra_routes: &[(String, String)]) -> Router {
 }
 
 async fn list_functions(State(st): State<Shared>) -> Json<serde_json::Value> {
-    Json(json!({ "functions": st.listing }))
+    let functions: Vec<serde_json::Value> = st
+        .listing
+        .iter()
+        .map(|f| {
+            let mut f = f.clone();
+            if let Some(pool) = f["name"].as_str().and_then(|n| st.pools.get(n)) {
+                let s = pool.stats();
+                f["stats"] = json!({ "in_flight": s.in_flight, "peak_in_flight": s.peak_in_flight, "capacity": s.capacity });
+            }
+            f
+        })
+        .collect();
+    Json(json!({ "functions": functions }))
 }
 
 async fn render_metrics(State(st): State<Shared>) -> Response {

@@ -1,0 +1,82 @@
+//! Helpers shared by the HTTP tests: an in-process server on a free loopback port, fixtures, PSNR.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use weir_gpu::Inventory;
+use weir_pipeline::config::Config;
+use weir_pipeline::server::{self, Running, Settings};
+
+pub struct TestServer {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub running: Running,
+    _data: tempfile::TempDir,
+}
+
+/// Starts `weir serve` in-process with `yaml` as its config, on 127.0.0.1:0.
+pub async fn start(yaml: &str) -> TestServer {
+    start_with_token(yaml, None).await
+}
+
+pub async fn start_with_token(yaml: &str, token: Option<&str>) -> TestServer {
+    let cfg = Config::parse(Path::new("test.yaml"), yaml, &Inventory::cpu_only("tests")).expect("config");
+    let data = tempfile::tempdir().unwrap();
+    let settings = Settings {
+        data_dir: data.path().to_path_buf(),
+        http_listen: "127.0.0.1:0".parse().unwrap(),
+        s3_listen: "127.0.0.1:0".parse().unwrap(),
+        token: token.map(str::to_string),
+        inference_token: None,
+        insecure: false,
+    };
+    let running = server::start(&settings, &cfg).await.expect("server starts");
+    let base = format!("http://{}", running.http_addr());
+    TestServer { base, client: reqwest::Client::new(), running, _data: data }
+}
+
+impl TestServer {
+    pub async fn invoke(&self, function: &str, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/functions/{function}/invoke", self.base))
+            .body(body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        let res = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        serde_json::from_slice(&res.bytes().await.unwrap()).unwrap()
+    }
+}
+
+pub async fn body_json(res: reqwest::Response) -> serde_json::Value {
+    let bytes = res.bytes().await.unwrap();
+    serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+}
+
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn fixture(rel: &str) -> Vec<u8> {
+    std::fs::read(root().join("fixtures").join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+pub fn fixture_names(dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root().join("fixtures").join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// Peak signal-to-noise ratio of two same-sized RGB images, in dB.
+pub fn psnr(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
+    assert_eq!(a.dimensions(), b.dimensions(), "PSNR needs equal sizes");
+    let se: f64 = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum();
+    let mse = se / a.as_raw().len() as f64;
+    if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
+}
