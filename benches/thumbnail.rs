@@ -1,1 +1,116 @@
-fn main(){}
+//! Thumbnail timing harness: the `thumbnail` function called in process on the fixture photos,
+//! one thread and then all cores, for one width (256) and the example's two (256 + 1024, JPEG q80).
+//!
+//!   cargo run --release -p weir-benches --bin thumbnail-bench -- [--iters N] [--min-width PX]
+//!
+//! Prints a table of milliseconds per image (median of N) and images per second on all cores.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use rayon::prelude::*;
+use weir_functions::thumbnail::{Format, Thumbnail, ThumbnailParams};
+use weir_functions::{ExecCtx, Input};
+
+struct Args {
+    iters: usize,
+    min_width: u32,
+    dir: PathBuf,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        iters: 15,
+        min_width: 1280,
+        dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/images"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--iters" => a.iters = value.parse()?,
+            "--min-width" => a.min_width = value.parse()?,
+            "--dir" => a.dir = value.into(),
+            other => bail!("unknown flag {other}: use --iters, --min-width or --dir"),
+        }
+    }
+    Ok(a)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() -> anyhow::Result<()> {
+    let a = args()?;
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let one = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let all = rayon::ThreadPoolBuilder::new().num_threads(cores).build()?;
+    let variants = [("256", vec![256]), ("256+1024", vec![256, 1024])];
+    println!(
+        "# thumbnail, JPEG q80, median of {} runs, {cores} cores",
+        a.iters
+    );
+    println!(
+        "{:<40} {:>9} {:>12} {:>14}",
+        "photo", "widths", "1 thread ms", "all cores img/s"
+    );
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&a.dir)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    files.sort();
+    for path in files {
+        let bytes = std::fs::read(&path)?;
+        let Ok(size) = image::image_dimensions_from(&bytes) else {
+            continue;
+        };
+        if size.0.max(size.1) < a.min_width {
+            continue;
+        }
+        let name = path
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        let input = Input::new(bytes);
+        for (label, sizes) in &variants {
+            let f = Thumbnail::new(ThumbnailParams::new(sizes.clone(), Format::Jpeg, 80))
+                .map_err(|(field, msg)| anyhow::anyhow!("{field}: {msg}"))?;
+            let ctx = ExecCtx::unbounded(1);
+            f.run_one(&input, &ctx, 0)
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?; // warm-up
+            let single: Vec<Duration> = (0..a.iters)
+                .map(|_| {
+                    one.install(|| {
+                        let t = Instant::now();
+                        f.run_one(&input, &ctx, 0).map(|_| t.elapsed())
+                    })
+                })
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let n = a.iters * cores;
+            let t = Instant::now();
+            all.install(|| {
+                (0..n)
+                    .into_par_iter()
+                    .try_for_each(|_| f.run_one(&input, &ctx, 0).map(drop))
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            let per_sec = n as f64 / t.elapsed().as_secs_f64();
+            let ms = median(single).as_secs_f64() * 1e3;
+            println!("{name:<40} {label:>9} {ms:>12.1} {per_sec:>14.1}");
+        }
+    }
+    Ok(())
+}
+
+mod image {
+    /// Width and height from the header, without decoding.
+    pub fn image_dimensions_from(bytes: &[u8]) -> Result<(u32, u32), weir_functions::FnError> {
+        weir_functions::thumbnail::dimensions(bytes)
+    }
+}

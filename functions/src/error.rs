@@ -34,7 +34,10 @@ impl ErrorKind {
     pub fn retryable(self) -> bool {
         matches!(
             self,
-            ErrorKind::Transient | ErrorKind::Timeout | ErrorKind::Overloaded | ErrorKind::Unavailable
+            ErrorKind::Transient
+                | ErrorKind::Timeout
+                | ErrorKind::Overloaded
+                | ErrorKind::Unavailable
         )
     }
 
@@ -61,7 +64,10 @@ pub struct FnError {
 
 impl FnError {
     pub fn new(kind: ErrorKind, reason: impl Into<String>) -> Self {
-        FnError { kind, reason: reason.into() }
+        FnError {
+            kind,
+            reason: reason.into(),
+        }
     }
     pub fn bad_input(reason: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadInput, reason)

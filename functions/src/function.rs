@@ -18,7 +18,10 @@ pub struct Input {
 
 impl Input {
     pub fn new(bytes: impl Into<Bytes>) -> Self {
-        Input { bytes: bytes.into(), content_type: None }
+        Input {
+            bytes: bytes.into(),
+            content_type: None,
+        }
     }
 }
 
@@ -61,15 +64,18 @@ impl ExecCtx {
     /// A context with no practical deadline, for direct calls (benchmarks, tests).
     pub fn unbounded(n: usize) -> Self {
         let far = Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600);
-        ExecCtx { device: Device::Cpu, deadlines: vec![far; n] }
+        ExecCtx {
+            device: Device::Cpu,
+            deadlines: vec![far; n],
+        }
     }
 
     /// Fails once input `i` is past its deadline, so long work stops between stages.
     pub fn check(&self, i: usize) -> Result<(), FnError> {
         match self.deadlines.get(i) {
-            Some(d) if Instant::now() >= *d => {
-                Err(FnError::timeout("the invocation ran past its deadline and was stopped"))
-            }
+            Some(d) if Instant::now() >= *d => Err(FnError::timeout(
+                "the invocation ran past its deadline and was stopped",
+            )),
             _ => Ok(()),
         }
     }

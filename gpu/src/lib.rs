@@ -97,7 +97,10 @@ impl Inventory {
     }
 
     pub fn cpu_only(reason: &str) -> Self {
-        Inventory { gpus: 0, no_gpu_reason: Some(reason.to_string()) }
+        Inventory {
+            gpus: 0,
+            no_gpu_reason: Some(reason.to_string()),
+        }
     }
 }
 
@@ -110,7 +113,9 @@ impl DeviceRequest {
             DeviceRequest::Cpu => Ok(Device::Cpu),
             DeviceRequest::Auto if gpu_capable && inv.gpus > 0 => Ok(Device::Cuda(0)),
             DeviceRequest::Auto => Ok(Device::Cpu),
-            DeviceRequest::Cuda(_) if !gpu_capable => Err(DeviceError::NotSupported(self.to_string())),
+            DeviceRequest::Cuda(_) if !gpu_capable => {
+                Err(DeviceError::NotSupported(self.to_string()))
+            }
             DeviceRequest::Cuda(n) => {
                 let n = n.unwrap_or(0);
                 if n < inv.gpus {
@@ -120,7 +125,10 @@ impl DeviceRequest {
                         Some(r) if inv.gpus == 0 => r.clone(),
                         _ => format!("only {} GPU(s) found", inv.gpus),
                     };
-                    Err(DeviceError::Unavailable { requested: self.to_string(), reason })
+                    Err(DeviceError::Unavailable {
+                        requested: self.to_string(),
+                        reason,
+                    })
                 }
             }
         }
@@ -129,7 +137,9 @@ impl DeviceRequest {
 
 /// Threads for CPU work: every core the process may use.
 pub fn cpu_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 #[cfg(test)]
@@ -137,7 +147,10 @@ mod tests {
     use super::*;
 
     fn gpus(n: u32) -> Inventory {
-        Inventory { gpus: n, no_gpu_reason: (n == 0).then(|| "no driver".to_string()) }
+        Inventory {
+            gpus: n,
+            no_gpu_reason: (n == 0).then(|| "no driver".to_string()),
+        }
     }
 
     #[test]
@@ -146,24 +159,43 @@ mod tests {
         assert_eq!("cpu".parse(), Ok(DeviceRequest::Cpu));
         assert_eq!("cuda".parse(), Ok(DeviceRequest::Cuda(None)));
         assert_eq!("cuda:1".parse(), Ok(DeviceRequest::Cuda(Some(1))));
-        assert!(matches!("cuda:x".parse::<DeviceRequest>(), Err(DeviceError::Unknown(_))));
-        assert!(matches!("tpu".parse::<DeviceRequest>(), Err(DeviceError::Unknown(_))));
+        assert!(matches!(
+            "cuda:x".parse::<DeviceRequest>(),
+            Err(DeviceError::Unknown(_))
+        ));
+        assert!(matches!(
+            "tpu".parse::<DeviceRequest>(),
+            Err(DeviceError::Unknown(_))
+        ));
     }
 
     #[test]
     fn auto_prefers_a_gpu_only_for_gpu_capable_functions() {
-        assert_eq!(DeviceRequest::Auto.resolve(&gpus(2), true), Ok(Device::Cuda(0)));
-        assert_eq!(DeviceRequest::Auto.resolve(&gpus(2), false), Ok(Device::Cpu));
+        assert_eq!(
+            DeviceRequest::Auto.resolve(&gpus(2), true),
+            Ok(Device::Cuda(0))
+        );
+        assert_eq!(
+            DeviceRequest::Auto.resolve(&gpus(2), false),
+            Ok(Device::Cpu)
+        );
         assert_eq!(DeviceRequest::Auto.resolve(&gpus(0), true), Ok(Device::Cpu));
     }
 
     #[test]
     fn explicit_cuda_is_refused_with_the_reason() {
-        let err = DeviceRequest::Cuda(None).resolve(&gpus(0), true).unwrap_err();
+        let err = DeviceRequest::Cuda(None)
+            .resolve(&gpus(0), true)
+            .unwrap_err();
         assert_eq!(err.to_string(), "device cuda asked for, but no driver");
-        let err = DeviceRequest::Cuda(Some(3)).resolve(&gpus(2), true).unwrap_err();
+        let err = DeviceRequest::Cuda(Some(3))
+            .resolve(&gpus(2), true)
+            .unwrap_err();
         assert!(err.to_string().contains("only 2 GPU(s)"), "{err}");
-        assert_eq!(DeviceRequest::Cuda(Some(1)).resolve(&gpus(2), true), Ok(Device::Cuda(1)));
+        assert_eq!(
+            DeviceRequest::Cuda(Some(1)).resolve(&gpus(2), true),
+            Ok(Device::Cuda(1))
+        );
         assert!(matches!(
             DeviceRequest::Cuda(None).resolve(&gpus(1), false),
             Err(DeviceError::NotSupported(_))

@@ -36,9 +36,15 @@ pub enum ServeError {
     )]
     Insecure(SocketAddr),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A server started on the current runtime.
@@ -52,8 +58,10 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
     if !settings.http_listen.ip().is_loopback() && settings.token.is_none() && !settings.insecure {
         return Err(ServeError::Insecure(settings.http_listen));
     }
-    std::fs::create_dir_all(&settings.data_dir)
-        .map_err(|source| ServeError::DataDir { path: settings.data_dir.clone(), source })?;
+    std::fs::create_dir_all(&settings.data_dir).map_err(|source| ServeError::DataDir {
+        path: settings.data_dir.clone(),
+        source,
+    })?;
     let cpu = cpu_pool(weir_gpu::cpu_threads());
     let mut pools = HashMap::new();
     let mut listing = Vec::new();
@@ -78,12 +86,23 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         }
     });
     let closing: Vec<Pool> = pools.values().cloned().collect();
-    let state = std::sync::Arc::new(AppState { pools, listing, token: settings.token.clone(), prometheus });
+    let state = std::sync::Arc::new(AppState {
+        pools,
+        listing,
+        token: settings.token.clone(),
+        prometheus,
+    });
     let app = http::router(state, &extra_routes);
     let listener = tokio::net::TcpListener::bind(settings.http_listen)
         .await
-        .map_err(|source| ServeError::Bind { addr: settings.http_listen, source })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind { addr: settings.http_listen, source })?;
+        .map_err(|source| ServeError::Bind {
+            addr: settings.http_listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: settings.http_listen,
+        source,
+    })?;
     let (stop, stopped) = oneshot::channel::<()>();
     let shutdown = async move {
         let _ = stopped.await;
@@ -92,7 +111,11 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
             p.close();
         }
     };
-    let task = tokio::spawn(async move { axum::serve(listener, app).with_graceful_shutdown(shutdown).await });
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+    });
     Ok(Running { addr, stop, task })
 }
 
@@ -141,7 +164,9 @@ impl Running {
     /// Stop accepting, let admitted work finish and reply, then return.
     pub async fn shutdown(self) -> std::io::Result<()> {
         let _ = self.stop.send(());
-        self.task.await.unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        self.task
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 
     /// Serve until SIGTERM or Ctrl-C, then shut down gracefully.

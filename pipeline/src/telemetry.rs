@@ -8,7 +8,9 @@ use weir_workers::metric_names as m;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
-const SECONDS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+const SECONDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
 const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
 /// The process-wide recorder. Servers started in one process (tests) share it.
@@ -31,10 +33,21 @@ pub fn prometheus() -> PrometheusHandle {
 }
 
 fn describe() {
-    describe_counter!(m::INVOCATIONS, "Invocations finished, by function and outcome kind.");
-    describe_histogram!(m::QUEUE_WAIT, Unit::Seconds, "Time from admission to the start of the batch.");
+    describe_counter!(
+        m::INVOCATIONS,
+        "Invocations finished, by function and outcome kind."
+    );
+    describe_histogram!(
+        m::QUEUE_WAIT,
+        Unit::Seconds,
+        "Time from admission to the start of the batch."
+    );
     describe_histogram!(m::BATCH_SIZE, Unit::Count, "Inputs per batch run.");
-    describe_histogram!(m::FUNCTION_DURATION, Unit::Seconds, "Compute time of one batch.");
+    describe_histogram!(
+        m::FUNCTION_DURATION,
+        Unit::Seconds,
+        "Compute time of one batch."
+    );
     describe_gauge!(m::IN_FLIGHT, "Invocations admitted and not yet finished.");
     describe_counter!(m::HTTP_RESPONSES, "HTTP responses by route and status.");
 }
@@ -43,5 +56,8 @@ fn describe() {
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }

@@ -28,14 +28,26 @@ async fn a_flood_gets_429s_and_every_admitted_invocation_is_right() {
         tokio::spawn(async move {
             let res = req.send().await.unwrap();
             let status = res.status().as_u16();
-            let retry = res.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+            let retry = res
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_string());
             (status, retry, body_json(res).await)
         })
     });
-    let results: Vec<_> = futures::future::join_all(sends).await.into_iter().map(Result::unwrap).collect();
+    let results: Vec<_> = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     let ok = results.iter().filter(|r| r.0 == 200).count();
     let refused = results.iter().filter(|r| r.0 == 429).count();
-    assert_eq!(ok + refused, 40, "only 200 and 429 expected: {:?}", results.iter().map(|r| r.0).collect::<Vec<_>>());
+    assert_eq!(
+        ok + refused,
+        40,
+        "only 200 and 429 expected: {:?}",
+        results.iter().map(|r| r.0).collect::<Vec<_>>()
+    );
     assert!(ok >= 3, "at least a full pool's worth admitted, got {ok}");
     assert!(refused >= 1, "nothing was refused");
     for (status, retry, body) in &results {
@@ -49,10 +61,18 @@ async fn a_flood_gets_429s_and_every_admitted_invocation_is_right() {
         }
     }
     let s = stats(&srv).await;
-    assert!(s["peak_in_flight"].as_u64().unwrap() <= 3, "admitted beyond capacity: {s}");
+    assert!(
+        s["peak_in_flight"].as_u64().unwrap() <= 3,
+        "admitted beyond capacity: {s}"
+    );
     assert_eq!(s["in_flight"], 0);
     // Once the flood is over, the pool takes work again.
-    assert_eq!(srv.invoke("thumbs", fixture("images/chelsea_tiny_32x21.jpg")).await.status(), 200);
+    assert_eq!(
+        srv.invoke("thumbs", fixture("images/chelsea_tiny_32x21.jpg"))
+            .await
+            .status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -72,11 +92,27 @@ async fn shutdown_finishes_admitted_work() {
         }
         tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
-    assert_eq!(stats(&srv).await["in_flight"], 3, "the three were not admitted");
-    let TestServer { running, client, base, .. } = srv;
+    assert_eq!(
+        stats(&srv).await["in_flight"],
+        3,
+        "the three were not admitted"
+    );
+    let TestServer {
+        running,
+        client,
+        base,
+        ..
+    } = srv;
     running.shutdown().await.unwrap();
     for p in pending {
-        assert_eq!(p.await.unwrap().unwrap(), 200, "admitted work was dropped at shutdown");
+        assert_eq!(
+            p.await.unwrap().unwrap(),
+            200,
+            "admitted work was dropped at shutdown"
+        );
     }
-    assert!(client.get(format!("{base}/healthz")).send().await.is_err(), "still serving after shutdown");
+    assert!(
+        client.get(format!("{base}/healthz")).send().await.is_err(),
+        "still serving after shutdown"
+    );
 }

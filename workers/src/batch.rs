@@ -16,7 +16,12 @@ pub struct Accumulator<T> {
 impl<T> Accumulator<T> {
     pub fn new(max_size: usize, max_delay: Duration) -> Self {
         let max_size = max_size.max(1);
-        Accumulator { max_size, max_delay, items: Vec::with_capacity(max_size), opened: None }
+        Accumulator {
+            max_size,
+            max_delay,
+            items: Vec::with_capacity(max_size),
+            opened: None,
+        }
     }
 
     /// Add an item; returns the batch when this item filled it.

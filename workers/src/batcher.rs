@@ -21,7 +21,9 @@ pub async fn run<T>(
     let mut acc = Accumulator::new(max_size, max_delay);
     loop {
         // No worker free: leave items in the channel, where they form the next, fuller batch.
-        let Ok(slot) = workers.clone().acquire_owned().await else { return };
+        let Ok(slot) = workers.clone().acquire_owned().await else {
+            return;
+        };
         let batch = loop {
             let deadline = acc.deadline();
             tokio::select! {
@@ -85,7 +87,10 @@ mod tests {
             tx.send(i).await.unwrap();
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
-        assert_eq!(*seen.lock().unwrap(), vec![(Duration::ZERO, vec![0, 1, 2, 3])]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![(Duration::ZERO, vec![0, 1, 2, 3])]
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -97,7 +102,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1)).await;
         assert!(seen.lock().unwrap().is_empty(), "flushed before max_delay");
         tokio::time::sleep(Duration::from_millis(10)).await;
-        assert_eq!(*seen.lock().unwrap(), vec![(Duration::from_millis(5), vec![1, 2])]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![(Duration::from_millis(5), vec![1, 2])]
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -121,11 +121,16 @@ impl Pool {
         match self.shared.admission.clone().try_acquire_owned() {
             Ok(permit) => {
                 let now = self.shared.cfg.capacity() - self.shared.admission.available_permits();
-                self.shared.peak.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+                self.shared
+                    .peak
+                    .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
                 gauge!(m::IN_FLIGHT, "function" => name.to_string()).increment(1.0);
                 Ok(Admission {
                     shared: self.shared.clone(),
-                    ticket: Ticket { _permit: permit, function: name.clone() },
+                    ticket: Ticket {
+                        _permit: permit,
+                        function: name.clone(),
+                    },
                     admitted: Instant::now(),
                 })
             }
@@ -175,12 +180,21 @@ impl Admission {
         if len > cfg.max_input {
             return Err(FnError::new(
                 ErrorKind::TooLarge,
-                format!("the input is {len} bytes, over this function's limit of {}", cfg.max_input),
+                format!(
+                    "the input is {len} bytes, over this function's limit of {}",
+                    cfg.max_input
+                ),
             ));
         }
         let deadline = self.admitted + cfg.timeout;
         let (reply, rx) = oneshot::channel();
-        let job = Job { input, deadline, admitted: self.admitted, reply, _ticket: self.ticket };
+        let job = Job {
+            input,
+            deadline,
+            admitted: self.admitted,
+            reply,
+            _ticket: self.ticket,
+        };
         // The channel holds as many jobs as there are permits, so it cannot be full here; if it
         // is closed the pool is gone. Either way the caller hears why instead of a panic.
         if let Err(e) = self.shared.tx.try_send(job) {
@@ -188,7 +202,10 @@ impl Admission {
                 mpsc::error::TrySendError::Full(_) => ErrorKind::Overloaded,
                 mpsc::error::TrySendError::Closed(_) => ErrorKind::Unavailable,
             };
-            return Err(FnError::new(kind, format!("function {} cannot take work now", cfg.name)));
+            return Err(FnError::new(
+                kind,
+                format!("function {} cannot take work now", cfg.name),
+            ));
         }
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(result)) => result,
@@ -221,7 +238,9 @@ fn dispatch(
     // Inputs whose caller already gave up are not worth running.
     let (live, expired): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|j| j.deadline > now);
     for job in expired {
-        let _ = job.reply.send(Err(FnError::timeout("timed out while queued")));
+        let _ = job
+            .reply
+            .send(Err(FnError::timeout("timed out while queued")));
     }
     if live.is_empty() {
         return;
@@ -237,14 +256,22 @@ fn dispatch(
     cpu.spawn(move || {
         let _enter = span.enter();
         let inputs: Vec<Input> = live.iter().map(|j| j.input.clone()).collect();
-        let ctx = ExecCtx { device, deadlines: live.iter().map(|j| j.deadline.into_std()).collect() };
+        let ctx = ExecCtx {
+            device,
+            deadlines: live.iter().map(|j| j.deadline.into_std()).collect(),
+        };
         let started = std::time::Instant::now();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| function.call(&inputs, &ctx)));
-        histogram!(m::FUNCTION_DURATION, "function" => label).record(started.elapsed().as_secs_f64());
+        histogram!(m::FUNCTION_DURATION, "function" => label)
+            .record(started.elapsed().as_secs_f64());
         let results = match outcome {
             Ok(results) if results.len() == live.len() => results,
             Ok(results) => {
-                let msg = format!("the function gave {} results for {} inputs", results.len(), live.len());
+                let msg = format!(
+                    "the function gave {} results for {} inputs",
+                    results.len(),
+                    live.len()
+                );
                 tracing::error!("{msg}");
                 vec![Err(FnError::transient(msg)); live.len()]
             }
@@ -257,7 +284,11 @@ fn dispatch(
         drop(slot);
         for (job, result) in live.into_iter().zip(results) {
             // Free the place before answering: a caller that has its answer holds nothing.
-            let Job { reply, _ticket: ticket, .. } = job;
+            let Job {
+                reply,
+                _ticket: ticket,
+                ..
+            } = job;
             drop(ticket);
             let _ = reply.send(result);
         }

@@ -35,7 +35,10 @@ impl Function for Gate {
         "gate"
     }
     fn limits(&self) -> Limits {
-        Limits { max_batch: 8, gpu_capable: false }
+        Limits {
+            max_batch: 8,
+            gpu_capable: false,
+        }
     }
     fn call(&self, batch: &[Input], _ctx: &ExecCtx) -> Vec<Result<Output, FnError>> {
         let mut open = self.open.lock().unwrap();
@@ -43,21 +46,32 @@ impl Function for Gate {
             open = self.cv.wait(open).unwrap();
         }
         drop(open);
-        let texts: Vec<String> =
-            batch.iter().map(|i| String::from_utf8_lossy(&i.bytes).into_owned()).collect();
+        let texts: Vec<String> = batch
+            .iter()
+            .map(|i| String::from_utf8_lossy(&i.bytes).into_owned())
+            .collect();
         self.seen.lock().unwrap().extend(texts.iter().cloned());
         assert!(!texts.iter().any(|t| t == "boom"), "boom");
         texts
             .into_iter()
             .map(|t| match t.as_str() {
                 "bad" => Err(FnError::bad_input("bad on purpose")),
-                _ => Ok(Output { artifacts: vec![], summary: serde_json::json!({ "echo": t }) }),
+                _ => Ok(Output {
+                    artifacts: vec![],
+                    summary: serde_json::json!({ "echo": t }),
+                }),
             })
             .collect()
     }
 }
 
-fn pool(gate: &Arc<Gate>, workers: usize, max_batch: usize, max_queue: usize, timeout_ms: u64) -> Pool {
+fn pool(
+    gate: &Arc<Gate>,
+    workers: usize,
+    max_batch: usize,
+    max_queue: usize,
+    timeout_ms: u64,
+) -> Pool {
     let mut cfg = PoolConfig::new("t");
     cfg.workers = workers;
     cfg.max_batch = max_batch;
@@ -109,7 +123,10 @@ async fn a_timed_out_invocation_holds_its_place_until_the_work_ends() {
     assert_eq!(err.kind(), ErrorKind::Timeout);
     // The work is still running on the CPU pool: admission still counts it.
     assert_eq!(p.stats().in_flight, 1);
-    assert_eq!(p.try_admit().err().map(|e| e.kind()), Some(ErrorKind::Overloaded));
+    assert_eq!(
+        p.try_admit().err().map(|e| e.kind()),
+        Some(ErrorKind::Overloaded)
+    );
     gate.release();
     until_idle(&p).await;
     assert_eq!(gate.seen(), vec!["slow"]);
@@ -121,7 +138,10 @@ async fn inputs_that_expire_in_the_queue_never_run() {
     let p = pool(&gate, 1, 1, 1, 50);
     let first = invoke(&p, "first");
     let second = invoke(&p, "second");
-    assert_eq!(second.await.unwrap().unwrap_err().kind(), ErrorKind::Timeout);
+    assert_eq!(
+        second.await.unwrap().unwrap_err().kind(),
+        ErrorKind::Timeout
+    );
     assert_eq!(first.await.unwrap().unwrap_err().kind(), ErrorKind::Timeout);
     gate.release();
     until_idle(&p).await;
@@ -150,17 +170,26 @@ async fn a_crashing_function_is_an_error_and_the_pool_keeps_serving() {
     let err = invoke(&p, "boom").await.unwrap().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Transient);
     assert!(err.reason().contains("crashed"), "{err}");
-    assert_eq!(invoke(&p, "ok").await.unwrap().unwrap().summary["echo"], "ok");
+    assert_eq!(
+        invoke(&p, "ok").await.unwrap().unwrap().summary["echo"],
+        "ok"
+    );
 }
 
 #[tokio::test]
 async fn oversized_inputs_and_closed_pools_are_refused_with_their_kind() {
     let gate = Gate::opened();
     let p = pool(&gate, 1, 1, 4, 10_000);
-    let err = invoke(&p, "far more than sixteen bytes").await.unwrap().unwrap_err();
+    let err = invoke(&p, "far more than sixteen bytes")
+        .await
+        .unwrap()
+        .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::TooLarge);
     until_idle(&p).await;
     p.close();
-    assert_eq!(p.try_admit().err().map(|e| e.kind()), Some(ErrorKind::Unavailable));
+    assert_eq!(
+        p.try_admit().err().map(|e| e.kind()),
+        Some(ErrorKind::Unavailable)
+    );
     assert!(gate.seen().is_empty());
 }

@@ -64,6 +64,14 @@ pub fn format_name(f: ImageFormat) -> &'static str {
     f.extensions_str().first().copied().unwrap_or("unknown")
 }
 
+/// Width and height as stored, read from the header alone.
+pub fn dimensions(data: &[u8]) -> Result<(u32, u32), FnError> {
+    let format = image::guess_format(data).map_err(|_| FnError::bad_input("not an image"))?;
+    ImageReader::with_format(Cursor::new(data), format)
+        .into_dimensions()
+        .map_err(|e| undecodable(format, e))
+}
+
 /// Decode `data`, refusing anything over `max_pixels` before the pixels are allocated.
 pub fn decode(data: &[u8], max_pixels: u64) -> Result<Picture, FnError> {
     if data.is_empty() {
@@ -102,23 +110,37 @@ pub fn decode(data: &[u8], max_pixels: u64) -> Result<Picture, FnError> {
         )));
     }
     if w == 0 || h == 0 {
-        return Err(FnError::bad_input(format!("the image has no pixels ({w}x{h})")));
+        return Err(FnError::bad_input(format!(
+            "the image has no pixels ({w}x{h})"
+        )));
     }
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let img = DynamicImage::from_decoder(decoder).map_err(|e| undecodable(format, e))?;
     let (layout, pixels) = normalise(img);
-    Ok(Picture { width: w, height: h, layout, pixels, orientation, format })
+    Ok(Picture {
+        width: w,
+        height: h,
+        layout,
+        pixels,
+        orientation,
+        format,
+    })
 }
 
 fn undecodable(format: ImageFormat, e: image::ImageError) -> FnError {
     let what = match &e {
-        image::ImageError::Limits(_) => "is too large to decode within the memory limit".to_string(),
+        image::ImageError::Limits(_) => {
+            "is too large to decode within the memory limit".to_string()
+        }
         image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
             "stops before its end (truncated file)".to_string()
         }
         _ => format!("could not be decoded: {e}"),
     };
-    FnError::bad_input(format!("the {} image {what}", format_name(format).to_uppercase()))
+    FnError::bad_input(format!(
+        "the {} image {what}",
+        format_name(format).to_uppercase()
+    ))
 }
 
 fn normalise(img: DynamicImage) -> (Layout, Vec<u8>) {

@@ -19,9 +19,18 @@ pub fn encode(frame: &Frame, format: Format, quality: u8) -> Result<Vec<u8>, FnE
         Format::Jpeg => {
             // JPEG has no alpha: flatten onto white, as a browser shows a transparent picture.
             let (pixels, color) = match frame.layout {
-                Layout::Gray => (std::borrow::Cow::Borrowed(&frame.pixels[..]), ExtendedColorType::L8),
-                Layout::Rgb => (std::borrow::Cow::Borrowed(&frame.pixels[..]), ExtendedColorType::Rgb8),
-                Layout::Rgba => (std::borrow::Cow::Owned(flatten_on_white(&frame.pixels)), ExtendedColorType::Rgb8),
+                Layout::Gray => (
+                    std::borrow::Cow::Borrowed(&frame.pixels[..]),
+                    ExtendedColorType::L8,
+                ),
+                Layout::Rgb => (
+                    std::borrow::Cow::Borrowed(&frame.pixels[..]),
+                    ExtendedColorType::Rgb8,
+                ),
+                Layout::Rgba => (
+                    std::borrow::Cow::Owned(flatten_on_white(&frame.pixels)),
+                    ExtendedColorType::Rgb8,
+                ),
             };
             JpegEncoder::new_with_quality(&mut out, quality)
                 .write_image(&pixels, frame.width, frame.height, color)
@@ -54,7 +63,9 @@ pub fn encode(frame: &Frame, format: Format, quality: u8) -> Result<Vec<u8>, FnE
                     webp::Encoder::from_rgb(&grey_as_rgb, frame.width, frame.height)
                 }
             };
-            let mem = encoder.encode_simple(false, q).map_err(|e| failed(&format!("{e:?}")))?;
+            let mem = encoder
+                .encode_simple(false, q)
+                .map_err(|e| failed(&format!("{e:?}")))?;
             out.extend_from_slice(&mem);
         }
     }
@@ -78,6 +89,9 @@ mod tests {
 
     #[test]
     fn transparent_becomes_white_and_opaque_stays() {
-        assert_eq!(flatten_on_white(&[10, 20, 30, 0, 10, 20, 30, 255]), vec![255, 255, 255, 10, 20, 30]);
+        assert_eq!(
+            flatten_on_white(&[10, 20, 30, 0, 10, 20, 30, 255]),
+            vec![255, 255, 255, 10, 20, 30]
+        );
     }
 }

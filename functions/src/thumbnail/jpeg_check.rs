@@ -33,7 +33,9 @@ pub fn check_complete(data: &[u8]) -> Result<(), String> {
             _ => {
                 let len = match data.get(pos + 2..pos + 4) {
                     Some(b) => u16::from_be_bytes([b[0], b[1]]) as usize,
-                    None => return Err("the JPEG stops inside a segment header (truncated file)".into()),
+                    None => {
+                        return Err("the JPEG stops inside a segment header (truncated file)".into());
+                    }
                 };
                 if len < 2 || pos + 2 + len > data.len() {
                     return Err(format!(
@@ -83,7 +85,10 @@ mod tests {
         assert_eq!(check_complete(&jpeg(&[SOI, APP0, SOS, scan, EOI])), Ok(()));
         // Progressive files have several scans with tables between them.
         let dht: &[u8] = &[0xFF, 0xC4, 0x00, 0x02];
-        assert_eq!(check_complete(&jpeg(&[SOI, SOS, scan, dht, SOS, scan, EOI, b"junk"])), Ok(()));
+        assert_eq!(
+            check_complete(&jpeg(&[SOI, SOS, scan, dht, SOS, scan, EOI, b"junk"])),
+            Ok(())
+        );
     }
 
     #[test]

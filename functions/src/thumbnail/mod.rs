@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use rayon::prelude::*;
 use serde_json::json;
 
-pub use decode::{Layout, Picture, decode};
+pub use decode::{Layout, Picture, decode, dimensions};
 pub use params::{Format, MAX_SIZE, ThumbnailParams};
 
 use crate::{Artifact, ExecCtx, FnError, Function, Input, Limits, Output};
@@ -79,7 +79,10 @@ impl Function for Thumbnail {
     }
 
     fn limits(&self) -> Limits {
-        Limits { max_batch: 64, gpu_capable: false }
+        Limits {
+            max_batch: 64,
+            gpu_capable: false,
+        }
     }
 
     fn call(&self, batch: &[Input], ctx: &ExecCtx) -> Vec<Result<Output, FnError>> {

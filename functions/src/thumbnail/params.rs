@@ -64,7 +64,13 @@ pub const MAX_SIZE: u32 = 16_384;
 
 impl ThumbnailParams {
     pub fn new(sizes: Vec<u32>, format: Format, quality: u8) -> Self {
-        ThumbnailParams { sizes, format, quality, upscale: false, max_pixels: default_max_pixels() }
+        ThumbnailParams {
+            sizes,
+            format,
+            quality,
+            upscale: false,
+            max_pixels: default_max_pixels(),
+        }
     }
 
     /// Checks what serde cannot. Returns (field, what was expected) on the first problem.
@@ -81,7 +87,10 @@ impl ThumbnailParams {
             return Err(("sizes", "each width once".into()));
         }
         if !(1..=100).contains(&self.quality) {
-            return Err(("quality", format!("a number from 1 to 100, got {}", self.quality)));
+            return Err((
+                "quality",
+                format!("a number from 1 to 100, got {}", self.quality),
+            ));
         }
         if self.max_pixels == 0 {
             return Err(("max_pixels", "a positive number of pixels".into()));

@@ -7,7 +7,7 @@ use fast_image_resize::{FilterType, PixelTrait, ResizeAlg, ResizeOptions, Resize
 use image::metadata::Orientation;
 use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
 
-use super::decode::{swaps_axes, Layout, Picture};
+use super::decode::{Layout, Picture, swaps_axes};
 use crate::FnError;
 
 /// Pixels in display orientation, ready to encode.
@@ -33,13 +33,25 @@ pub fn thumbnail(
     pic: &Picture,
     displayed: (u32, u32),
 ) -> Result<Frame, FnError> {
-    let (w, h) = if swaps_axes(pic.orientation) { (displayed.1, displayed.0) } else { displayed };
+    let (w, h) = if swaps_axes(pic.orientation) {
+        (displayed.1, displayed.0)
+    } else {
+        displayed
+    };
     let pixels = match pic.layout {
         Layout::Gray => resize_typed::<U8>(resizer, pic, w, h)?,
         Layout::Rgb => resize_typed::<U8x3>(resizer, pic, w, h)?,
         Layout::Rgba => resize_typed::<U8x4>(resizer, pic, w, h)?,
     };
-    Ok(orient(Frame { width: w, height: h, layout: pic.layout, pixels }, pic.orientation))
+    Ok(orient(
+        Frame {
+            width: w,
+            height: h,
+            layout: pic.layout,
+            pixels,
+        },
+        pic.orientation,
+    ))
 }
 
 /// The typed entry point compiles a quarter as much code as the generic one.
@@ -56,7 +68,9 @@ fn resize_typed<P: PixelTrait>(
     let mut dst =
         TypedImage::<P>::from_buffer(w, h, &mut buf).map_err(|e| internal(&e.to_string()))?;
     let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
-    resizer.resize_typed(&src, &mut dst, &opts).map_err(|e| internal(&e.to_string()))?;
+    resizer
+        .resize_typed(&src, &mut dst, &opts)
+        .map_err(|e| internal(&e.to_string()))?;
     debug_assert_eq!(P::pixel_type(), pixel_type(pic.layout));
     Ok(buf)
 }
@@ -73,16 +87,30 @@ fn orient(frame: Frame, orientation: Orientation) -> Frame {
     if orientation == Orientation::NoTransforms {
         return frame;
     }
-    let Frame { width, height, layout, pixels } = frame;
+    let Frame {
+        width,
+        height,
+        layout,
+        pixels,
+    } = frame;
     // The buffer sizes were made for these dimensions, so from_raw cannot fail.
     let mut img = match layout {
-        Layout::Gray => DynamicImage::ImageLuma8(GrayImage::from_raw(width, height, pixels).unwrap()),
+        Layout::Gray => {
+            DynamicImage::ImageLuma8(GrayImage::from_raw(width, height, pixels).unwrap())
+        }
         Layout::Rgb => DynamicImage::ImageRgb8(RgbImage::from_raw(width, height, pixels).unwrap()),
-        Layout::Rgba => DynamicImage::ImageRgba8(RgbaImage::from_raw(width, height, pixels).unwrap()),
+        Layout::Rgba => {
+            DynamicImage::ImageRgba8(RgbaImage::from_raw(width, height, pixels).unwrap())
+        }
     };
     img.apply_orientation(orientation);
     let (width, height) = (img.width(), img.height());
-    Frame { width, height, layout, pixels: img.into_bytes() }
+    Frame {
+        width,
+        height,
+        layout,
+        pixels: img.into_bytes(),
+    }
 }
 
 #[cfg(test)]

@@ -23,8 +23,13 @@ pub struct InvokeArgs {
 }
 
 pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
-    let body = std::fs::read(&args.file).with_context(|| format!("cannot read {}", args.file.display()))?;
-    let url = format!("{}/v1/functions/{}/invoke", args.server.trim_end_matches('/'), args.function);
+    let body = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let url = format!(
+        "{}/v1/functions/{}/invoke",
+        args.server.trim_end_matches('/'),
+        args.function
+    );
     let mut req = reqwest::Client::new()
         .post(&url)
         .header(reqwest::header::ACCEPT, "application/json")
@@ -32,15 +37,20 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
     if let Some(t) = &args.token {
         req = req.bearer_auth(t);
     }
-    let res = req.send().await.with_context(|| format!("cannot reach {url}"))?;
+    let res = req
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
     let status = res.status();
     let text = res.text().await.context("the reply could not be read")?;
-    let reply: serde_json::Value = serde_json::from_str(&text).unwrap_or(serde_json::json!({ "error": text }));
+    let reply: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or(serde_json::json!({ "error": text }));
     if !status.is_success() {
         let reason = reply["error"].as_str().unwrap_or("no reason given");
         bail!("{} answered {status}: {reason}", args.function);
     }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("cannot create {}", args.out.display()))?;
     for a in reply["artifacts"].as_array().into_iter().flatten() {
         let name = a["name"].as_str().unwrap_or("artifact");
         let data = base64::engine::general_purpose::STANDARD

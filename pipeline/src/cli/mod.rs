@@ -13,7 +13,11 @@ use crate::config::{Config, FileConfig};
 use crate::server::{self, DEFAULT_HTTP, DEFAULT_S3, Settings};
 
 #[derive(Debug, Parser)]
-#[command(name = "weir", version, about = "Serverless media and ML inference in one binary")]
+#[command(
+    name = "weir",
+    version,
+    about = "Serverless media and ML inference in one binary"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -51,7 +55,10 @@ pub struct ServeArgs {
 pub fn main() -> ExitCode {
     crate::telemetry::init_logging();
     let cli = Cli::parse();
-    let result = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let result = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt.block_on(run(cli)),
         Err(e) => Err(anyhow::anyhow!("cannot start the async runtime: {e}")),
     };
@@ -84,7 +91,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 pub fn resolve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Settings> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     Ok(Settings {
-        data_dir: args.data_dir.clone().or_else(|| file.data_dir.clone()).unwrap_or_else(|| "weir-data".into()),
+        data_dir: args
+            .data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(|| "weir-data".into()),
         http_listen: match args.http_listen.or(file.http.listen) {
             Some(a) => a,
             None => DEFAULT_HTTP.parse()?,
@@ -105,16 +116,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => Config::load(path, &inventory)?,
         None => {
             tracing::warn!("no --config given: serving with no functions");
-            Config { file: FileConfig::default(), functions: vec![] }
+            Config {
+                file: FileConfig::default(),
+                functions: vec![],
+            }
         }
     };
     let settings = resolve(&args, &config.file)?;
     if let Some(reason) = &inventory.no_gpu_reason {
         tracing::info!("devices: CPU only ({reason})");
     }
-    let running = server::start(&settings, &config).await.context("cannot start the server")?;
+    let running = server::start(&settings, &config)
+        .await
+        .context("cannot start the server")?;
     let base = format!("http://{}", running.http_addr());
-    println!("Weir is serving on {base} (data in {})", settings.data_dir.display());
+    println!(
+        "Weir is serving on {base} (data in {})",
+        settings.data_dir.display()
+    );
     for f in &config.functions {
         println!(
             "  {:<12} {:<10} POST {base}/v1/functions/{}/invoke   (weir invoke {} FILE)",
@@ -125,6 +144,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     println!("  health {base}/healthz   metrics {base}/metrics   functions {base}/v1/functions");
-    running.until_signal().await.context("the HTTP server failed")?;
+    running
+        .until_signal()
+        .await
+        .context("the HTTP server failed")?;
     Ok(())
 }

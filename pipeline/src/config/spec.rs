@@ -141,7 +141,11 @@ pub struct Workers {
 
 impl Default for Workers {
     fn default() -> Self {
-        Workers { min: 0, max: weir_gpu::cpu_threads(), idle_after: Duration::from_secs(90) }
+        Workers {
+            min: 0,
+            max: weir_gpu::cpu_threads(),
+            idle_after: Duration::from_secs(90),
+        }
     }
 }
 
@@ -155,7 +159,10 @@ pub struct Batch {
 
 impl Default for Batch {
     fn default() -> Self {
-        Batch { max_size: 1, max_delay: Duration::ZERO }
+        Batch {
+            max_size: 1,
+            max_delay: Duration::ZERO,
+        }
     }
 }
 
@@ -169,6 +176,9 @@ pub struct Retries {
 
 impl Default for Retries {
     fn default() -> Self {
-        Retries { max: 2, backoff: Duration::from_secs(1) }
+        Retries {
+            max: 2,
+            backoff: Duration::from_secs(1),
+        }
     }
 }

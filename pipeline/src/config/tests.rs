@@ -3,7 +3,11 @@
 use super::*;
 
 fn parse(text: &str) -> Result<Config, ConfigError> {
-    Config::parse(Path::new("weir.yaml"), text, &Inventory::cpu_only("no GPU in tests"))
+    Config::parse(
+        Path::new("weir.yaml"),
+        text,
+        &Inventory::cpu_only("no GPU in tests"),
+    )
 }
 
 const GOOD: &str = r#"
@@ -32,7 +36,10 @@ fn the_design_example_loads() {
     let f = &cfg.functions[0];
     assert_eq!(f.spec.name, "thumbs");
     assert_eq!(f.device, Device::Cpu);
-    assert_eq!(f.spec.resources.batch.max_delay, std::time::Duration::from_millis(5));
+    assert_eq!(
+        f.spec.resources.batch.max_delay,
+        std::time::Duration::from_millis(5)
+    );
     assert_eq!(f.spec.resources.max_input, 50_000_000);
     assert!(matches!(&f.spec.triggers[0], Trigger::S3(s) if s.suffix == [".jpg", ".png"]));
 }
@@ -42,32 +49,150 @@ fn broken_configs_name_the_field() {
     let table: &[(&str, &str, &str, &str)] = &[
         // (what, replace this, with this, expected field)
         ("misspelt top key", "http:", "htpp:", "htpp"),
-        ("misspelt function key", "    kind: thumbnail", "    knd: thumbnail", "functions[0].knd"),
-        ("unknown kind", "kind: thumbnail", "kind: thumbnale", "functions[0].kind"),
-        ("misspelt param", "sizes: [256, 1024]", "size: [256, 1024]", "functions[0].params.size"),
-        ("zero width", "sizes: [256, 1024]", "sizes: [0]", "functions[0].params.sizes"),
-        ("width not a number", "sizes: [256, 1024]", "sizes: [big]", "functions[0].params.sizes[0]"),
-        ("bad format", "format: jpeg", "format: bmp", "functions[0].params.format"),
-        ("quality too high", "quality: 80", "quality: 101", "functions[0].params.quality"),
-        ("bad duration", "timeout: 3s", "timeout: soon", "functions[0].resources.timeout"),
-        ("bare number duration", "max_delay: 5ms", "max_delay: 5", "functions[0].resources.batch.max_delay"),
-        ("bad size", "max_input: 50MB", "max_input: lots", "functions[0].resources.max_input"),
-        ("zero batch", "max_size: 16", "max_size: 0", "functions[0].resources.batch.max_size"),
-        ("misspelt resource", "retries:", "retires:", "functions[0].resources.retires"),
-        ("min over max", "min: 0, max: 4", "min: 5, max: 4", "functions[0].resources.workers.min"),
-        ("zero workers", "min: 0, max: 4", "min: 0, max: 0", "functions[0].resources.workers.max"),
-        ("unknown device", "device: auto", "device: tpu", "functions[0].resources.device"),
-        ("cuda for a CPU kind", "device: auto", "device: cuda", "functions[0].resources.device"),
-        ("bad name", "name: thumbs", "name: Thumbs!", "functions[0].name"),
-        ("unknown trigger", "- http: { path: /thumbs }", "- ftp: { path: /thumbs }", "functions[0].triggers[1].ftp"),
-        ("reserved path", "path: /thumbs", "path: /v1/mine", "functions[0].triggers[1].http.path"),
-        ("two kinds in one trigger", "- http: { path: /thumbs }", "- { http: { path: /thumbs }, s3: { bucket: b } }", "functions[0].triggers[1]"),
-        ("relative path", "path: /thumbs", "path: thumbs", "functions[0].triggers[1].http.path"),
-        ("bad listen", "listen: 127.0.0.1:8080", "listen: localhost", "http.listen"),
-        ("output without key", "output: { bucket: derived, key: \"thumbs/{key}/{size}.jpg\" }", "output: { bucket: derived }", "functions[0].output"),
+        (
+            "misspelt function key",
+            "    kind: thumbnail",
+            "    knd: thumbnail",
+            "functions[0].knd",
+        ),
+        (
+            "unknown kind",
+            "kind: thumbnail",
+            "kind: thumbnale",
+            "functions[0].kind",
+        ),
+        (
+            "misspelt param",
+            "sizes: [256, 1024]",
+            "size: [256, 1024]",
+            "functions[0].params.size",
+        ),
+        (
+            "zero width",
+            "sizes: [256, 1024]",
+            "sizes: [0]",
+            "functions[0].params.sizes",
+        ),
+        (
+            "width not a number",
+            "sizes: [256, 1024]",
+            "sizes: [big]",
+            "functions[0].params.sizes[0]",
+        ),
+        (
+            "bad format",
+            "format: jpeg",
+            "format: bmp",
+            "functions[0].params.format",
+        ),
+        (
+            "quality too high",
+            "quality: 80",
+            "quality: 101",
+            "functions[0].params.quality",
+        ),
+        (
+            "bad duration",
+            "timeout: 3s",
+            "timeout: soon",
+            "functions[0].resources.timeout",
+        ),
+        (
+            "bare number duration",
+            "max_delay: 5ms",
+            "max_delay: 5",
+            "functions[0].resources.batch.max_delay",
+        ),
+        (
+            "bad size",
+            "max_input: 50MB",
+            "max_input: lots",
+            "functions[0].resources.max_input",
+        ),
+        (
+            "zero batch",
+            "max_size: 16",
+            "max_size: 0",
+            "functions[0].resources.batch.max_size",
+        ),
+        (
+            "misspelt resource",
+            "retries:",
+            "retires:",
+            "functions[0].resources.retires",
+        ),
+        (
+            "min over max",
+            "min: 0, max: 4",
+            "min: 5, max: 4",
+            "functions[0].resources.workers.min",
+        ),
+        (
+            "zero workers",
+            "min: 0, max: 4",
+            "min: 0, max: 0",
+            "functions[0].resources.workers.max",
+        ),
+        (
+            "unknown device",
+            "device: auto",
+            "device: tpu",
+            "functions[0].resources.device",
+        ),
+        (
+            "cuda for a CPU kind",
+            "device: auto",
+            "device: cuda",
+            "functions[0].resources.device",
+        ),
+        (
+            "bad name",
+            "name: thumbs",
+            "name: Thumbs!",
+            "functions[0].name",
+        ),
+        (
+            "unknown trigger",
+            "- http: { path: /thumbs }",
+            "- ftp: { path: /thumbs }",
+            "functions[0].triggers[1].ftp",
+        ),
+        (
+            "reserved path",
+            "path: /thumbs",
+            "path: /v1/mine",
+            "functions[0].triggers[1].http.path",
+        ),
+        (
+            "two kinds in one trigger",
+            "- http: { path: /thumbs }",
+            "- { http: { path: /thumbs }, s3: { bucket: b } }",
+            "functions[0].triggers[1]",
+        ),
+        (
+            "relative path",
+            "path: /thumbs",
+            "path: thumbs",
+            "functions[0].triggers[1].http.path",
+        ),
+        (
+            "bad listen",
+            "listen: 127.0.0.1:8080",
+            "listen: localhost",
+            "http.listen",
+        ),
+        (
+            "output without key",
+            "output: { bucket: derived, key: \"thumbs/{key}/{size}.jpg\" }",
+            "output: { bucket: derived }",
+            "functions[0].output",
+        ),
     ];
     for (what, from, to, field) in table {
-        assert!(GOOD.contains(from), "{what}: the table's pattern {from:?} is not in the example");
+        assert!(
+            GOOD.contains(from),
+            "{what}: the table's pattern {from:?} is not in the example"
+        );
         let text = GOOD.replacen(from, to, 1);
         let e = match parse(&text) {
             Ok(_) => panic!("{what}: accepted"),
@@ -81,13 +206,25 @@ fn broken_configs_name_the_field() {
 
 #[test]
 fn messages_say_what_was_expected() {
-    let e = parse(&GOOD.replacen("quality: 80", "quality: 101", 1)).err().unwrap();
+    let e = parse(&GOOD.replacen("quality: 80", "quality: 101", 1))
+        .err()
+        .unwrap();
     assert!(e.to_string().contains("1 to 100"), "{e}");
-    let e = parse(&GOOD.replacen("timeout: 3s", "timeout: soon", 1)).err().unwrap();
+    let e = parse(&GOOD.replacen("timeout: 3s", "timeout: soon", 1))
+        .err()
+        .unwrap();
     assert!(e.message.contains("expected a duration"), "{e}");
-    let e = parse(&GOOD.replacen("htpp", "http", 1).replacen("http:", "htpp:", 1)).err().unwrap();
+    let e = parse(
+        &GOOD
+            .replacen("htpp", "http", 1)
+            .replacen("http:", "htpp:", 1),
+    )
+    .err()
+    .unwrap();
     assert!(e.message.contains("unknown field `htpp`"), "{e}");
-    let e = parse(&GOOD.replacen("device: auto", "device: cuda", 1)).err().unwrap();
+    let e = parse(&GOOD.replacen("device: auto", "device: cuda", 1))
+        .err()
+        .unwrap();
     assert!(e.message.contains("CPU only"), "{e}");
 }
 
@@ -102,13 +239,21 @@ fn duplicate_names_and_paths_are_refused() {
 fn a_functions_dir_adds_specs_and_reports_its_own_file() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("fns")).unwrap();
-    std::fs::write(dir.path().join("fns/a.yaml"), "name: small\nkind: thumbnail\nparams: { sizes: [64] }\n").unwrap();
+    std::fs::write(
+        dir.path().join("fns/a.yaml"),
+        "name: small\nkind: thumbnail\nparams: { sizes: [64] }\n",
+    )
+    .unwrap();
     let main = dir.path().join("weir.yaml");
     std::fs::write(&main, "functions_dir: fns\n").unwrap();
     let inv = Inventory::cpu_only("test");
     let cfg = Config::load(&main, &inv).unwrap();
     assert_eq!(cfg.functions[0].spec.name, "small");
-    std::fs::write(dir.path().join("fns/b.yaml"), "name: broken\nkind: thumbnail\nparams: { sizes: [64], qualty: 3 }\n").unwrap();
+    std::fs::write(
+        dir.path().join("fns/b.yaml"),
+        "name: broken\nkind: thumbnail\nparams: { sizes: [64], qualty: 3 }\n",
+    )
+    .unwrap();
     let e = Config::load(&main, &inv).err().unwrap();
     assert!(e.file.ends_with("b.yaml"), "{e}");
     assert_eq!(e.field, "functions[1].params.qualty");

@@ -15,7 +15,9 @@ enum Raw {
 pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     match Raw::deserialize(d)? {
         Raw::Text(s) => humantime::parse_duration(s.trim()).map_err(|e| {
-            serde::de::Error::custom(format!("expected a duration such as 5ms, 3s or 1m, got {s:?} ({e})"))
+            serde::de::Error::custom(format!(
+                "expected a duration such as 5ms, 3s or 1m, got {s:?} ({e})"
+            ))
         }),
         Raw::Number(n) => Err(serde::de::Error::custom(format!(
             "expected a duration with its unit, such as {n}ms or {n}s, got the bare number {n}"
@@ -27,9 +29,15 @@ pub fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
 pub fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     match Raw::deserialize(d)? {
         Raw::Number(n) => Ok(n),
-        Raw::Text(s) => s.trim().parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|_| {
-            serde::de::Error::custom(format!("expected a size such as 50MB, 512KiB or 1000000, got {s:?}"))
-        }),
+        Raw::Text(s) => s
+            .trim()
+            .parse::<bytesize::ByteSize>()
+            .map(|b| b.as_u64())
+            .map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "expected a size such as 50MB, 512KiB or 1000000, got {s:?}"
+                ))
+            }),
     }
 }
 

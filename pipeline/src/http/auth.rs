@@ -8,7 +8,9 @@ use axum::response::Response;
 use super::{Shared, error};
 
 pub async fn require_token(State(st): State<Shared>, req: Request, next: Next) -> Response {
-    let Some(token) = st.token.as_deref() else { return next.run(req).await };
+    let Some(token) = st.token.as_deref() else {
+        return next.run(req).await;
+    };
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -24,7 +26,8 @@ pub async fn require_token(State(st): State<Shared>, req: Request, next: Next) -
                 "unauthorized",
                 "this endpoint needs the header Authorization: Bearer <token>".into(),
             );
-            res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             res
         }
     }

@@ -37,7 +37,11 @@ pub async fn handle(
 ) -> Response {
     let Some(pool) = st.pools.get(&name) else {
         discard(&headers, body, DISCARD_LIMIT).await;
-        return error(StatusCode::NOT_FOUND, "not_found", format!("no function named {name:?}"));
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no function named {name:?}"),
+        );
     };
     let form = match reply::choose(q.ret.as_deref(), &headers) {
         Ok(f) => f,
@@ -65,22 +69,36 @@ pub async fn handle(
         return too_large(n, limit);
     }
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    let bytes = match tokio::time::timeout(cfg.timeout, axum::body::to_bytes(body, limit_usize)).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) if is_length_limit(&e) => return too_large(limit + 1, limit),
-        Ok(Err(e)) => {
-            return error(StatusCode::BAD_REQUEST, "bad_request", format!("could not read the request body: {e}"));
-        }
-        Err(_) => {
-            return error(
-                StatusCode::REQUEST_TIMEOUT,
-                "timeout",
-                format!("the request body did not arrive within {:?}", cfg.timeout),
-            );
-        }
-    };
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(str::to_string);
-    match admission.run(Input { bytes, content_type }).await {
+    let bytes =
+        match tokio::time::timeout(cfg.timeout, axum::body::to_bytes(body, limit_usize)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) if is_length_limit(&e) => return too_large(limit + 1, limit),
+            Ok(Err(e)) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("could not read the request body: {e}"),
+                );
+            }
+            Err(_) => {
+                return error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "timeout",
+                    format!("the request body did not arrive within {:?}", cfg.timeout),
+                );
+            }
+        };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    match admission
+        .run(Input {
+            bytes,
+            content_type,
+        })
+        .await
+    {
         Ok(output) => reply::render(form, &name, output),
         Err(e) => fn_error(&e, retry_after),
     }
@@ -95,8 +113,12 @@ const DISCARD_LIMIT: u64 = 8 << 20;
 /// Bodies over `limit`, or slower than two seconds, are cut off.
 pub async fn discard(headers: &HeaderMap, body: Body, limit: u64) {
     use http_body_util::BodyExt;
-    let expects = headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let expects = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if expects || declared.is_some_and(|n| n > limit) {
         return;
     }
@@ -114,7 +136,11 @@ pub async fn discard(headers: &HeaderMap, body: Body, limit: u64) {
 }
 
 fn too_large(got: u64, limit: u64) -> Response {
-    let what = if got > limit + 1 { format!("{got} bytes") } else { "larger".into() };
+    let what = if got > limit + 1 {
+        format!("{got} bytes")
+    } else {
+        "larger".into()
+    };
     error(
         StatusCode::PAYLOAD_TOO_LARGE,
         "too_large",

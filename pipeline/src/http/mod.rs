@@ -39,14 +39,28 @@ pub fn router(state: Shared, extra_routes: &[(String, String)]) -> Router {
         let function = function.clone();
         guarded = guarded.route(
             path,
-            post(move |st: State<Shared>, q, h, body| invoke::handle(st, function.clone(), q, h, body)),
+            post(move |st: State<Shared>, q, h, body| {
+                invoke::handle(st, function.clone(), q, h, body)
+            }),
         );
     }
     guarded
-        .layer(middleware::from_fn_with_state(state.clone(), auth::require_token))
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ))
+        .route(
+            "/healthz",
+            get(|| async { Json(json!({ "status": "ok" })) }),
+        )
         .route("/metrics", get(render_metrics))
-        .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", "no such endpoint".into()) })
+        .fallback(|| async {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint".into(),
+            )
+        })
         .layer(middleware::from_fn(count_responses))
         .with_state(state)
 }
@@ -69,8 +83,10 @@ async fn list_functions(State(st): State<Shared>) -> Json<serde_json::Value> {
 
 async fn render_metrics(State(st): State<Shared>) -> Response {
     let mut res = st.prometheus.render().into_response();
-    res.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    res.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
     res
 }
 
@@ -93,10 +109,17 @@ pub fn error(status: StatusCode, kind: &str, reason: String) -> Response {
 
 /// A function or pool error as a response: its kind sets the status; refusals say when to retry.
 pub fn fn_error(e: &FnError, retry_after_secs: u64) -> Response {
-    let status = StatusCode::from_u16(e.kind().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        StatusCode::from_u16(e.kind().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let mut res = error(status, e.kind().label(), e.reason().to_string());
-    if matches!(status, StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE) {
-        res.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs.max(1)));
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+    ) {
+        res.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(retry_after_secs.max(1)),
+        );
     }
     res
 }

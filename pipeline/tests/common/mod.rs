@@ -20,7 +20,8 @@ pub async fn start(yaml: &str) -> TestServer {
 }
 
 pub async fn start_with_token(yaml: &str, token: Option<&str>) -> TestServer {
-    let cfg = Config::parse(Path::new("test.yaml"), yaml, &Inventory::cpu_only("tests")).expect("config");
+    let cfg =
+        Config::parse(Path::new("test.yaml"), yaml, &Inventory::cpu_only("tests")).expect("config");
     let data = tempfile::tempdir().unwrap();
     let settings = Settings {
         data_dir: data.path().to_path_buf(),
@@ -32,7 +33,12 @@ pub async fn start_with_token(yaml: &str, token: Option<&str>) -> TestServer {
     };
     let running = server::start(&settings, &cfg).await.expect("server starts");
     let base = format!("http://{}", running.http_addr());
-    TestServer { base, client: reqwest::Client::new(), running, _data: data }
+    TestServer {
+        base,
+        client: reqwest::Client::new(),
+        running,
+        _data: data,
+    }
 }
 
 impl TestServer {
@@ -46,14 +52,20 @@ impl TestServer {
     }
 
     pub async fn json(&self, path: &str) -> serde_json::Value {
-        let res = self.client.get(format!("{}{path}", self.base)).send().await.unwrap();
+        let res = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
         serde_json::from_slice(&res.bytes().await.unwrap()).unwrap()
     }
 }
 
 pub async fn body_json(res: reqwest::Response) -> serde_json::Value {
     let bytes = res.bytes().await.unwrap();
-    serde_json::from_slice(&bytes).unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
+    serde_json::from_slice(&bytes)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(&bytes)))
 }
 
 pub fn root() -> PathBuf {
@@ -76,7 +88,16 @@ pub fn fixture_names(dir: &str) -> Vec<String> {
 /// Peak signal-to-noise ratio of two same-sized RGB images, in dB.
 pub fn psnr(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
     assert_eq!(a.dimensions(), b.dimensions(), "PSNR needs equal sizes");
-    let se: f64 = a.as_raw().iter().zip(b.as_raw()).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum();
+    let se: f64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum();
     let mse = se / a.as_raw().len() as f64;
-    if mse == 0.0 { f64::INFINITY } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
+    if mse == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (255.0f64 * 255.0 / mse).log10()
+    }
 }

@@ -1,0 +1,40 @@
+# Sourced by run.sh and test.sh: installs what is missing on a Debian 12 machine, nothing else.
+# shellcheck shell=bash
+
+# System packages Weir's build needs (libwebp and the rest build from source through cc).
+WEIR_APT_PACKAGES=(gcc g++ make pkg-config ca-certificates curl)
+
+weir_as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "setup: need root (or sudo) to run: $*" >&2; return 1; fi
+}
+
+weir_ensure_apt() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  echo "setup: installing ${missing[*]}" >&2
+  weir_as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  weir_as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+weir_ensure_rust() {
+  [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
+  if ! command -v cargo >/dev/null; then
+    echo "setup: cargo not found. Install Rust 1.95 or newer (https://rustup.rs) and run this again." >&2
+    return 1
+  fi
+  local have
+  have=$(rustc --version | awk '{print $2}')
+  if [ "$(printf '%s\n1.95.0\n' "$have" | sort -V | head -1)" != "1.95.0" ]; then
+    echo "setup: Rust $have is too old; Weir needs 1.95 or newer (rustup update)." >&2
+    return 1
+  fi
+}
+
+weir_setup() {
+  if command -v dpkg-query >/dev/null; then weir_ensure_apt "${WEIR_APT_PACKAGES[@]}" "$@"; fi
+  weir_ensure_rust
+}
