@@ -34,7 +34,9 @@ pub fn check_complete(data: &[u8]) -> Result<(), String> {
                 let len = match data.get(pos + 2..pos + 4) {
                     Some(b) => u16::from_be_bytes([b[0], b[1]]) as usize,
                     None => {
-                        return Err("the JPEG stops inside a segment header (truncated file)".into());
+                        return Err(
+                            "the JPEG stops inside a segment header (truncated file)".into()
+                        );
                     }
                 };
                 if len < 2 || pos + 2 + len > data.len() {
