@@ -7,4 +7,4 @@ cd "$(dirname "$0")"
 weir_setup
 cargo fmt --all --check || { echo "test.sh: run 'cargo fmt --all'" >&2; exit 1; }
 cargo clippy --workspace --all-targets --locked -q -- -D warnings
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
