@@ -1,12 +1,13 @@
 //! Devices Weir can place work on.
 //!
-//! The placement decision is pure (`DeviceRequest::resolve`) so it is unit-tested apart from any
-//! hardware probe. CUDA discovery (through cudarc's dynamic loading) lands with the GPU work; until
-//! then the probe reports no GPU, with the reason, and every request resolves to the CPU or is
-//! refused with a message that says why.
+//! The placement decision is pure (`DeviceRequest::resolve`) so it is unit-tested apart from the
+//! hardware probe (`probe.rs`), which asks the CUDA driver through cudarc's dynamic loading: the
+//! binary builds with no CUDA toolkit and runs on machines with no GPU, reporting why.
 
 use std::fmt;
 use std::str::FromStr;
+
+mod probe;
 
 /// A concrete place to run work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -79,28 +80,42 @@ impl<'de> serde::Deserialize<'de> for DeviceRequest {
     }
 }
 
+/// One GPU, as the driver reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuInfo {
+    pub index: u32,
+    pub name: String,
+    pub memory_bytes: u64,
+    /// Compute capability (major, minor), e.g. (9, 0) for an H100.
+    pub compute_capability: (i32, i32),
+}
+
 /// What the machine has, as found by a probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inventory {
-    pub gpus: u32,
+    pub gpus: Vec<GpuInfo>,
+    /// The CUDA driver's version (e.g. 12080), when a driver was found.
+    pub driver_version: Option<i32>,
     /// Why there are no GPUs, for logs and `weir devices`.
     pub no_gpu_reason: Option<String>,
 }
 
 impl Inventory {
-    /// The probe. CUDA discovery is not compiled in yet, so this machine is reported as CPU only.
+    /// Ask the CUDA driver, if there is one. Never panics: no driver means CPU only, with the reason.
     pub fn probe() -> Self {
-        Inventory {
-            gpus: 0,
-            no_gpu_reason: Some("this build has no CUDA discovery; running on the CPU".into()),
-        }
+        probe::cuda()
     }
 
     pub fn cpu_only(reason: &str) -> Self {
         Inventory {
-            gpus: 0,
+            gpus: vec![],
+            driver_version: None,
             no_gpu_reason: Some(reason.to_string()),
         }
+    }
+
+    pub fn gpu_count(&self) -> u32 {
+        self.gpus.len() as u32
     }
 }
 
@@ -111,19 +126,19 @@ impl DeviceRequest {
     pub fn resolve(self, inv: &Inventory, gpu_capable: bool) -> Result<Device, DeviceError> {
         match self {
             DeviceRequest::Cpu => Ok(Device::Cpu),
-            DeviceRequest::Auto if gpu_capable && inv.gpus > 0 => Ok(Device::Cuda(0)),
+            DeviceRequest::Auto if gpu_capable && inv.gpu_count() > 0 => Ok(Device::Cuda(0)),
             DeviceRequest::Auto => Ok(Device::Cpu),
             DeviceRequest::Cuda(_) if !gpu_capable => {
                 Err(DeviceError::NotSupported(self.to_string()))
             }
             DeviceRequest::Cuda(n) => {
                 let n = n.unwrap_or(0);
-                if n < inv.gpus {
+                if n < inv.gpu_count() {
                     Ok(Device::Cuda(n))
                 } else {
                     let reason = match &inv.no_gpu_reason {
-                        Some(r) if inv.gpus == 0 => r.clone(),
-                        _ => format!("only {} GPU(s) found", inv.gpus),
+                        Some(r) if inv.gpus.is_empty() => r.clone(),
+                        _ => format!("only {} GPU(s) found", inv.gpu_count()),
                     };
                     Err(DeviceError::Unavailable {
                         requested: self.to_string(),
@@ -147,9 +162,19 @@ mod tests {
     use super::*;
 
     fn gpus(n: u32) -> Inventory {
+        if n == 0 {
+            return Inventory::cpu_only("no driver");
+        }
+        let gpu = |index| GpuInfo {
+            index,
+            name: "test".into(),
+            memory_bytes: 1 << 30,
+            compute_capability: (9, 0),
+        };
         Inventory {
-            gpus: n,
-            no_gpu_reason: (n == 0).then(|| "no driver".to_string()),
+            gpus: (0..n).map(gpu).collect(),
+            driver_version: Some(12080),
+            no_gpu_reason: None,
         }
     }
 

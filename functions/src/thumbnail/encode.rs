@@ -9,9 +9,6 @@ use super::params::Format;
 use super::resize::Frame;
 use crate::FnError;
 
-/// libwebp's limit on either side.
-const WEBP_MAX: u32 = 16_383;
-
 pub fn encode(frame: &Frame, format: Format, quality: u8) -> Result<Vec<u8>, FnError> {
     let failed = |e: &dyn std::fmt::Display| FnError::transient(format!("encoding failed: {e}"));
     let mut out = Vec::with_capacity(frame.pixels.len() / 8 + 1024);
@@ -47,12 +44,6 @@ pub fn encode(frame: &Frame, format: Format, quality: u8) -> Result<Vec<u8>, FnE
                 .map_err(|e| failed(&e))?;
         }
         Format::Webp => {
-            if frame.width > WEBP_MAX || frame.height > WEBP_MAX {
-                return Err(FnError::bad_input(format!(
-                    "WebP cannot hold a {}x{} picture (at most {WEBP_MAX} pixels a side)",
-                    frame.width, frame.height
-                )));
-            }
             let q = f32::from(quality);
             let grey_as_rgb: Vec<u8>;
             let encoder = match frame.layout {

@@ -46,7 +46,13 @@ impl Thumbnail {
         for &size in &p.sizes {
             ctx.check(i)?;
             let (tw, th) = resize::target_size(displayed, size, p.upscale);
-            let frame = RESIZER.with(|r| resize::thumbnail(&mut r.borrow_mut(), &pic, (tw, th)))?;
+            check_output(p.format, tw, th, p.max_pixels)?;
+            let frame = RESIZER.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut r) => resize::thumbnail(&mut r, &pic, (tw, th)),
+                // The resizer splits work over rayon; while this thread waits on it, rayon may
+                // start another thumbnail here, which finds the resizer in use: give it its own.
+                Err(_) => resize::thumbnail(&mut fast_image_resize::Resizer::new(), &pic, (tw, th)),
+            })?;
             let bytes = encode::encode(&frame, p.format, p.quality)?;
             let name = format!("{size}.{}", p.format.extension());
             made.push(json!({
@@ -71,6 +77,25 @@ impl Thumbnail {
         });
         Ok(Output { artifacts, summary })
     }
+}
+
+/// Refuse an output the encoder cannot hold, or one over the pixel limit (a very thin picture
+/// asked at a large width), before any pixels are allocated for it.
+fn check_output(format: Format, w: u32, h: u32, max_pixels: u64) -> Result<(), FnError> {
+    let side = format.max_side();
+    if w > side || h > side {
+        return Err(FnError::bad_input(format!(
+            "the thumbnail would be {w}x{h}, over {}'s limit of {side} pixels a side",
+            format.extension().to_uppercase()
+        )));
+    }
+    if u64::from(w) * u64::from(h) > max_pixels {
+        return Err(FnError::bad_input(format!(
+            "the thumbnail would be {w}x{h}, over the limit of {} megapixels",
+            max_pixels / 1_000_000
+        )));
+    }
+    Ok(())
 }
 
 impl Function for Thumbnail {

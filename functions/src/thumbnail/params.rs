@@ -20,6 +20,14 @@ impl Format {
             Format::Webp => "webp",
         }
     }
+    /// The largest width or height the format can store.
+    pub fn max_side(self) -> u32 {
+        match self {
+            Format::Jpeg => 65_535,
+            Format::Png => 1 << 24,
+            Format::Webp => 16_383,
+        }
+    }
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Jpeg => "image/jpeg",
@@ -59,7 +67,8 @@ fn default_max_pixels() -> u64 {
     100_000_000
 }
 
-/// The largest width a thumbnail may ask for; far above any real display, far below a bomb.
+/// The largest width a thumbnail may ask for. The height follows the picture's aspect, so the
+/// output is also checked against the format's limits and `max_pixels` before it is made.
 pub const MAX_SIZE: u32 = 16_384;
 
 impl ThumbnailParams {

@@ -1,5 +1,6 @@
 //! The `weir` command line. anyhow lives here, at the binary's edge, and nowhere else.
 
+mod devices;
 mod invoke;
 
 use std::net::SocketAddr;
@@ -30,7 +31,7 @@ enum Cmd {
     /// Invoke a function once through a running server and write its artifacts to a folder.
     Invoke(invoke::InvokeArgs),
     /// Show the devices Weir can place work on, or why there is no GPU.
-    Devices,
+    Devices(devices::DevicesArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,13 +76,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Serve(args) => serve(args).await,
         Cmd::Invoke(args) => invoke::run(args).await,
-        Cmd::Devices => {
-            let inv = weir_gpu::Inventory::probe();
-            println!("cpu: {} threads", weir_gpu::cpu_threads());
-            match inv.no_gpu_reason {
-                Some(reason) if inv.gpus == 0 => println!("gpu: none ({reason})"),
-                _ => println!("gpu: {} CUDA device(s)", inv.gpus),
-            }
+        Cmd::Devices(args) => {
+            devices::run(&args);
             Ok(())
         }
     }
@@ -123,8 +119,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let settings = resolve(&args, &config.file)?;
-    if let Some(reason) = &inventory.no_gpu_reason {
-        tracing::info!("devices: CPU only ({reason})");
+    match &inventory.no_gpu_reason {
+        Some(reason) => tracing::info!("devices: CPU only ({reason})"),
+        None => tracing::info!("devices: {} CUDA GPU(s)", inventory.gpus.len()),
     }
     let running = server::start(&settings, &config)
         .await
