@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up what is missing, builds Weir (release) and serves examples/weir.yaml on embedded defaults.
+# Installs missing system packages (Rust 1.95+ must be there; it says so if not), builds Weir (release) and serves examples/weir.yaml on embedded defaults.
 # Extra arguments go to `weir serve` (e.g. ./run.sh --http-listen 127.0.0.1:8081).
 set -euo pipefail
 cd "$(dirname "$0")"

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Sets up what the tests need on a fresh Debian 12 machine, then runs every test in the workspace.
+# Sets up what the tests need on a Debian 12 machine (system packages; Rust 1.95+ must be there,
+# and the script says so if not), then runs every test in the workspace.
 # Set CARGO_TARGET_DIR to reuse a build; .ci/run does.
 set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/setup.sh
 weir_setup
-cargo fmt --all --check || { echo "test.sh: run 'cargo fmt --all'" >&2; exit 1; }
-cargo clippy --workspace --all-targets --locked -q -- -D warnings
+# Style and lints where the toolchain has them (rustup's rustfmt and clippy components).
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all --check || { echo "test.sh: run 'cargo fmt --all'" >&2; exit 1; }
+else echo "test.sh: rustfmt is not installed; skipping the format check" >&2; fi
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --workspace --all-targets --locked -q -- -D warnings
+else echo "test.sh: clippy is not installed; skipping lints" >&2; fi
 cargo test --workspace --locked --no-fail-fast

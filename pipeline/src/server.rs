@@ -50,6 +50,8 @@ pub enum ServeError {
 /// A server started on the current runtime.
 pub struct Running {
     addr: SocketAddr,
+    /// How long shutdown waits for admitted work: the longest function timeout, plus a margin.
+    grace: Duration,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -106,7 +108,8 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
     let (stop, stopped) = oneshot::channel::<()>();
     let shutdown = async move {
         let _ = stopped.await;
-        // New invocations get 503 while admitted ones finish and reply.
+        // axum stops accepting connections now; requests already on open connections find the
+        // pools closed (503), and admitted ones finish and reply.
         for p in &closing {
             p.close();
         }
@@ -116,7 +119,19 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
             .with_graceful_shutdown(shutdown)
             .await
     });
-    Ok(Running { addr, stop, task })
+    let grace = config
+        .functions
+        .iter()
+        .map(|f| f.spec.resources.timeout)
+        .max()
+        .unwrap_or_default()
+        + Duration::from_secs(5);
+    Ok(Running {
+        addr,
+        grace,
+        stop,
+        task,
+    })
 }
 
 fn pool_config(f: &LoadedFunction) -> PoolConfig {
@@ -169,11 +184,22 @@ impl Running {
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
     }
 
-    /// Serve until SIGTERM or Ctrl-C, then shut down gracefully.
+    /// Serve until SIGTERM or Ctrl-C, then shut down gracefully, waiting at most the grace
+    /// period (a client that never finishes its request cannot hold the process up).
     pub async fn until_signal(self) -> std::io::Result<()> {
         wait_for_signal().await;
-        tracing::info!("shutting down: finishing admitted work");
-        self.shutdown().await
+        let grace = self.grace;
+        tracing::info!(?grace, "shutting down: finishing admitted work");
+        match tokio::time::timeout(grace, self.shutdown()).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(
+                    ?grace,
+                    "shutdown grace period over; exiting with work unfinished"
+                );
+                Ok(())
+            }
+        }
     }
 }
 

@@ -145,10 +145,14 @@ impl Pool {
                 record(name, Err(&err));
                 Err(err)
             }
-            Err(TryAcquireError::Closed) => Err(FnError::new(
-                ErrorKind::Unavailable,
-                format!("function {name} is shutting down"),
-            )),
+            Err(TryAcquireError::Closed) => {
+                let err = FnError::new(
+                    ErrorKind::Unavailable,
+                    format!("function {name} is shutting down"),
+                );
+                record(name, Err(&err));
+                Err(err)
+            }
         }
     }
 
@@ -166,6 +170,13 @@ pub struct Admission {
 }
 
 impl Admission {
+    /// Give the place back without running, counting the invocation under `err`'s kind (the
+    /// caller's body was too large, or too slow to arrive).
+    pub fn refuse(self, err: FnError) -> FnError {
+        record(&self.shared.name, Err(&err));
+        err
+    }
+
     /// Run one input through the function, within the pool's timeout (counted from admission).
     pub async fn run(self, input: Input) -> Result<Output, FnError> {
         let name = self.shared.name.clone();
@@ -235,12 +246,12 @@ fn dispatch(
     slot: OwnedSemaphorePermit,
 ) {
     let now = Instant::now();
-    // Inputs whose caller already gave up are not worth running.
-    let (live, expired): (Vec<Job>, Vec<Job>) = batch.into_iter().partition(|j| j.deadline > now);
-    for job in expired {
-        let _ = job
-            .reply
-            .send(Err(FnError::timeout("timed out while queued")));
+    // Inputs past their deadline, or whose caller hung up, are not worth running.
+    let (live, dropped): (Vec<Job>, Vec<Job>) = batch
+        .into_iter()
+        .partition(|j| j.deadline > now && !j.reply.is_closed());
+    for job in dropped {
+        answer(job, Err(FnError::timeout("timed out while queued")));
     }
     if live.is_empty() {
         return;
@@ -283,16 +294,20 @@ fn dispatch(
         };
         drop(slot);
         for (job, result) in live.into_iter().zip(results) {
-            // Free the place before answering: a caller that has its answer holds nothing.
-            let Job {
-                reply,
-                _ticket: ticket,
-                ..
-            } = job;
-            drop(ticket);
-            let _ = reply.send(result);
+            answer(job, result);
         }
     });
+}
+
+/// Free the job's place, then answer: a caller that has its answer holds nothing.
+fn answer(job: Job, result: Result<Output, FnError>) {
+    let Job {
+        reply,
+        _ticket: ticket,
+        ..
+    } = job;
+    drop(ticket);
+    let _ = reply.send(result);
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

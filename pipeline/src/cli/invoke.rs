@@ -17,6 +17,9 @@ pub struct InvokeArgs {
     /// The server's base URL.
     #[arg(long, env = "WEIR_URL", default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// Give up after this long (the server has its own per-function timeout too).
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    timeout: std::time::Duration,
     /// Bearer token, when the server has one.
     #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -32,6 +35,7 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
     );
     let mut req = reqwest::Client::new()
         .post(&url)
+        .timeout(args.timeout)
         .header(reqwest::header::ACCEPT, "application/json")
         .body(body);
     if let Some(t) = &args.token {

@@ -1,37 +1,44 @@
 //! `POST /v1/functions/{name}/invoke`: admit first, then read the body, then run.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
-use serde::Deserialize;
-use weir_functions::Input;
+use weir_functions::{ErrorKind, FnError, Input};
 
 use super::reply;
 use super::{Shared, error, fn_error};
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InvokeQuery {
-    /// `first`: reply with the first artifact's bytes alone.
-    #[serde(rename = "return")]
-    ret: Option<String>,
-}
-
 pub async fn by_name(
     st: State<Shared>,
     Path(name): Path<String>,
-    q: Query<InvokeQuery>,
+    q: RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     handle(st, name, q, headers, body).await
 }
 
+/// `return=first` or `return=all` (the default); anything else is a mistake worth a 400.
+fn reply_choice(query: Option<&str>) -> Result<Option<String>, String> {
+    let mut ret = None;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("return", v)) => ret = Some(v.to_string()),
+            _ => {
+                return Err(format!(
+                    "unknown query parameter {pair:?}: only return=first is known"
+                ));
+            }
+        }
+    }
+    Ok(ret)
+}
+
 pub async fn handle(
     State(st): State<Shared>,
     name: String,
-    Query(q): Query<InvokeQuery>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -43,13 +50,14 @@ pub async fn handle(
             format!("no function named {name:?}"),
         );
     };
-    let form = match reply::choose(q.ret.as_deref(), &headers) {
-        Ok(f) => f,
-        Err(reason) => {
-            discard(&headers, body, DISCARD_LIMIT).await;
-            return error(StatusCode::BAD_REQUEST, "bad_request", reason);
-        }
-    };
+    let form =
+        match reply_choice(query.as_deref()).and_then(|r| reply::choose(r.as_deref(), &headers)) {
+            Ok(f) => f,
+            Err(reason) => {
+                discard(&headers, body, DISCARD_LIMIT).await;
+                return error(StatusCode::BAD_REQUEST, "bad_request", reason);
+            }
+        };
     let cfg = pool.config();
     let retry_after = cfg.retry_after.as_secs();
     // Admission comes before the body is read: a full pool never buffers a refused upload.
@@ -61,18 +69,29 @@ pub async fn handle(
         }
     };
     let limit = cfg.max_input;
+    let too_large = |what: String| {
+        FnError::new(
+            ErrorKind::TooLarge,
+            format!("the body is {what}, over this function's max_input of {limit} bytes"),
+        )
+    };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(n) = declared.filter(|n| *n > limit) {
-        return too_large(n, limit);
+        return fn_error(
+            &admission.refuse(too_large(format!("{n} bytes"))),
+            retry_after,
+        );
     }
     let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
     let bytes =
         match tokio::time::timeout(cfg.timeout, axum::body::to_bytes(body, limit_usize)).await {
             Ok(Ok(b)) => b,
-            Ok(Err(e)) if is_length_limit(&e) => return too_large(limit + 1, limit),
+            Ok(Err(e)) if is_length_limit(&e) => {
+                return fn_error(&admission.refuse(too_large("larger".into())), retry_after);
+            }
             Ok(Err(e)) => {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -81,11 +100,11 @@ pub async fn handle(
                 );
             }
             Err(_) => {
-                return error(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "timeout",
-                    format!("the request body did not arrive within {:?}", cfg.timeout),
+                let msg = format!(
+                    "the request body did not arrive within the function's timeout of {:?}",
+                    cfg.timeout
                 );
+                return fn_error(&admission.refuse(FnError::timeout(msg)), retry_after);
             }
         };
     let content_type = headers
@@ -99,7 +118,7 @@ pub async fn handle(
         })
         .await
     {
-        Ok(output) => reply::render(form, &name, output),
+        Ok(output) => reply::render_off_runtime(form, name, output).await,
         Err(e) => fn_error(&e, retry_after),
     }
 }
@@ -133,19 +152,6 @@ pub async fn discard(headers: &HeaderMap, body: Body, limit: u64) {
         }
     };
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
-}
-
-fn too_large(got: u64, limit: u64) -> Response {
-    let what = if got > limit + 1 {
-        format!("{got} bytes")
-    } else {
-        "larger".into()
-    };
-    error(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "too_large",
-        format!("the body is {what}, over this function's max_input of {limit} bytes"),
-    )
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {

@@ -50,6 +50,25 @@ fn listing(output: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Outputs above this many bytes are encoded off the async runtime's threads.
+const INLINE_RENDER_BYTES: usize = 256 * 1024;
+
+/// Render, moving large outputs (base64, multipart copies) to the blocking pool.
+pub async fn render_off_runtime(form: Form, function: String, output: Output) -> Response {
+    let total: usize = output.artifacts.iter().map(|a| a.bytes.len()).sum();
+    if total <= INLINE_RENDER_BYTES {
+        return render(form, &function, output);
+    }
+    match tokio::task::spawn_blocking(move || render(form, &function, output)).await {
+        Ok(res) => res,
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "transient",
+            format!("rendering the reply failed: {e}"),
+        ),
+    }
+}
+
 pub fn render(form: Form, function: &str, output: Output) -> Response {
     match form {
         Form::First => match output.artifacts.into_iter().next() {
@@ -62,16 +81,10 @@ pub fn render(form: Form, function: &str, output: Output) -> Response {
         },
         Form::Json => {
             let b64 = base64::engine::general_purpose::STANDARD;
-            let artifacts: Vec<_> = output
-                .artifacts
-                .iter()
-                .map(|a| {
-                    json!({
-                        "name": a.name, "content_type": a.content_type, "size": a.bytes.len(),
-                        "data": b64.encode(&a.bytes),
-                    })
-                })
-                .collect();
+            let mut artifacts = listing(&output);
+            for (entry, a) in artifacts.iter_mut().zip(&output.artifacts) {
+                entry["data"] = b64.encode(&a.bytes).into();
+            }
             axum::Json(
                 json!({ "function": function, "summary": output.summary, "artifacts": artifacts }),
             )
@@ -125,34 +138,29 @@ fn multipart(function: &str, output: &Output) -> Response {
     res
 }
 
-/// A random boundary that occurs in none of the parts.
+/// A random 128-bit boundary, checked against every part (RFC 2046 forbids it inside one).
 fn boundary_not_in(output: &Output) -> String {
     loop {
-        let state = std::collections::hash_map::RandomState::new();
-        let mut h = state.build_hasher();
-        h.write_u128(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0),
-        );
-        let b = format!(
-            "weir-{:016x}{:016x}",
-            h.finish(),
-            state.hash_one(function_seed())
-        );
-        let needle = b.as_bytes();
-        if !output
+        let b = format!("weir-{:016x}{:016x}", random_u64(), random_u64());
+        let finder = memchr::memmem::Finder::new(b.as_bytes());
+        if output
             .artifacts
             .iter()
-            .any(|a| a.bytes.windows(needle.len()).any(|w| w == needle))
+            .all(|a| finder.find(&a.bytes).is_none())
         {
             return b;
         }
     }
 }
 
-fn function_seed() -> u64 {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+/// Randomness from the standard library's per-process hash keys, a counter and the clock: a
+/// collision with a part's bytes is vanishingly unlikely, and checked anyway.
+fn random_u64() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    h.write_u128(now.map(|d| d.as_nanos()).unwrap_or(0));
+    h.finish()
 }

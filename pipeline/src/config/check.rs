@@ -1,0 +1,204 @@
+//! Checks across fields and against each function kind, after the file has parsed.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use weir_functions::Function;
+use weir_functions::thumbnail::{Thumbnail, ThumbnailParams};
+use weir_gpu::Inventory;
+
+use super::{ConfigError, FileConfig, Kind, LoadedFunction, Resources, Trigger, err, path_error};
+
+/// The file's tokens: an empty one would silently leave the endpoints open.
+pub fn tokens(path: &Path, file: &FileConfig) -> Result<(), ConfigError> {
+    for (field, token) in [
+        ("http.token", &file.http.token),
+        ("http.inference_token", &file.http.inference_token),
+    ] {
+        if token.as_deref().is_some_and(|t| t.trim().is_empty()) {
+            return Err(err(
+                path,
+                field,
+                "expected a non-empty token (leave the key out for open endpoints)",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Paths Weir serves itself, which an `http` trigger may not take.
+const RESERVED_PREFIXES: &[&str] = &["/v1", "/v2", "/healthz", "/metrics", "/openapi.json"];
+
+pub fn functions(
+    path: &Path,
+    file: &FileConfig,
+    inventory: &Inventory,
+) -> Result<Vec<LoadedFunction>, ConfigError> {
+    let mut names = HashSet::new();
+    let mut http_paths = HashSet::new();
+    let mut out = Vec::new();
+    for (i, f) in file.functions.iter().enumerate() {
+        let path = f.source.as_deref().unwrap_or(path);
+        let at = |field: &str| format!("functions[{i}].{field}");
+        let valid_name = !f.name.is_empty()
+            && f.name.len() <= 64
+            && f.name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !valid_name {
+            return Err(err(
+                path,
+                &at("name"),
+                format!(
+                    "expected 1 to 64 characters of a-z, 0-9, - or _ (it is part of a URL), got {:?}",
+                    f.name
+                ),
+            ));
+        }
+        if !names.insert(f.name.clone()) {
+            return Err(err(
+                path,
+                &at("name"),
+                format!("function {:?} is defined twice", f.name),
+            ));
+        }
+        for (t, trigger) in f.triggers.iter().enumerate() {
+            if let Trigger::Http(h) = trigger {
+                let field = at(&format!("triggers[{t}].http.path"));
+                if !h.path.starts_with('/') || h.path.len() < 2 || h.path.contains(['{', '}', '*'])
+                {
+                    return Err(err(
+                        path,
+                        &field,
+                        format!("expected a literal path such as /thumbs, got {:?}", h.path),
+                    ));
+                }
+                if RESERVED_PREFIXES
+                    .iter()
+                    .any(|r| h.path == *r || h.path.starts_with(&format!("{r}/")))
+                {
+                    return Err(err(
+                        path,
+                        &field,
+                        format!("{} is served by Weir itself; choose another path", h.path),
+                    ));
+                }
+                if !http_paths.insert(h.path.clone()) {
+                    return Err(err(
+                        path,
+                        &field,
+                        format!("{} is already taken by another trigger", h.path),
+                    ));
+                }
+            }
+            if let Trigger::S3(s) = trigger
+                && s.bucket.is_empty()
+            {
+                return Err(err(
+                    path,
+                    &at(&format!("triggers[{t}].s3.bucket")),
+                    "expected a bucket name",
+                ));
+            }
+        }
+        check_resources(path, &f.resources, &at("resources"))?;
+        let function: Arc<dyn Function> = match f.kind {
+            Kind::Thumbnail => {
+                let params: ThumbnailParams = params_of(path, &f.params, &at("params"))?;
+                Arc::new(
+                    Thumbnail::new(params)
+                        .map_err(|(field, msg)| err(path, &at(&format!("params.{field}")), msg))?,
+                )
+            }
+        };
+        let max_batch = function.limits().max_batch;
+        if f.resources.batch.max_size > max_batch {
+            return Err(err(
+                path,
+                &at("resources.batch.max_size"),
+                format!(
+                    "expected at most {max_batch}: a {} function takes no more per batch",
+                    f.kind.as_str()
+                ),
+            ));
+        }
+        let device = f
+            .resources
+            .device
+            .resolve(inventory, function.limits().gpu_capable)
+            .map_err(|e| err(path, &at("resources.device"), e.to_string()))?;
+        out.push(LoadedFunction {
+            spec: f.clone(),
+            function,
+            device,
+        });
+    }
+    Ok(out)
+}
+
+fn params_of<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    value: &serde_yaml::Value,
+    field: &str,
+) -> Result<T, ConfigError> {
+    if value.is_null() {
+        return Err(err(
+            path,
+            field,
+            "expected the function kind's params (a mapping)",
+        ));
+    }
+    serde_path_to_error::deserialize(value.clone()).map_err(|e| path_error(path, field, e))
+}
+
+fn check_resources(path: &Path, r: &Resources, at: &str) -> Result<(), ConfigError> {
+    let f = |field: &str, msg: String| Err(err(path, &format!("{at}.{field}"), msg));
+    if r.workers.max == 0 {
+        return f("workers.max", "expected at least 1 worker".into());
+    }
+    if r.workers.min > r.workers.max {
+        return f(
+            "workers.min",
+            format!(
+                "expected at most workers.max ({}), got {}",
+                r.workers.max, r.workers.min
+            ),
+        );
+    }
+    if r.batch.max_size == 0 || r.batch.max_size > 1024 {
+        return f(
+            "batch.max_size",
+            format!("expected 1 to 1024, got {}", r.batch.max_size),
+        );
+    }
+    if r.batch.max_delay > Duration::from_secs(10) {
+        return f(
+            "batch.max_delay",
+            format!("expected at most 10s, got {:?}", r.batch.max_delay),
+        );
+    }
+    if r.workers.max > 1024 {
+        return f(
+            "workers.max",
+            format!("expected at most 1024, got {}", r.workers.max),
+        );
+    }
+    if r.timeout.is_zero() || r.timeout > Duration::from_secs(3600) {
+        return f(
+            "timeout",
+            format!("expected a duration from 1ms to 1h, got {:?}", r.timeout),
+        );
+    }
+    if r.max_input == 0 {
+        return f("max_input", "expected a positive size".into());
+    }
+    if r.queue > 1_000_000 {
+        return f(
+            "queue",
+            format!("expected at most 1000000, got {}", r.queue),
+        );
+    }
+    Ok(())
+}
