@@ -139,6 +139,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             f.spec.name,
             f.spec.name
         );
+        for t in &f.spec.triggers {
+            if let crate::config::Trigger::Http(h) = t {
+                println!("  {:<12} {:<10} POST {base}{}", "", "", h.path);
+            }
+        }
     }
     println!("  health {base}/healthz   metrics {base}/metrics   functions {base}/v1/functions");
     running
