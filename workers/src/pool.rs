@@ -57,7 +57,6 @@ struct Shared {
 #[derive(Clone)]
 pub struct Pool {
     shared: Arc<Shared>,
-    function: Arc<dyn Function>,
 }
 
 /// What the pool holds right now.
@@ -86,31 +85,29 @@ impl Pool {
             cfg,
         });
         let workers = Arc::new(Semaphore::new(shared.cfg.workers));
-        let f = function.clone();
         let device = shared.cfg.device;
         tokio::spawn(batcher::run(
             rx,
             shared.cfg.max_batch,
             shared.cfg.max_delay,
             workers,
-            move |batch, slot| dispatch(&cpu, &f, &name, device, batch, slot),
+            move |batch, slot| dispatch(&cpu, &function, &name, device, batch, slot),
         ));
-        Pool { shared, function }
+        Pool { shared }
     }
 
     pub fn config(&self) -> &PoolConfig {
         &self.shared.cfg
     }
 
-    pub fn function(&self) -> &Arc<dyn Function> {
-        &self.function
+    fn in_flight(&self) -> usize {
+        self.shared.cfg.capacity() - self.shared.admission.available_permits()
     }
 
     pub fn stats(&self) -> PoolStats {
-        let capacity = self.shared.cfg.capacity();
         PoolStats {
-            capacity,
-            in_flight: capacity - self.shared.admission.available_permits(),
+            capacity: self.shared.cfg.capacity(),
+            in_flight: self.in_flight(),
             peak_in_flight: self.shared.peak.load(std::sync::atomic::Ordering::Relaxed),
         }
     }
@@ -120,10 +117,9 @@ impl Pool {
         let name = &self.shared.name;
         match self.shared.admission.clone().try_acquire_owned() {
             Ok(permit) => {
-                let now = self.shared.cfg.capacity() - self.shared.admission.available_permits();
                 self.shared
                     .peak
-                    .fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+                    .fetch_max(self.in_flight(), std::sync::atomic::Ordering::Relaxed);
                 gauge!(m::IN_FLIGHT, "function" => name.to_string()).increment(1.0);
                 Ok(Admission {
                     shared: self.shared.clone(),

@@ -19,22 +19,6 @@ pub async fn by_name(
     handle(st, name, q, headers, body).await
 }
 
-/// `return=first` or `return=all` (the default); anything else is a mistake worth a 400.
-fn reply_choice(query: Option<&str>) -> Result<Option<String>, String> {
-    let mut ret = None;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        match pair.split_once('=') {
-            Some(("return", v)) => ret = Some(v.to_string()),
-            _ => {
-                return Err(format!(
-                    "unknown query parameter {pair:?}: only return=first is known"
-                ));
-            }
-        }
-    }
-    Ok(ret)
-}
-
 pub async fn handle(
     State(st): State<Shared>,
     name: String,
@@ -50,14 +34,13 @@ pub async fn handle(
             format!("no function named {name:?}"),
         );
     };
-    let form =
-        match reply_choice(query.as_deref()).and_then(|r| reply::choose(r.as_deref(), &headers)) {
-            Ok(f) => f,
-            Err(reason) => {
-                discard(&headers, body, DISCARD_LIMIT).await;
-                return error(StatusCode::BAD_REQUEST, "bad_request", reason);
-            }
-        };
+    let form = match reply::choose(query.as_deref(), &headers) {
+        Ok(f) => f,
+        Err(reason) => {
+            discard(&headers, body, DISCARD_LIMIT).await;
+            return error(StatusCode::BAD_REQUEST, "bad_request", reason);
+        }
+    };
     let cfg = pool.config();
     let retry_after = cfg.retry_after.as_secs();
     // Admission comes before the body is read: a full pool never buffers a refused upload.

@@ -18,14 +18,22 @@ pub enum Form {
     First,
 }
 
-pub fn choose(ret: Option<&str>, headers: &HeaderMap) -> Result<Form, String> {
-    match ret {
-        Some("first") => return Ok(Form::First),
-        Some("all") | None => {}
-        Some(other) => {
-            return Err(format!(
-                "return={other:?} is not known: use return=first or leave it out"
-            ));
+/// The reply form from the query (`return=first`, `return=all`, nothing) and `Accept`.
+pub fn choose(query: Option<&str>, headers: &HeaderMap) -> Result<Form, String> {
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        match pair.split_once('=') {
+            Some(("return", "first")) => return Ok(Form::First),
+            Some(("return", "all")) => {}
+            Some(("return", other)) => {
+                return Err(format!(
+                    "return={other:?} is not known: use return=first or leave it out"
+                ));
+            }
+            _ => {
+                return Err(format!(
+                    "unknown query parameter {pair:?}: only return=first is known"
+                ));
+            }
         }
     }
     let accept = headers
