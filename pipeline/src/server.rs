@@ -23,6 +23,7 @@ pub struct Settings {
     pub inference_token: Option<String>,
     /// Allow a non-loopback address without a token.
     pub insecure: bool,
+    pub http_limits: http::Limits,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
@@ -53,7 +54,7 @@ pub struct Running {
     /// How long shutdown waits for admitted work: the longest function timeout, plus a margin.
     grace: Duration,
     stop: oneshot::Sender<()>,
-    task: JoinHandle<std::io::Result<()>>,
+    task: JoinHandle<()>,
 }
 
 pub async fn start(settings: &Settings, config: &Config) -> Result<Running, ServeError> {
@@ -114,11 +115,7 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
             p.close();
         }
     };
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
+    let task = tokio::spawn(http::serve(listener, app, settings.http_limits, shutdown));
     let grace = config
         .functions
         .iter()
@@ -179,9 +176,7 @@ impl Running {
     /// Stop accepting, let admitted work finish and reply, then return.
     pub async fn shutdown(self) -> std::io::Result<()> {
         let _ = self.stop.send(());
-        self.task
-            .await
-            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        self.task.await.map_err(std::io::Error::other)
     }
 
     /// Serve until SIGTERM or Ctrl-C, then shut down gracefully, waiting at most the grace

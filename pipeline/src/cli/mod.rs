@@ -103,6 +103,10 @@ pub fn resolve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Settings> 
         token: env("WEIR_TOKEN").or_else(|| file.http.token.clone()),
         inference_token: env("WEIR_INFERENCE_TOKEN").or_else(|| file.http.inference_token.clone()),
         insecure: args.insecure,
+        http_limits: crate::http::Limits {
+            max_connections: file.http.max_connections,
+            header_timeout: file.http.header_timeout,
+        },
     })
 }
 

@@ -28,6 +28,24 @@ pub fn tokens(path: &Path, file: &FileConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// The front door's limits.
+pub fn http(path: &Path, file: &FileConfig) -> Result<(), ConfigError> {
+    let h = &file.http;
+    if h.max_connections == 0 || h.max_connections > 1_000_000 {
+        let msg = format!("expected 1 to 1000000, got {}", h.max_connections);
+        return Err(err(path, "http.max_connections", msg));
+    }
+    if h.header_timeout < Duration::from_millis(100) || h.header_timeout > Duration::from_secs(300)
+    {
+        let msg = format!(
+            "expected a duration from 100ms to 5m, got {:?}",
+            h.header_timeout
+        );
+        return Err(err(path, "http.header_timeout", msg));
+    }
+    Ok(())
+}
+
 /// Paths Weir serves itself, which an `http` trigger may not take.
 const RESERVED_PREFIXES: &[&str] = &["/v1", "/v2", "/healthz", "/metrics", "/openapi.json"];
 

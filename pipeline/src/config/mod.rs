@@ -33,12 +33,30 @@ pub struct FileConfig {
     pub functions_dir: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct HttpSection {
     pub listen: Option<SocketAddr>,
     pub token: Option<String>,
     pub inference_token: Option<String>,
+    /// Connections open at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// How long a client may take to send a request's headers.
+    #[serde(deserialize_with = "units::duration")]
+    pub header_timeout: std::time::Duration,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        let limits = crate::http::Limits::default();
+        HttpSection {
+            listen: None,
+            token: None,
+            inference_token: None,
+            max_connections: limits.max_connections,
+            header_timeout: limits.header_timeout,
+        }
+    }
 }
 
 /// The built-in S3 endpoint (served by the storage issue; its settings are read and kept now).
@@ -100,6 +118,7 @@ impl Config {
                 .collect::<Result<_, _>>()?;
         }
         check::tokens(path, &file)?;
+        check::http(path, &file)?;
         let functions = check::functions(path, &file, inventory)?;
         Ok(Config { file, functions })
     }

@@ -3,6 +3,9 @@
 mod auth;
 mod invoke;
 mod reply;
+mod serve;
+
+pub use serve::{Limits, serve};
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -20,6 +20,18 @@ pub async fn start(yaml: &str) -> TestServer {
 }
 
 pub async fn start_with_token(yaml: &str, token: Option<&str>) -> TestServer {
+    let limits = weir_pipeline::http::Limits {
+        max_connections: 64,
+        header_timeout: std::time::Duration::from_millis(500),
+    };
+    start_with(yaml, token, limits).await
+}
+
+pub async fn start_with(
+    yaml: &str,
+    token: Option<&str>,
+    http_limits: weir_pipeline::http::Limits,
+) -> TestServer {
     let cfg =
         Config::parse(Path::new("test.yaml"), yaml, &Inventory::cpu_only("tests")).expect("config");
     let data = tempfile::tempdir().unwrap();
@@ -30,6 +42,7 @@ pub async fn start_with_token(yaml: &str, token: Option<&str>) -> TestServer {
         token: token.map(str::to_string),
         inference_token: None,
         insecure: false,
+        http_limits,
     };
     let running = server::start(&settings, &cfg).await.expect("server starts");
     let base = format!("http://{}", running.http_addr());
