@@ -1,8 +1,9 @@
 # Sourced by run.sh and test.sh: installs what is missing on a Debian 12 machine, nothing else.
 # shellcheck shell=bash
 
-# System packages Weir's build needs (libwebp and the rest build from source through cc).
-WEIR_APT_PACKAGES=(gcc g++ make pkg-config ca-certificates curl)
+# System packages the build needs: libwebp builds from source through cc, libjpeg-turbo through
+# cmake with nasm for its SIMD code (turbojpeg requires SIMD, so a build without nasm fails loudly).
+WEIR_APT_PACKAGES=(gcc g++ make pkg-config ca-certificates curl cmake nasm)
 
 weir_as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else

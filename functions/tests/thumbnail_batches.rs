@@ -74,3 +74,48 @@ fn outputs_beyond_the_format_or_pixel_limit_are_bad_input_not_a_crash() {
     assert_eq!(err.kind(), ErrorKind::BadInput);
     assert!(err.reason().contains("megapixels"), "{err}");
 }
+
+#[test]
+fn jpeg_and_webp_shrink_while_decoding_and_keep_the_full_size_for_layout() {
+    let bytes = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/images/dandelions_5312x2988.jpg"),
+    )
+    .unwrap();
+    // 5312 -> 256 is a shrink of 20.8: decoded at 1/8, the rest left to Lanczos.
+    let pic = weir_functions::thumbnail::decode(&bytes, 100_000_000, Some(256)).unwrap();
+    assert_eq!((pic.width, pic.height), (664, 374));
+    assert_eq!(pic.full, (5312, 2988));
+    assert_eq!(pic.exact, (664.0, 373.5));
+    // For 1024 (a shrink of 5.2) only 1/2; with no hint the whole picture.
+    let pic = weir_functions::thumbnail::decode(&bytes, 100_000_000, Some(1024)).unwrap();
+    assert_eq!((pic.width, pic.height), (2656, 1494));
+    let pic = weir_functions::thumbnail::decode(&bytes, 100_000_000, None).unwrap();
+    assert_eq!((pic.width, pic.height), (5312, 2988));
+
+    // The dogs are stored sideways: the shrink is judged on the displayed width (2048).
+    let bytes = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/images/dogs_exif_orientation6_3088x2048.jpg"),
+    )
+    .unwrap();
+    let pic = weir_functions::thumbnail::decode(&bytes, 100_000_000, Some(256)).unwrap();
+    assert_eq!(
+        (pic.width, pic.height),
+        (772, 512),
+        "1/4 for a shrink of exactly 8"
+    );
+    assert_eq!(pic.displayed(), (2048, 3088));
+
+    let bytes = std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/images/forest_stream_1280x852.webp"),
+    )
+    .unwrap();
+    let pic = weir_functions::thumbnail::decode(&bytes, 100_000_000, Some(256)).unwrap();
+    assert_eq!(
+        (pic.width, pic.height),
+        (512, 341),
+        "libwebp scales to twice the target"
+    );
+    assert_eq!(pic.full, (1280, 852));
+}

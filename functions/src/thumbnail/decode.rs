@@ -6,7 +6,7 @@ use std::io::Cursor;
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
-use super::jpeg_check;
+use super::{jpeg_markers, turbo, webp_decode};
 use crate::FnError;
 
 /// The pixel layouts every later stage handles.
@@ -27,9 +27,10 @@ impl Layout {
     }
 }
 
-/// A decoded picture in its stored orientation.
-#[derive(Debug)]
+/// A decoded picture in its stored orientation, possibly decoded at a reduced scale.
+#[derive(Debug, Clone)]
 pub struct Picture {
+    /// The pixel buffer's size (after any scaled decode).
     pub width: u32,
     pub height: u32,
     pub layout: Layout,
@@ -37,15 +38,21 @@ pub struct Picture {
     /// How to turn the stored pixels upright (EXIF orientation).
     pub orientation: Orientation,
     pub format: ImageFormat,
+    /// The full picture's size as stored, before any scaled decode.
+    pub full: (u32, u32),
+    /// The part of the buffer that holds the full picture: a scaled decode rounds its size up, so
+    /// the last column and row may cover less than a whole pixel.
+    pub exact: (f64, f64),
 }
 
 impl Picture {
     /// Width and height as displayed, after the orientation is applied.
     pub fn displayed(&self) -> (u32, u32) {
+        let (w, h) = self.full;
         if swaps_axes(self.orientation) {
-            (self.height, self.width)
+            (h, w)
         } else {
-            (self.width, self.height)
+            (w, h)
         }
     }
 }
@@ -72,8 +79,14 @@ pub fn dimensions(data: &[u8]) -> Result<(u32, u32), FnError> {
         .map_err(|e| undecodable(format, e))
 }
 
-/// Decode `data`, refusing anything over `max_pixels` before the pixels are allocated.
-pub fn decode(data: &[u8], max_pixels: u64) -> Result<Picture, FnError> {
+/// Decode `data`, refusing anything over `max_pixels` before the pixels are allocated. With
+/// `largest_width` (the widest thumbnail wanted, as displayed), JPEGs decode at the smallest DCT
+/// scale that still leaves the resize a factor of two; `None` decodes at full size.
+pub fn decode(
+    data: &[u8],
+    max_pixels: u64,
+    largest_width: Option<u32>,
+) -> Result<Picture, FnError> {
     if data.is_empty() {
         return Err(FnError::bad_input("the input is empty (0 bytes)"));
     }
@@ -92,7 +105,15 @@ pub fn decode(data: &[u8], max_pixels: u64) -> Result<Picture, FnError> {
         }
     };
     if format == ImageFormat::Jpeg {
-        jpeg_check::check_complete(data).map_err(FnError::bad_input)?;
+        jpeg_markers::check_complete(data).map_err(FnError::bad_input)?;
+        if let Some(pic) = decode_turbo(data, max_pixels, largest_width)? {
+            return Ok(pic);
+        }
+    }
+    if format == ImageFormat::WebP
+        && let Some(pic) = decode_webp(data, max_pixels, largest_width)?
+    {
+        return Ok(pic);
     }
     let mut reader = ImageReader::with_format(Cursor::new(data), format);
     let mut limits = Limits::default();
@@ -101,6 +122,24 @@ pub fn decode(data: &[u8], max_pixels: u64) -> Result<Picture, FnError> {
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(|e| undecodable(format, e))?;
     let (w, h) = decoder.dimensions();
+    check_size(w, h, max_pixels)?;
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let img = DynamicImage::from_decoder(decoder).map_err(|e| undecodable(format, e))?;
+    let (layout, pixels) = normalise(img);
+    let (full, exact) = ((w, h), (f64::from(w), f64::from(h)));
+    Ok(Picture {
+        width: w,
+        height: h,
+        layout,
+        pixels,
+        orientation,
+        format,
+        full,
+        exact,
+    })
+}
+
+fn check_size(w: u32, h: u32, max_pixels: u64) -> Result<(), FnError> {
     let pixels = u64::from(w) * u64::from(h);
     if pixels > max_pixels {
         return Err(FnError::bad_input(format!(
@@ -114,17 +153,97 @@ pub fn decode(data: &[u8], max_pixels: u64) -> Result<Picture, FnError> {
             "the image has no pixels ({w}x{h})"
         )));
     }
-    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let img = DynamicImage::from_decoder(decoder).map_err(|e| undecodable(format, e))?;
-    let (layout, pixels) = normalise(img);
-    Ok(Picture {
-        width: w,
-        height: h,
+    Ok(())
+}
+
+/// The libwebp path for still pictures; `None` hands animations and failures to the general
+/// decoder. Scales while decoding to twice the widest thumbnail, leaving Lanczos the last step.
+fn decode_webp(
+    data: &[u8],
+    max_pixels: u64,
+    largest_width: Option<u32>,
+) -> Result<Option<Picture>, FnError> {
+    let Some(f) = webp_decode::features(data) else {
+        return Ok(None);
+    };
+    if f.animated {
+        return Ok(None);
+    }
+    check_size(f.width, f.height, max_pixels)?;
+    let orientation = image::codecs::webp::WebPDecoder::new(Cursor::new(data))
+        .and_then(|mut d| d.orientation())
+        .unwrap_or(Orientation::NoTransforms);
+    let shown_w = if swaps_axes(orientation) {
+        f.height
+    } else {
+        f.width
+    };
+    let size = match largest_width {
+        Some(t) if u64::from(t) * 4 <= u64::from(shown_w) => {
+            let ratio = f64::from(t) * 2.0 / f64::from(shown_w);
+            let scaled = |v: u32| ((f64::from(v) * ratio).round() as u32).max(1);
+            (scaled(f.width), scaled(f.height))
+        }
+        _ => (f.width, f.height),
+    };
+    let Ok((layout, pixels)) = webp_decode::decode(data, &f, size) else {
+        return Ok(None);
+    };
+    Ok(Some(Picture {
+        width: size.0,
+        height: size.1,
         layout,
         pixels,
         orientation,
-        format,
-    })
+        format: ImageFormat::WebP,
+        full: (f.width, f.height),
+        exact: (f64::from(size.0), f64::from(size.1)),
+    }))
+}
+
+/// The libjpeg-turbo path. `None` hands the file to the general decoder: CMYK and YCCK (which
+/// libjpeg-turbo will not turn into RGB), and anything it fails on, so that a file it finds
+/// fault with is judged by the same rules as before rather than refused outright.
+fn decode_turbo(
+    data: &[u8],
+    max_pixels: u64,
+    largest_width: Option<u32>,
+) -> Result<Option<Picture>, FnError> {
+    let Ok(header) = turbojpeg::read_header(data) else {
+        return Ok(None);
+    };
+    if !turbo::handles(header.colorspace) {
+        return Ok(None);
+    }
+    let (Ok(w), Ok(h)) = (u32::try_from(header.width), u32::try_from(header.height)) else {
+        return Err(FnError::bad_input(
+            "the JPEG's header gives an impossible size",
+        ));
+    };
+    check_size(w, h, max_pixels)?;
+    let orientation = jpeg_markers::exif_orientation(data)
+        .and_then(Orientation::from_exif)
+        .unwrap_or(Orientation::NoTransforms);
+    let shown_w = if swaps_axes(orientation) { h } else { w };
+    let scale = match largest_width {
+        Some(t) if t < shown_w => turbo::scale_for(shown_w, t),
+        _ => turbojpeg::ScalingFactor::ONE,
+    };
+    let Ok((sw, sh, layout, pixels)) = turbo::decode(data, &header, scale) else {
+        return Ok(None);
+    };
+    let ratio = scale.num() as f64 / scale.denom() as f64;
+    let exact = (f64::from(w) * ratio, f64::from(h) * ratio);
+    Ok(Some(Picture {
+        width: sw,
+        height: sh,
+        layout,
+        pixels,
+        orientation,
+        format: ImageFormat::Jpeg,
+        full: (w, h),
+        exact,
+    }))
 }
 
 fn undecodable(format: ImageFormat, e: image::ImageError) -> FnError {

@@ -1,37 +1,28 @@
 //! Pixels to bytes in the requested format.
 
-use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
 
 use super::decode::Layout;
 use super::params::Format;
 use super::resize::Frame;
+use super::turbo;
 use crate::FnError;
 
-pub fn encode(frame: &Frame, format: Format, quality: u8) -> Result<Vec<u8>, FnError> {
+pub fn encode(frame: &Frame<'_>, format: Format, quality: u8) -> Result<Vec<u8>, FnError> {
     let failed = |e: &dyn std::fmt::Display| FnError::transient(format!("encoding failed: {e}"));
     let mut out = Vec::with_capacity(frame.pixels.len() / 8 + 1024);
     match format {
         Format::Jpeg => {
             // JPEG has no alpha: flatten onto white, as a browser shows a transparent picture.
-            let (pixels, color) = match frame.layout {
-                Layout::Gray => (
-                    std::borrow::Cow::Borrowed(&frame.pixels[..]),
-                    ExtendedColorType::L8,
-                ),
-                Layout::Rgb => (
-                    std::borrow::Cow::Borrowed(&frame.pixels[..]),
-                    ExtendedColorType::Rgb8,
-                ),
-                Layout::Rgba => (
-                    std::borrow::Cow::Owned(flatten_on_white(&frame.pixels)),
-                    ExtendedColorType::Rgb8,
-                ),
-            };
-            JpegEncoder::new_with_quality(&mut out, quality)
-                .write_image(&pixels, frame.width, frame.height, color)
-                .map_err(|e| failed(&e))?;
+            out = match frame.layout {
+                Layout::Rgba => {
+                    let rgb = flatten_on_white(&frame.pixels);
+                    turbo::encode(&rgb, frame.width, frame.height, Layout::Rgb, quality)
+                }
+                layout => turbo::encode(&frame.pixels, frame.width, frame.height, layout, quality),
+            }
+            .map_err(|e| failed(&e))?;
         }
         Format::Png => {
             let color = match frame.layout {

@@ -2,9 +2,11 @@
 
 mod decode;
 mod encode;
-mod jpeg_check;
+mod jpeg_markers;
 mod params;
 mod resize;
+mod turbo;
+mod webp_decode;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -39,33 +41,49 @@ impl Thumbnail {
     /// Thumbnail one input, checking the deadline between stages.
     pub fn run_one(&self, input: &Input, ctx: &ExecCtx, i: usize) -> Result<Output, FnError> {
         let p = &self.params;
-        let pic = decode(&input.bytes, p.max_pixels)?;
+        let largest = p.sizes.iter().copied().max().filter(|_| !p.upscale);
+        let pic = decode(&input.bytes, p.max_pixels, largest)?;
         let displayed = pic.displayed();
-        let mut artifacts = Vec::with_capacity(p.sizes.len());
-        let mut made = Vec::with_capacity(p.sizes.len());
-        for &size in &p.sizes {
+        // Largest first, so that a smaller size can be made from a larger one that is at least
+        // twice its width (as good as from the original, and far less work).
+        let mut order: Vec<usize> = (0..p.sizes.len()).collect();
+        order.sort_by_key(|&k| std::cmp::Reverse(p.sizes[k]));
+        let mut made: Vec<Option<(Artifact, serde_json::Value)>> = vec![None; p.sizes.len()];
+        let mut previous: Option<Picture> = None;
+        for k in order {
             ctx.check(i)?;
+            let size = p.sizes[k];
             let (tw, th) = resize::target_size(displayed, size, p.upscale);
             check_output(p.format, tw, th, p.max_pixels)?;
-            let frame = RESIZER.with(|cell| match cell.try_borrow_mut() {
-                Ok(mut r) => resize::thumbnail(&mut r, &pic, (tw, th)),
+            let from = match &previous {
+                Some(prev) if prev.displayed().0 >= tw.saturating_mul(2) => prev,
+                _ => &pic,
+            };
+            let small = RESIZER.with(|cell| match cell.try_borrow_mut() {
+                Ok(mut r) => resize::shrink(&mut r, from, (tw, th)),
                 // The resizer splits work over rayon; while this thread waits on it, rayon may
                 // start another thumbnail here, which finds the resizer in use: give it its own.
-                Err(_) => resize::thumbnail(&mut fast_image_resize::Resizer::new(), &pic, (tw, th)),
+                Err(_) => resize::shrink(&mut fast_image_resize::Resizer::new(), from, (tw, th)),
             })?;
+            let frame = resize::upright(&small);
             let bytes = encode::encode(&frame, p.format, p.quality)?;
             let name = format!("{size}.{}", p.format.extension());
-            made.push(json!({
+            let info = json!({
                 "name": name, "size": size, "width": frame.width, "height": frame.height,
                 "bytes": bytes.len(),
-            }));
-            artifacts.push(Artifact {
+            });
+            let artifact = Artifact {
                 name,
                 content_type: p.format.content_type().to_string(),
                 bytes,
                 vars: BTreeMap::from([("size".to_string(), size.to_string())]),
-            });
+            };
+            made[k] = Some((artifact, info));
+            drop(frame);
+            previous = Some(small);
         }
+        let (artifacts, made): (Vec<Artifact>, Vec<serde_json::Value>) =
+            made.into_iter().flatten().unzip();
         let summary = json!({
             "input": {
                 "format": decode::format_name(pic.format),

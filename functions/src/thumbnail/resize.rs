@@ -1,6 +1,8 @@
 //! Resizing with fast_image_resize (SIMD, Lanczos3, alpha-aware), then turning the small result
 //! upright: rotating after the resize moves far fewer pixels than rotating the full picture.
 
+use std::borrow::Cow;
+
 use fast_image_resize::images::{TypedImage, TypedImageRef};
 use fast_image_resize::pixels::{PixelType, U8, U8x3, U8x4};
 use fast_image_resize::{FilterType, PixelTrait, ResizeAlg, ResizeOptions, Resizer};
@@ -10,13 +12,13 @@ use image::{DynamicImage, GrayImage, RgbImage, RgbaImage};
 use super::decode::{Layout, Picture, swaps_axes};
 use crate::FnError;
 
-/// Pixels in display orientation, ready to encode.
+/// Pixels in display orientation, ready to encode; borrowed when no turn was needed.
 #[derive(Debug)]
-pub struct Frame {
+pub struct Frame<'a> {
     pub width: u32,
     pub height: u32,
     pub layout: Layout,
-    pub pixels: Vec<u8>,
+    pub pixels: Cow<'a, [u8]>,
 }
 
 /// The displayed size of the thumbnail for a requested width.
@@ -27,12 +29,13 @@ pub fn target_size(displayed: (u32, u32), width: u32, upscale: bool) -> (u32, u3
     (tw, th)
 }
 
-/// Resize `pic` so that, once upright, it measures `displayed` (width, height).
-pub fn thumbnail(
+/// Resize `pic` so that, once upright, it measures `displayed` (width, height). The result stays
+/// in stored orientation, as a picture that smaller sizes can in turn be made from.
+pub fn shrink(
     resizer: &mut Resizer,
     pic: &Picture,
     displayed: (u32, u32),
-) -> Result<Frame, FnError> {
+) -> Result<Picture, FnError> {
     let (w, h) = if swaps_axes(pic.orientation) {
         (displayed.1, displayed.0)
     } else {
@@ -43,15 +46,13 @@ pub fn thumbnail(
         Layout::Rgb => resize_typed::<U8x3>(resizer, pic, w, h)?,
         Layout::Rgba => resize_typed::<U8x4>(resizer, pic, w, h)?,
     };
-    Ok(orient(
-        Frame {
-            width: w,
-            height: h,
-            layout: pic.layout,
-            pixels,
-        },
-        pic.orientation,
-    ))
+    Ok(Picture {
+        width: w,
+        height: h,
+        pixels,
+        exact: (f64::from(w), f64::from(h)),
+        ..*pic
+    })
 }
 
 /// The typed entry point compiles a quarter as much code as the generic one.
@@ -67,7 +68,10 @@ fn resize_typed<P: PixelTrait>(
     let mut buf = vec![0u8; w as usize * h as usize * pic.layout.channels()];
     let mut dst =
         TypedImage::<P>::from_buffer(w, h, &mut buf).map_err(|e| internal(&e.to_string()))?;
-    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
+    // Only the exact region of a scaled decode maps onto the full picture.
+    let opts = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
+        .crop(0.0, 0.0, pic.exact.0, pic.exact.1);
     resizer
         .resize_typed(&src, &mut dst, &opts)
         .map_err(|e| internal(&e.to_string()))?;
@@ -83,33 +87,31 @@ fn pixel_type(layout: Layout) -> PixelType {
     }
 }
 
-fn orient(frame: Frame, orientation: Orientation) -> Frame {
-    if orientation == Orientation::NoTransforms {
-        return frame;
+/// The picture turned upright (a copy only when it has to turn).
+pub fn upright(pic: &Picture) -> Frame<'_> {
+    if pic.orientation == Orientation::NoTransforms {
+        let (width, height, layout) = (pic.width, pic.height, pic.layout);
+        return Frame {
+            width,
+            height,
+            layout,
+            pixels: Cow::Borrowed(&pic.pixels),
+        };
     }
-    let Frame {
-        width,
-        height,
-        layout,
-        pixels,
-    } = frame;
-    // The buffer sizes were made for these dimensions, so from_raw cannot fail.
-    let mut img = match layout {
-        Layout::Gray => {
-            DynamicImage::ImageLuma8(GrayImage::from_raw(width, height, pixels).unwrap())
-        }
-        Layout::Rgb => DynamicImage::ImageRgb8(RgbImage::from_raw(width, height, pixels).unwrap()),
-        Layout::Rgba => {
-            DynamicImage::ImageRgba8(RgbaImage::from_raw(width, height, pixels).unwrap())
-        }
+    let (w, h, raw) = (pic.width, pic.height, pic.pixels.clone());
+    // The buffer was made for these dimensions, so from_raw cannot fail.
+    let mut img = match pic.layout {
+        Layout::Gray => DynamicImage::ImageLuma8(GrayImage::from_raw(w, h, raw).unwrap()),
+        Layout::Rgb => DynamicImage::ImageRgb8(RgbImage::from_raw(w, h, raw).unwrap()),
+        Layout::Rgba => DynamicImage::ImageRgba8(RgbaImage::from_raw(w, h, raw).unwrap()),
     };
-    img.apply_orientation(orientation);
+    img.apply_orientation(pic.orientation);
     let (width, height) = (img.width(), img.height());
     Frame {
         width,
         height,
-        layout,
-        pixels: img.into_bytes(),
+        layout: pic.layout,
+        pixels: Cow::Owned(img.into_bytes()),
     }
 }
 
