@@ -3,7 +3,8 @@
 //!
 //!   cargo run --release -p weir-benches --bin thumbnail-bench -- [--iters N] [--min-width PX]
 //!
-//! Prints a table of milliseconds per image (median of N) and images per second on all cores.
+//! Prints a table of milliseconds per image (median of N), images per second on all cores, and the
+//! PSNR of the 256 px output against the full-resolution Pillow reference in fixtures/reference.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -81,8 +82,10 @@ fn main() -> anyhow::Result<()> {
             let f = Thumbnail::new(ThumbnailParams::new(sizes.clone(), Format::Jpeg, 80))
                 .map_err(|(field, msg)| anyhow::anyhow!("{field}: {msg}"))?;
             let ctx = ExecCtx::unbounded(1);
-            f.run_one(&input, &ctx, 0)
-                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?; // warm-up
+            let first = f
+                .run_one(&input, &ctx, 0)
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            let db = psnr_against_reference(&path, &first.artifacts[0].bytes)?;
             let single: Vec<Duration> = (0..a.iters)
                 .map(|_| {
                     one.install(|| {
@@ -102,7 +105,7 @@ fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
             let per_sec = n as f64 / t.elapsed().as_secs_f64();
             let ms = median(single).as_secs_f64() * 1e3;
-            println!("{name:<40} {label:>9} {ms:>12.1} {per_sec:>14.1}");
+            println!("{name:<40} {label:>9} {ms:>12.1} {per_sec:>14.1} {db:>9.2}");
         }
     }
     Ok(())
@@ -113,4 +116,26 @@ mod image {
     pub fn image_dimensions_from(bytes: &[u8]) -> Result<(u32, u32), weir_functions::FnError> {
         weir_functions::thumbnail::dimensions(bytes)
     }
+}
+
+/// PSNR (dB) of a 256 px JPEG against `fixtures/reference/<stem>_256.png`.
+fn psnr_against_reference(photo: &Path, jpeg: &[u8]) -> anyhow::Result<f64> {
+    let stem = photo.file_stem().unwrap_or_default().to_string_lossy();
+    let reference = photo.with_file_name(format!("../reference/{stem}_256.png"));
+    let a = ::image::load_from_memory(jpeg)?.to_rgb8();
+    let b = ::image::open(&reference)
+        .with_context(|| reference.display().to_string())?
+        .to_rgb8();
+    anyhow::ensure!(
+        a.dimensions() == b.dimensions(),
+        "{stem}: sizes differ from the reference"
+    );
+    let se: f64 = a
+        .as_raw()
+        .iter()
+        .zip(b.as_raw())
+        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+        .sum();
+    let mse = se / a.as_raw().len() as f64;
+    Ok(10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10())
 }
