@@ -6,6 +6,9 @@
 //! The server runs in this process on 127.0.0.1 with the example's function (256 + 1024, JPEG q80);
 //! C clients (default: twice the cores) post each photo N times in all and ask for multipart replies.
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -23,6 +26,18 @@ functions:
     params: { sizes: [256, 1024], format: jpeg, quality: 80 }
     resources: { batch: { max_size: 1 }, queue: 1024, timeout: 120s }
 ";
+
+/// This process's user + system CPU time, from /proc (Linux).
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .map(|x| x.parse().unwrap_or(0.0))
+        .collect();
+    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
+    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
+}
 
 fn main() -> anyhow::Result<()> {
     let cores = weir_gpu::cpu_threads();
@@ -72,8 +87,8 @@ async fn run(cores: usize, requests: usize, concurrency: usize) -> anyhow::Resul
         "# thumbnail 256+1024 JPEG q80, {requests} per photo, {cores} cores, {concurrency} HTTP clients"
     );
     println!(
-        "{:<40} {:>16} {:>12} {:>10}",
-        "photo", "in process img/s", "HTTP img/s", "HTTP/in"
+        "{:<40} {:>16} {:>12} {:>10} {:>9} {:>9} {:>10}",
+        "photo", "in process img/s", "HTTP img/s", "HTTP/in", "cpu in", "cpu HTTP", "in flight"
     );
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
         .map(|e| e.map(|e| e.path()))
@@ -94,7 +109,7 @@ async fn run(cores: usize, requests: usize, concurrency: usize) -> anyhow::Resul
             .into_owned();
         let input = Input::new(bytes.clone());
         let ctx = ExecCtx::unbounded(1);
-        let t = Instant::now();
+        let (t, cpu0) = (Instant::now(), cpu_seconds());
         all.install(|| {
             (0..requests)
                 .into_par_iter()
@@ -102,8 +117,32 @@ async fn run(cores: usize, requests: usize, concurrency: usize) -> anyhow::Resul
         })
         .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
         let direct = requests as f64 / t.elapsed().as_secs_f64();
+        let cpu_direct = (cpu_seconds() - cpu0) / (t.elapsed().as_secs_f64() * cores as f64);
 
-        let t = Instant::now();
+        let (t, cpu0) = (Instant::now(), cpu_seconds());
+        let stats_url = url.replace("/thumbs/invoke", "");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sampler = {
+            let (client, stats_url, stop) = (client.clone(), stats_url.clone(), stop.clone());
+            tokio::spawn(async move {
+                // How many invocations the server holds: below the cores, it is waiting on clients.
+                let mut samples = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    let Ok(res) = client.get(&stats_url).send().await else {
+                        break;
+                    };
+                    let Ok(body) = res.bytes().await else { break };
+                    let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+                    samples.push(
+                        v["functions"][0]["stats"]["in_flight"]
+                            .as_f64()
+                            .unwrap_or(0.0),
+                    );
+                }
+                samples.iter().sum::<f64>() / samples.len().max(1) as f64
+            })
+        };
         let per_client = requests.div_ceil(concurrency);
         let clients = (0..concurrency).map(|_| {
             let (client, url, body) = (client.clone(), url.clone(), bytes.clone());
@@ -125,9 +164,14 @@ async fn run(cores: usize, requests: usize, concurrency: usize) -> anyhow::Resul
             r??;
         }
         let http = (per_client * concurrency) as f64 / t.elapsed().as_secs_f64();
+        let cpu_http = (cpu_seconds() - cpu0) / (t.elapsed().as_secs_f64() * cores as f64);
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let in_flight = sampler.await?;
         println!(
-            "{name:<40} {direct:>16.1} {http:>12.1} {:>10.2}",
-            http / direct
+            "{name:<40} {direct:>16.1} {http:>12.1} {:>10.2} {:>8.0}% {:>8.0}% {in_flight:>10.1}",
+            http / direct,
+            cpu_direct * 100.0,
+            cpu_http * 100.0
         );
     }
     running.shutdown().await?;

@@ -6,6 +6,9 @@
 //! Prints a table of milliseconds per image (median of N), images per second on all cores, and the
 //! PSNR of the 256 px output against the full-resolution Pillow reference in fixtures/reference.
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

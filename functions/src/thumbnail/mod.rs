@@ -61,8 +61,8 @@ impl Thumbnail {
             };
             let small = RESIZER.with(|cell| match cell.try_borrow_mut() {
                 Ok(mut r) => resize::shrink(&mut r, from, (tw, th)),
-                // The resizer splits work over rayon; while this thread waits on it, rayon may
-                // start another thumbnail here, which finds the resizer in use: give it its own.
+                // In use further up this thread's stack (a re-entrant call, as rayon work
+                // stealing inside a resize once caused): give this call its own.
                 Err(_) => resize::shrink(&mut fast_image_resize::Resizer::new(), from, (tw, th)),
             })?;
             let frame = resize::upright(&small);
