@@ -60,8 +60,8 @@ fn main() -> anyhow::Result<()> {
         a.iters
     );
     println!(
-        "{:<40} {:>9} {:>12} {:>14}",
-        "photo", "widths", "1 thread ms", "all cores img/s"
+        "{:<40} {:>9} {:>12} {:>14} {:>9}",
+        "photo", "widths", "1 thread ms", "all cores img/s", "PSNR dB"
     );
     let mut files: Vec<PathBuf> = std::fs::read_dir(&a.dir)?
         .map(|e| e.map(|e| e.path()))
