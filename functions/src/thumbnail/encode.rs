@@ -4,12 +4,17 @@ use image::codecs::png::{CompressionType, FilterType, PngEncoder};
 use image::{ExtendedColorType, ImageEncoder};
 
 use super::decode::Layout;
-use super::params::Format;
+use super::params::{Chroma, Format};
 use super::resize::Frame;
 use super::turbo;
 use crate::FnError;
 
-pub fn encode(frame: &Frame<'_>, format: Format, quality: u8) -> Result<Vec<u8>, FnError> {
+pub fn encode(
+    frame: &Frame<'_>,
+    format: Format,
+    quality: u8,
+    chroma: Chroma,
+) -> Result<Vec<u8>, FnError> {
     let failed = |e: &dyn std::fmt::Display| FnError::transient(format!("encoding failed: {e}"));
     let mut out = Vec::with_capacity(frame.pixels.len() / 8 + 1024);
     match format {
@@ -18,9 +23,23 @@ pub fn encode(frame: &Frame<'_>, format: Format, quality: u8) -> Result<Vec<u8>,
             out = match frame.layout {
                 Layout::Rgba => {
                     let rgb = flatten_on_white(&frame.pixels);
-                    turbo::encode(&rgb, frame.width, frame.height, Layout::Rgb, quality)
+                    turbo::encode(
+                        &rgb,
+                        frame.width,
+                        frame.height,
+                        Layout::Rgb,
+                        quality,
+                        chroma,
+                    )
                 }
-                layout => turbo::encode(&frame.pixels, frame.width, frame.height, layout, quality),
+                layout => turbo::encode(
+                    &frame.pixels,
+                    frame.width,
+                    frame.height,
+                    layout,
+                    quality,
+                    chroma,
+                ),
             }
             .map_err(|e| failed(&e))?;
         }

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use serde_json::json;
 
 pub use decode::{Layout, Picture, decode, dimensions};
-pub use params::{Format, MAX_SIZE, ThumbnailParams};
+pub use params::{Chroma, Format, MAX_SIZE, ThumbnailParams};
 
 use crate::{Artifact, ExecCtx, FnError, Function, Input, Limits, Output};
 
@@ -66,7 +66,7 @@ impl Thumbnail {
                 Err(_) => resize::shrink(&mut fast_image_resize::Resizer::new(), from, (tw, th)),
             })?;
             let frame = resize::upright(&small);
-            let bytes = encode::encode(&frame, p.format, p.quality)?;
+            let bytes = encode::encode(&frame, p.format, p.quality, p.chroma)?;
             let name = format!("{size}.{}", p.format.extension());
             let info = json!({
                 "name": name, "size": size, "width": frame.width, "height": frame.height,

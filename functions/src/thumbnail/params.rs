@@ -37,6 +37,17 @@ impl Format {
     }
 }
 
+/// JPEG chroma subsampling. 4:2:0 (the default, as libvips, Pillow and sharp use below q90)
+/// halves colour resolution for smaller files; 4:4:4 keeps it, for sharper colour edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub enum Chroma {
+    #[default]
+    #[serde(rename = "4:2:0")]
+    Sub420,
+    #[serde(rename = "4:4:4")]
+    Full444,
+}
+
 /// `params` of a `thumbnail` function.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -49,6 +60,9 @@ pub struct ThumbnailParams {
     /// Encoder quality 1..=100 (JPEG and WebP; ignored by PNG, which is lossless).
     #[serde(default = "default_quality")]
     pub quality: u8,
+    /// JPEG only.
+    #[serde(default)]
+    pub chroma: Chroma,
     /// Produce widths above the image's own. Off: such a size comes out at the image's width.
     #[serde(default)]
     pub upscale: bool,
@@ -77,6 +91,7 @@ impl ThumbnailParams {
             sizes,
             format,
             quality,
+            chroma: Chroma::default(),
             upscale: false,
             max_pixels: default_max_pixels(),
         }

@@ -4,6 +4,7 @@
 use turbojpeg::{Colorspace, Compressor, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp};
 
 use super::decode::Layout;
+use super::params::Chroma;
 
 /// The DCT scale for a picture `full` pixels wide whose largest thumbnail is `target` wide.
 /// libvips' rule: leave at least a factor of two for the resize that follows, which keeps
@@ -57,18 +58,24 @@ pub fn decode(
     Ok((w, h, layout, pixels))
 }
 
-/// Baseline JPEG at `quality`, 4:2:0 for colour (libjpeg-turbo defaults to 4:4:4 and q95).
+/// Baseline JPEG at `quality`; colour at 4:2:0 or 4:4:4 as asked (libjpeg-turbo's own defaults,
+/// q95 and 4:4:4, are never used).
 pub fn encode(
     pixels: &[u8],
     width: u32,
     height: u32,
     layout: Layout,
     quality: u8,
+    chroma: Chroma,
 ) -> Result<Vec<u8>, String> {
+    let colour = match chroma {
+        Chroma::Sub420 => Subsamp::Sub2x2,
+        Chroma::Full444 => Subsamp::None,
+    };
     let (format, subsamp) = match layout {
         Layout::Gray => (PixelFormat::GRAY, Subsamp::Gray),
-        Layout::Rgb => (PixelFormat::RGB, Subsamp::Sub2x2),
-        Layout::Rgba => (PixelFormat::RGBA, Subsamp::Sub2x2),
+        Layout::Rgb => (PixelFormat::RGB, colour),
+        Layout::Rgba => (PixelFormat::RGBA, colour),
     };
     let mut c = Compressor::new().map_err(|e| e.to_string())?;
     c.set_quality(i32::from(quality))
