@@ -35,7 +35,7 @@ fn the_fast_encoder_matches_the_slow_one_at_the_same_settings() {
             .unwrap();
         let slow_db = psnr(&image::load_from_memory(&slow).unwrap().to_rgb8(), &pixels);
         // Fast path through the function: the picture is already 256 wide, so only encoding acts.
-        let mut db = |chroma| {
+        let db = |chroma| {
             let mut p = ThumbnailParams::new(vec![256], Format::Jpeg, 80);
             p.chroma = chroma;
             let out = Thumbnail::new(p)
