@@ -119,3 +119,22 @@ fn jpeg_and_webp_shrink_while_decoding_and_keep_the_full_size_for_layout() {
     );
     assert_eq!(pic.full, (1280, 852));
 }
+
+#[test]
+fn every_size_is_right_whatever_the_order_and_spacing_of_sizes() {
+    // 600 is not twice 400, so 400 comes from the decode; 128 may come from 400.
+    let f = Thumbnail::new(ThumbnailParams::new(vec![400, 128, 600], Format::Png, 80)).unwrap();
+    let out = f
+        .run_one(&photo("mountains_1920x1440.jpg"), &ExecCtx::unbounded(1), 0)
+        .unwrap();
+    let names: Vec<&str> = out.artifacts.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["400.png", "128.png", "600.png"],
+        "artifacts keep the order asked for"
+    );
+    for (a, w) in out.artifacts.iter().zip([400, 128, 600]) {
+        let img = image::load_from_memory(&a.bytes).unwrap();
+        assert_eq!((img.width(), img.height()), (w, w * 3 / 4), "{}", a.name);
+    }
+}

@@ -49,14 +49,15 @@ impl Thumbnail {
         let mut order: Vec<usize> = (0..p.sizes.len()).collect();
         order.sort_by_key(|&k| std::cmp::Reverse(p.sizes[k]));
         let mut made: Vec<Option<(Artifact, serde_json::Value)>> = vec![None; p.sizes.len()];
-        let mut previous: Option<Picture> = None;
+        // The last size made, with its displayed width.
+        let mut previous: Option<(Picture, u32)> = None;
         for k in order {
             ctx.check(i)?;
             let size = p.sizes[k];
             let (tw, th) = resize::target_size(displayed, size, p.upscale);
             check_output(p.format, tw, th, p.max_pixels)?;
             let from = match &previous {
-                Some(prev) if prev.displayed().0 >= tw.saturating_mul(2) => prev,
+                Some((prev, prev_w)) if *prev_w >= tw.saturating_mul(2) => prev,
                 _ => &pic,
             };
             let small = RESIZER.with(|cell| match cell.try_borrow_mut() {
@@ -80,7 +81,7 @@ impl Thumbnail {
             };
             made[k] = Some((artifact, info));
             drop(frame);
-            previous = Some(small);
+            previous = Some((small, tw));
         }
         let (artifacts, made): (Vec<Artifact>, Vec<serde_json::Value>) =
             made.into_iter().flatten().unzip();
