@@ -3,9 +3,11 @@
 
 use std::hash::{BuildHasher, Hasher};
 
+use axum::body::Body;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use bytes::Bytes;
 use serde_json::json;
 use weir_functions::Output;
 
@@ -98,49 +100,35 @@ pub fn render(form: Form, function: &str, output: Output) -> Response {
             )
             .into_response()
         }
-        Form::Multipart => multipart(function, &output),
+        Form::Multipart => multipart(function, output),
     }
 }
 
-fn multipart(function: &str, output: &Output) -> Response {
-    let boundary = boundary_not_in(output);
+/// The parts go out as they are, one chunk each, without being copied into one buffer.
+fn multipart(function: &str, output: Output) -> Response {
+    let boundary = boundary_not_in(&output);
     let summary =
-        json!({ "function": function, "summary": output.summary, "artifacts": listing(output) });
+        json!({ "function": function, "summary": output.summary, "artifacts": listing(&output) });
     let summary = summary.to_string();
-    let mut body = Vec::with_capacity(
-        output
-            .artifacts
-            .iter()
-            .map(|a| a.bytes.len() + 200)
-            .sum::<usize>()
-            + summary.len()
-            + 200,
-    );
-    let mut part = |headers: String, bytes: &[u8]| {
-        body.extend_from_slice(format!("--{boundary}\r\n{headers}\r\n").as_bytes());
-        body.extend_from_slice(bytes);
-        body.extend_from_slice(b"\r\n");
-    };
-    part(
-        format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            summary.len()
-        ),
-        summary.as_bytes(),
-    );
-    for a in &output.artifacts {
-        let headers = format!(
-            "Content-Type: {}\r\nContent-Disposition: attachment; filename=\"{}\"\r\nContent-Length: {}\r\n",
+    let mut chunks: Vec<Bytes> = Vec::with_capacity(2 * output.artifacts.len() + 3);
+    chunks.push(Bytes::from(format!(
+        "--{boundary}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{summary}\r\n",
+        summary.len()
+    )));
+    for a in output.artifacts {
+        chunks.push(Bytes::from(format!(
+            "--{boundary}\r\nContent-Type: {}\r\nContent-Disposition: attachment; filename=\"{}\"\r\nContent-Length: {}\r\n\r\n",
             a.content_type,
             a.name.replace(['"', '\r', '\n'], "_"),
             a.bytes.len()
-        );
-        part(headers, &a.bytes);
+        )));
+        chunks.push(Bytes::from(a.bytes));
+        chunks.push(Bytes::from_static(b"\r\n"));
     }
-    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
-    let ct = format!("multipart/mixed; boundary={boundary}");
-    let mut res = body.into_response();
-    if let Ok(v) = HeaderValue::from_str(&ct) {
+    chunks.push(Bytes::from(format!("--{boundary}--\r\n")));
+    let stream = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::convert::Infallible>));
+    let mut res = Body::from_stream(stream).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!("multipart/mixed; boundary={boundary}")) {
         res.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     res
