@@ -9,7 +9,7 @@
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
@@ -38,6 +38,9 @@ fn cpu_seconds() -> f64 {
     // Fields 14 and 15 (utime, stime) are the 12th and 13th after the command name.
     (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
 }
+
+#[path = "photos.rs"]
+mod photos;
 
 fn main() -> anyhow::Result<()> {
     let cores = weir_gpu::cpu_threads();
@@ -90,23 +93,7 @@ async fn run(cores: usize, requests: usize, concurrency: usize) -> anyhow::Resul
         "{:<40} {:>16} {:>12} {:>10} {:>9} {:>9} {:>10}",
         "photo", "in process img/s", "HTTP img/s", "HTTP/in", "cpu in", "cpu HTTP", "in flight"
     );
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    files.sort();
-    for path in files {
-        let bytes = std::fs::read(&path)?;
-        let Ok((w, h)) = weir_functions::thumbnail::dimensions(&bytes) else {
-            continue;
-        };
-        if w.max(h) < 1280 {
-            continue;
-        }
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+    for photos::Photo { name, bytes, .. } in photos::at_least(&dir, 1280)? {
         let input = Input::new(bytes.clone());
         let ctx = ExecCtx::unbounded(1);
         let (t, cpu0) = (Instant::now(), cpu_seconds());

@@ -73,23 +73,7 @@ fn main() -> anyhow::Result<()> {
         "{:<40} {:>9} {:>12} {:>14} {:>9} {:>9}",
         "photo", "widths", "1 thread ms", "all cores img/s", "PSNR dB", "KB out"
     );
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&a.dir)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()?;
-    files.sort();
-    for path in files {
-        let bytes = std::fs::read(&path)?;
-        let Ok(size) = image::image_dimensions_from(&bytes) else {
-            continue;
-        };
-        if size.0.max(size.1) < a.min_width {
-            continue;
-        }
-        let name = path
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .into_owned();
+    for photos::Photo { name, path, bytes } in photos::at_least(&a.dir, a.min_width)? {
         let input = Input::new(bytes);
         for (label, sizes) in &variants {
             let f = Thumbnail::new(ThumbnailParams::new(sizes.clone(), a.format, 80))
@@ -125,12 +109,8 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-mod image {
-    /// Width and height from the header, without decoding.
-    pub fn image_dimensions_from(bytes: &[u8]) -> Result<(u32, u32), weir_functions::FnError> {
-        weir_functions::thumbnail::dimensions(bytes)
-    }
-}
+#[path = "photos.rs"]
+mod photos;
 
 /// PSNR (dB) of a 256 px thumbnail against `fixtures/reference/<stem>_256.png`.
 fn psnr_against_reference(photo: &Path, thumbnail: &[u8]) -> anyhow::Result<f64> {
@@ -140,16 +120,6 @@ fn psnr_against_reference(photo: &Path, thumbnail: &[u8]) -> anyhow::Result<f64>
     let b = ::image::open(&reference)
         .with_context(|| reference.display().to_string())?
         .to_rgb8();
-    anyhow::ensure!(
-        a.dimensions() == b.dimensions(),
-        "{stem}: sizes differ from the reference"
-    );
-    let se: f64 = a
-        .as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-        .sum();
-    let mse = se / a.as_raw().len() as f64;
-    Ok(10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10())
+    weir_functions::thumbnail::psnr(&a, &b)
+        .with_context(|| format!("{stem}: sizes differ from the reference"))
 }

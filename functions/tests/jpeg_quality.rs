@@ -8,13 +8,7 @@ use weir_functions::thumbnail::{Chroma, Format, Thumbnail, ThumbnailParams};
 use weir_functions::{ExecCtx, Input};
 
 fn psnr(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
-    let se: f64 = a
-        .as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-        .sum();
-    10.0 * (255.0f64 * 255.0 / (se / a.as_raw().len() as f64)).log10()
+    weir_functions::thumbnail::psnr(a, b).expect("equal sizes")
 }
 
 #[test]

@@ -4,6 +4,7 @@ mod decode;
 mod encode;
 mod jpeg_markers;
 mod params;
+mod quality;
 mod resize;
 mod turbo;
 mod webp_decode;
@@ -16,6 +17,7 @@ use serde_json::json;
 
 pub use decode::{Layout, Picture, decode, dimensions};
 pub use params::{Chroma, Format, MAX_SIZE, ThumbnailParams};
+pub use quality::psnr;
 
 use crate::{Artifact, ExecCtx, FnError, Function, Input, Limits, Output};
 

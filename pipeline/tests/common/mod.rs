@@ -100,17 +100,5 @@ pub fn fixture_names(dir: &str) -> Vec<String> {
 
 /// Peak signal-to-noise ratio of two same-sized RGB images, in dB.
 pub fn psnr(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
-    assert_eq!(a.dimensions(), b.dimensions(), "PSNR needs equal sizes");
-    let se: f64 = a
-        .as_raw()
-        .iter()
-        .zip(b.as_raw())
-        .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-        .sum();
-    let mse = se / a.as_raw().len() as f64;
-    if mse == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (255.0f64 * 255.0 / mse).log10()
-    }
+    weir_functions::thumbnail::psnr(a, b).expect("PSNR needs equal sizes")
 }
