@@ -2,6 +2,8 @@
 
 pub mod cli;
 pub mod config;
+pub mod events;
 pub mod http;
+pub mod router;
 pub mod server;
 pub mod telemetry;

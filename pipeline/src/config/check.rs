@@ -122,6 +122,20 @@ pub fn functions(
             }
         }
         check_resources(path, &f.resources, &at("resources"))?;
+        if let Some(out) = &f.output {
+            for (t, trigger) in f.triggers.iter().enumerate() {
+                if let Trigger::S3(s3) = trigger
+                    && crate::router::could_trigger_itself(s3, out)
+                {
+                    let msg = format!(
+                        "writing {} in bucket {} could trigger this function again through triggers[{t}]; \
+                         write to another bucket or under a prefix or suffix the trigger does not match",
+                        out.key, out.bucket
+                    );
+                    return Err(err(path, &at("output"), msg));
+                }
+            }
+        }
         let function: Arc<dyn Function> = match f.kind {
             Kind::Thumbnail => {
                 let params: ThumbnailParams = params_of(path, &f.params, &at("params"))?;

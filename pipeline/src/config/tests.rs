@@ -258,3 +258,21 @@ fn a_functions_dir_adds_specs_and_reports_its_own_file() {
     assert!(e.file.ends_with("b.yaml"), "{e}");
     assert_eq!(e.field, "functions[1].params.qualty");
 }
+
+#[test]
+fn an_output_that_would_feed_its_own_trigger_is_refused() {
+    let looped = GOOD.replacen(
+        "output: { bucket: derived, key: \"thumbs/{key}/{size}.jpg\" }",
+        "output: { bucket: uploads, key: \"images/small/{key}.jpg\" }",
+        1,
+    );
+    let e = parse(&looped).err().expect("refused");
+    assert_eq!(e.field, "functions[0].output");
+    assert!(
+        e.message.contains("could trigger this function again"),
+        "{e}"
+    );
+    // The same bucket under a prefix the trigger does not watch is fine.
+    let elsewhere = GOOD.replacen("bucket: derived", "bucket: uploads", 1);
+    assert!(parse(&elsewhere).is_ok());
+}
