@@ -6,4 +6,5 @@ pub mod events;
 pub mod http;
 pub mod router;
 pub mod server;
+pub mod store;
 pub mod telemetry;

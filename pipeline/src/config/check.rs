@@ -123,6 +123,10 @@ pub fn functions(
         }
         check_resources(path, &f.resources, &at("resources"))?;
         if let Some(out) = &f.output {
+            crate::store::check_bucket(&out.bucket)
+                .map_err(|m| err(path, &at("output.bucket"), m))?;
+            crate::store::KeyTemplate::parse(&out.key, f.kind.template_vars())
+                .map_err(|e| err(path, &at("output.key"), e.to_string()))?;
             for (t, trigger) in f.triggers.iter().enumerate() {
                 if let Trigger::S3(s3) = trigger
                     && crate::router::could_trigger_itself(s3, out)

@@ -42,6 +42,13 @@ impl Kind {
             Kind::Thumbnail => "thumbnail",
         }
     }
+
+    /// The variables this kind's artifacts give output key templates, beside the built-in ones.
+    pub fn template_vars(self) -> &'static [&'static str] {
+        match self {
+            Kind::Thumbnail => &["size"],
+        }
+    }
 }
 
 /// One entry of `triggers`: exactly one of its keys is set (`- s3: {...}` or `- http: {...}`).

@@ -276,3 +276,16 @@ fn an_output_that_would_feed_its_own_trigger_is_refused() {
     let elsewhere = GOOD.replacen("bucket: derived", "bucket: uploads", 1);
     assert!(parse(&elsewhere).is_ok());
 }
+
+#[test]
+fn output_templates_and_buckets_are_checked() {
+    let e = parse(&GOOD.replacen("{size}.jpg", "{width}.jpg", 1))
+        .err()
+        .unwrap();
+    assert_eq!(e.field, "functions[0].output.key");
+    assert!(e.message.contains("unknown variable {width}"), "{e}");
+    let e = parse(&GOOD.replacen("bucket: derived", "bucket: Derived_Bucket", 1))
+        .err()
+        .unwrap();
+    assert_eq!(e.field, "functions[0].output.bucket");
+}

@@ -1,0 +1,153 @@
+//! Output keys from a template (`thumbs/{key}/{size}.jpg`): deterministic, so the same input gives
+//! the same keys and a replay overwrites instead of duplicating.
+
+use std::collections::BTreeMap;
+
+/// The variables every template may use; functions add their own (`{size}`).
+pub const BUILT_IN: &[&str] = &["key", "stem", "ext", "bucket"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyTemplate {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Text(String),
+    Var(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unclosed '{{' at byte {0}")]
+    Unclosed(usize),
+    #[error(
+        "unknown variable {{{0}}}: known are {{key}}, {{stem}}, {{ext}}, {{bucket}} and the function's own"
+    )]
+    Unknown(String),
+    #[error("{{{0}}} has no value for this output")]
+    Missing(String),
+    #[error("the key made, {0:?}, is not a valid key: {1}")]
+    BadKey(String, String),
+}
+
+impl KeyTemplate {
+    /// Parse, accepting the built-in variables and `extra` (the function kind's own).
+    pub fn parse(text: &str, extra: &[&str]) -> Result<Self, TemplateError> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        let mut offset = 0;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                parts.push(Part::Text(rest[..open].to_string()));
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or(TemplateError::Unclosed(offset + open))?
+                + open;
+            let name = &rest[open + 1..close];
+            if !BUILT_IN.contains(&name) && !extra.contains(&name) {
+                return Err(TemplateError::Unknown(name.to_string()));
+            }
+            parts.push(Part::Var(name.to_string()));
+            offset += close + 1;
+            rest = &rest[close + 1..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Text(rest.to_string()));
+        }
+        Ok(KeyTemplate { parts })
+    }
+
+    /// The key for an input `key` in `bucket`, with the artifact's own variables.
+    pub fn render(
+        &self,
+        bucket: &str,
+        key: &str,
+        vars: &BTreeMap<String, String>,
+    ) -> Result<String, TemplateError> {
+        let file = key.rsplit('/').next().unwrap_or(key);
+        let (stem, ext) = match file.rsplit_once('.') {
+            Some((s, e)) if !s.is_empty() => {
+                (key[..key.len() - e.len() - 1].to_string(), e.to_string())
+            }
+            _ => (key.to_string(), String::new()),
+        };
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Text(t) => out.push_str(t),
+                Part::Var(v) => out.push_str(match v.as_str() {
+                    "key" => key,
+                    "stem" => &stem,
+                    "ext" => &ext,
+                    "bucket" => bucket,
+                    other => vars
+                        .get(other)
+                        .ok_or_else(|| TemplateError::Missing(other.to_string()))?,
+                }),
+            }
+        }
+        super::check_key(&out).map_err(|e| TemplateError::BadKey(out.clone(), e))?;
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn size(v: &str) -> BTreeMap<String, String> {
+        BTreeMap::from([("size".to_string(), v.to_string())])
+    }
+
+    #[test]
+    fn renders_every_variable_deterministically() {
+        let t = KeyTemplate::parse("thumbs/{key}/{size}.jpg", &["size"]).unwrap();
+        let k = t
+            .render("uploads", "photos/cat 1.JPG", &size("256"))
+            .unwrap();
+        assert_eq!(k, "thumbs/photos/cat 1.JPG/256.jpg");
+        assert_eq!(
+            t.render("uploads", "photos/cat 1.JPG", &size("256"))
+                .unwrap(),
+            k,
+            "same input, same key"
+        );
+        let t = KeyTemplate::parse("{bucket}/{stem}.{ext}.json", &[]).unwrap();
+        assert_eq!(
+            t.render("up", "a/b.tar.gz", &BTreeMap::new()).unwrap(),
+            "up/a/b.tar.gz.json"
+        );
+        assert_eq!(
+            t.render("up", "dir.v2/noext", &BTreeMap::new()).unwrap(),
+            "up/dir.v2/noext..json"
+        );
+        assert_eq!(
+            t.render("up", ".hidden", &BTreeMap::new()).unwrap(),
+            "up/.hidden..json"
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        assert_eq!(
+            KeyTemplate::parse("a/{key", &[]),
+            Err(TemplateError::Unclosed(2))
+        );
+        assert_eq!(
+            KeyTemplate::parse("{keyy}", &[]),
+            Err(TemplateError::Unknown("keyy".into()))
+        );
+        let t = KeyTemplate::parse("{key}/{size}", &["size"]).unwrap();
+        assert_eq!(
+            t.render("b", "k", &BTreeMap::new()),
+            Err(TemplateError::Missing("size".into()))
+        );
+        // A template cannot be steered out of its bucket by a hostile variable value.
+        assert!(matches!(
+            t.render("b", "k", &size("../../x")),
+            Err(TemplateError::BadKey(..))
+        ));
+    }
+}
