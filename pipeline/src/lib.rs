@@ -1,5 +1,6 @@
 //! Weir's pipeline crate: configuration, the HTTP API, metrics and the command line.
 
+pub mod bus;
 pub mod cli;
 pub mod config;
 pub mod events;
