@@ -3,6 +3,7 @@
 pub mod bus;
 pub mod cli;
 pub mod config;
+pub mod dispatch;
 pub mod events;
 pub mod http;
 pub mod router;

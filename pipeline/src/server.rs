@@ -41,6 +41,8 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("cannot start storage events: {0}")]
+    Events(#[from] crate::dispatch::StartError),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -88,12 +90,14 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
             upkeep.run_upkeep();
         }
     });
+    let events = crate::dispatch::start(&settings.data_dir, &config.functions, &pools)?;
     let closing: Vec<Pool> = pools.values().cloned().collect();
     let state = std::sync::Arc::new(AppState {
         pools,
         listing,
         token: settings.token.clone(),
         prometheus,
+        events: Some(events),
     });
     let app = http::router(state, &extra_routes);
     let listener = tokio::net::TcpListener::bind(settings.http_listen)

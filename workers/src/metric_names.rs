@@ -13,5 +13,18 @@ pub const IN_FLIGHT: &str = "weir_in_flight";
 /// Counter: HTTP responses, labels `route`, `status`.
 pub const HTTP_RESPONSES: &str = "weir_http_responses_total";
 
+/// Counter: storage events accepted by a trigger (webhook or upload).
+pub const EVENTS_ACCEPTED: &str = "weir_events_accepted_total";
+/// Counter: (event, function) pairs recorded on the bus. Label `function`.
+pub const EVENTS_ROUTED: &str = "weir_events_routed_total";
+/// Counter: pairs finished with outputs written. Label `function`.
+pub const EVENTS_DONE: &str = "weir_events_done_total";
+/// Counter: pairs given up on. Labels `function`, `kind`.
+pub const EVENTS_DEAD_LETTERED: &str = "weir_events_dead_lettered_total";
+/// Gauge: pairs on the bus not yet finished.
+pub const BUS_DEPTH: &str = "weir_bus_depth";
+/// Histogram (seconds): from the event's time to its outputs written. Label `function`.
+pub const EVENT_LATENCY: &str = "weir_event_to_output_seconds";
+
 /// The label value of a successful invocation.
 pub const OUTCOME_OK: &str = "ok";

@@ -112,6 +112,36 @@ impl Pool {
         }
     }
 
+    /// Wait for a place (queue consumers: a full pool stops them pulling, nothing is lost).
+    /// Fails only when the pool is closed.
+    pub async fn admit(&self) -> Result<Admission, FnError> {
+        let name = &self.shared.name;
+        let permit = self
+            .shared
+            .admission
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| {
+                FnError::new(
+                    ErrorKind::Unavailable,
+                    format!("function {name} is shutting down"),
+                )
+            })?;
+        self.shared
+            .peak
+            .fetch_max(self.in_flight(), std::sync::atomic::Ordering::Relaxed);
+        gauge!(m::IN_FLIGHT, "function" => name.to_string()).increment(1.0);
+        Ok(Admission {
+            shared: self.shared.clone(),
+            ticket: Ticket {
+                _permit: permit,
+                function: name.clone(),
+            },
+            admitted: Instant::now(),
+        })
+    }
+
     /// Reserve a place, or refuse at once. Call before reading the request body.
     pub fn try_admit(&self) -> Result<Admission, FnError> {
         let name = &self.shared.name;

@@ -122,6 +122,17 @@ pub fn functions(
             }
         }
         check_resources(path, &f.resources, &at("resources"))?;
+        let has_s3 = f.triggers.iter().any(|t| matches!(t, Trigger::S3(_)));
+        if has_s3 && f.output.is_none() {
+            let msg = "expected an output { bucket, key } for a function with s3 triggers: its results need a place";
+            return Err(err(path, &at("output"), msg));
+        }
+        for (t, trigger) in f.triggers.iter().enumerate() {
+            if let Trigger::S3(s3) = trigger {
+                crate::store::check_bucket(&s3.bucket)
+                    .map_err(|m| err(path, &at(&format!("triggers[{t}].s3.bucket")), m))?;
+            }
+        }
         if let Some(out) = &f.output {
             crate::store::check_bucket(&out.bucket)
                 .map_err(|m| err(path, &at("output.bucket"), m))?;

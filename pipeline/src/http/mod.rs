@@ -1,6 +1,7 @@
 //! The HTTP API: function invocation, the function list, health and metrics.
 
 mod auth;
+pub mod events;
 mod invoke;
 mod reply;
 mod serve;
@@ -29,6 +30,8 @@ pub struct AppState {
     pub listing: Vec<serde_json::Value>,
     pub token: Option<String>,
     pub prometheus: PrometheusHandle,
+    /// The bus and routes, when storage events are on.
+    pub events: Option<events::EventsState>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -37,7 +40,12 @@ pub type Shared = Arc<AppState>;
 pub fn router(state: Shared, extra_routes: &[(String, String)]) -> Router {
     let mut guarded = Router::new()
         .route("/v1/functions", get(list_functions))
-        .route("/v1/functions/{name}/invoke", post(invoke::by_name));
+        .route("/v1/functions/{name}/invoke", post(invoke::by_name))
+        .route(
+            "/v1/events/s3",
+            post(events::s3_webhook).head(|| async { StatusCode::OK }),
+        )
+        .route("/v1/dead-letters", get(events::dead_letters));
     for (path, function) in extra_routes {
         let function = function.clone();
         guarded = guarded.route(

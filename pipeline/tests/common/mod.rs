@@ -11,7 +11,7 @@ pub struct TestServer {
     pub base: String,
     pub client: reqwest::Client,
     pub running: Running,
-    _data: tempfile::TempDir,
+    pub data: tempfile::TempDir,
 }
 
 /// Starts `weir serve` in-process with `yaml` as its config, on 127.0.0.1:0.
@@ -50,7 +50,7 @@ pub async fn start_with(
         base,
         client: reqwest::Client::new(),
         running,
-        _data: data,
+        data,
     }
 }
 

@@ -1,0 +1,211 @@
+//! Storage events to invocations: one consumer per function pulls its (event, function) pairs from
+//! the bus only when its pool has room (backpressure, not loss), reads the object, runs the
+//! function, writes the outputs under their template keys, and only then acknowledges. A
+//! permanent failure goes to the dead letters with its reason; a transient one is retried with
+//! exponential backoff up to `retries.max`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::{counter, histogram};
+use tokio::sync::Notify;
+use weir_functions::{ErrorKind, FnError, Input};
+use weir_workers::metric_names as m;
+use weir_workers::{Admission, Pool};
+
+use crate::bus::{Bus, Delivery};
+use crate::config::Retries;
+use crate::store::{KeyTemplate, LocalStore, StoreError};
+
+/// Everything one function's consumer needs.
+pub struct Consumer {
+    pub function: String,
+    pub pool: Pool,
+    pub bus: Bus,
+    pub store: LocalStore,
+    pub output_bucket: String,
+    pub template: KeyTemplate,
+    pub retries: Retries,
+    /// Rung by the webhook when it records pairs for this function.
+    pub wake: Arc<Notify>,
+}
+
+/// How long an idle consumer waits before looking again (retries come due without a ring).
+const IDLE_POLL: Duration = Duration::from_millis(500);
+
+pub fn spawn(c: Consumer) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(run(Arc::new(c)))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("the object store: {0}")]
+    Store(#[from] StoreError),
+    #[error("the event bus: {0}")]
+    Bus(#[from] crate::bus::BusError),
+    #[error("functions[{0}].output.key: {1}")]
+    Template(String, crate::store::TemplateError),
+}
+
+/// Open the buckets and the bus under `data_dir`, and start a consumer for every function
+/// with S3 triggers. The buckets named by triggers and outputs exist when this returns.
+pub fn start(
+    data_dir: &std::path::Path,
+    functions: &[crate::config::LoadedFunction],
+    pools: &std::collections::HashMap<String, Pool>,
+) -> Result<crate::http::events::EventsState, StartError> {
+    let store = LocalStore::open(&data_dir.join("objects"))?;
+    let bus = Bus::open(&data_dir.join("bus.redb"))?;
+    let (mut routes, mut wakes) = (Vec::new(), std::collections::HashMap::new());
+    for f in functions {
+        let triggers: Vec<_> = f
+            .spec
+            .triggers
+            .iter()
+            .filter_map(|t| match t {
+                crate::config::Trigger::S3(s) => Some(s.clone()),
+                crate::config::Trigger::Http(_) => None,
+            })
+            .collect();
+        for t in &triggers {
+            store.create_bucket(&t.bucket)?;
+        }
+        let (Some(out), Some(pool)) = (&f.spec.output, pools.get(&f.spec.name)) else {
+            continue;
+        };
+        store.create_bucket(&out.bucket)?;
+        if triggers.is_empty() {
+            continue;
+        }
+        let template = KeyTemplate::parse(&out.key, f.spec.kind.template_vars())
+            .map_err(|e| StartError::Template(f.spec.name.clone(), e))?;
+        let wake = Arc::new(Notify::new());
+        spawn(Consumer {
+            function: f.spec.name.clone(),
+            pool: pool.clone(),
+            bus: bus.clone(),
+            store: store.clone(),
+            output_bucket: out.bucket.clone(),
+            template,
+            retries: f.spec.resources.retries.clone(),
+            wake: wake.clone(),
+        });
+        wakes.insert(f.spec.name.clone(), wake);
+        routes.push((f.spec.name.clone(), triggers));
+    }
+    let depth_bus = bus.clone();
+    tokio::spawn(async move {
+        loop {
+            let b = depth_bus.clone();
+            if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || b.depth()).await {
+                metrics::gauge!(m::BUS_DEPTH).set(n as f64);
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    });
+    Ok(crate::http::events::EventsState { bus, routes, wakes })
+}
+
+async fn run(c: Arc<Consumer>) {
+    loop {
+        // Waits while the pool is full; ends when the pool closes (shutdown).
+        let Ok(admission) = c.pool.admit().await else {
+            return;
+        };
+        let (bus, f) = (c.bus.clone(), c.function.clone());
+        match tokio::task::spawn_blocking(move || bus.claim(&f, 1)).await {
+            Ok(Ok(mut claimed)) if !claimed.is_empty() => {
+                tokio::spawn(process(c.clone(), admission, claimed.remove(0)));
+            }
+            Ok(Ok(_)) => {
+                drop(admission);
+                let _ = tokio::time::timeout(IDLE_POLL, c.wake.notified()).await;
+            }
+            Ok(Err(e)) => {
+                tracing::error!(function = %c.function, error = %e, "cannot read the bus");
+                drop(admission);
+                tokio::time::sleep(IDLE_POLL).await;
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+async fn process(c: Arc<Consumer>, admission: Admission, d: Delivery) {
+    let label = c.function.clone();
+    let result = attempt(&c, admission, &d).await;
+    let recorded = match &result {
+        Ok(()) => {
+            counter!(m::EVENTS_DONE, "function" => label.clone()).increment(1);
+            if let Ok(t) = humantime::parse_rfc3339_weak(d.event.time.trim_end_matches('Z'))
+                && let Ok(age) = std::time::SystemTime::now().duration_since(t)
+            {
+                histogram!(m::EVENT_LATENCY, "function" => label).record(age.as_secs_f64());
+            }
+            c.bus.ack(&d).await
+        }
+        Err(e) if e.kind().retryable() && d.attempts < c.retries.max => {
+            let backoff = c.retries.backoff.saturating_mul(1 << d.attempts.min(16));
+            let due = std::time::SystemTime::now() + backoff;
+            let due_ms = due
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|t| t.as_millis() as u64)
+                .unwrap_or(0);
+            tracing::warn!(function = %c.function, key = %d.event.object.key, error = %e, ?backoff, "retrying");
+            c.bus.retry(&d, due_ms).await
+        }
+        Err(e) => {
+            counter!(m::EVENTS_DEAD_LETTERED, "function" => label, "kind" => e.kind().label())
+                .increment(1);
+            tracing::warn!(function = %c.function, key = %d.event.object.key, error = %e, "dead-lettered");
+            c.bus.dead_letter(&d, e.kind().label(), e.reason()).await
+        }
+    };
+    if let Err(e) = recorded {
+        // Not acknowledged: the pair stays on the bus and is delivered again after a restart.
+        tracing::error!(function = %c.function, error = %e, "cannot record the outcome on the bus");
+    }
+}
+
+async fn attempt(c: &Consumer, admission: Admission, d: &Delivery) -> Result<(), FnError> {
+    let object = d.event.object.clone();
+    let (store, limit) = (c.store.clone(), c.pool.config().max_input);
+    let (bucket, key) = (object.bucket.clone(), object.key.clone());
+    let bytes = blocking(move || store.get(&bucket, &key, limit))
+        .await?
+        .map_err(read_error)?;
+    let output = admission
+        .run(Input {
+            bytes: bytes.into(),
+            content_type: None,
+        })
+        .await?;
+    let (store, out_bucket, template) =
+        (c.store.clone(), c.output_bucket.clone(), c.template.clone());
+    blocking(move || {
+        for a in &output.artifacts {
+            let key = template
+                .render(&object.bucket, &object.key, &a.vars)
+                .map_err(|e| FnError::bad_input(format!("output key: {e}")))?;
+            store
+                .put(&out_bucket, &key, &a.bytes)
+                .map_err(|e| FnError::transient(e.to_string()))?;
+        }
+        Ok(())
+    })
+    .await?
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, FnError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| FnError::transient(format!("storage task failed: {e}")))
+}
+
+fn read_error(e: StoreError) -> FnError {
+    match e {
+        StoreError::NotFound { .. } | StoreError::BadName(_) => FnError::bad_input(e.to_string()),
+        StoreError::TooLarge { .. } => FnError::new(ErrorKind::TooLarge, e.to_string()),
+        StoreError::Io { .. } => FnError::transient(e.to_string()),
+    }
+}

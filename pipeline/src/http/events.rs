@@ -1,0 +1,105 @@
+//! `POST /v1/events/s3` (and `HEAD`, MinIO's liveness probe): S3 / MinIO / Ceph notifications in,
+//! recorded on the durable bus before the reply. `GET /v1/dead-letters`: what was given up on.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use metrics::counter;
+use serde_json::json;
+use tokio::sync::Notify;
+use weir_workers::metric_names as m;
+
+use super::{Shared, error};
+use crate::bus::Bus;
+use crate::config::S3Trigger;
+use crate::events::s3_notification;
+use crate::router;
+
+/// What the event endpoints need.
+pub struct EventsState {
+    pub bus: Bus,
+    /// Each function's S3 triggers.
+    pub routes: Vec<(String, Vec<S3Trigger>)>,
+    pub wakes: HashMap<String, Arc<Notify>>,
+}
+
+pub async fn s3_webhook(State(st): State<Shared>, body: Bytes) -> Response {
+    let Some(ev) = &st.events else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "no event bus is configured".into(),
+        );
+    };
+    let events = match s3_notification::parse(&body) {
+        Ok(e) => e,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
+    };
+    counter!(m::EVENTS_ACCEPTED).increment(events.len() as u64);
+    let mut routed = 0;
+    for event in events.iter() {
+        let functions: Vec<String> = ev
+            .routes
+            .iter()
+            .filter(|(_, triggers)| triggers.iter().any(|t| router::matches(t, event)))
+            .map(|(f, _)| f.clone())
+            .collect();
+        if let Err(e) = ev.bus.publish(event.clone(), functions.clone()).await {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            );
+        }
+        routed += functions.len();
+        for f in functions {
+            counter!(m::EVENTS_ROUTED, "function" => f.clone()).increment(1);
+            if let Some(w) = ev.wakes.get(&f) {
+                w.notify_one();
+            }
+        }
+    }
+    Json(json!({ "accepted": events.len(), "routed": routed })).into_response()
+}
+
+pub async fn dead_letters(State(st): State<Shared>, RawQuery(query): RawQuery) -> Response {
+    let Some(ev) = &st.events else {
+        return Json(json!({ "items": [] })).into_response();
+    };
+    let (mut limit, mut after) = (100usize, None);
+    for pair in query
+        .as_deref()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+    {
+        let parsed = match pair.split_once('=') {
+            Some(("limit", v)) => v.parse().map(|n: usize| limit = n.clamp(1, 1000)).is_ok(),
+            Some(("after", v)) => v.parse().map(|n: u64| after = Some(n)).is_ok(),
+            _ => false,
+        };
+        if !parsed {
+            let reason = format!("bad query parameter {pair:?}: use limit=N and after=ID");
+            return error(StatusCode::BAD_REQUEST, "bad_request", reason);
+        }
+    }
+    let bus = ev.bus.clone();
+    match tokio::task::spawn_blocking(move || bus.dead_letters(limit, after)).await {
+        Ok(Ok(items)) => Json(json!({ "items": items })).into_response(),
+        Ok(Err(e)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "transient",
+            e.to_string(),
+        ),
+    }
+}
