@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,9 +33,7 @@ fn serve_invoke_and_stop_with_sigterm() {
         .spawn()
         .unwrap();
     // The banner says where to send work once the port is bound.
-    let mut banner = String::new();
-    let mut out = BufReader::new(server.stdout.take().unwrap());
-    out.read_line(&mut banner).unwrap();
+    let banner = banner(&mut server);
     assert!(
         banner.contains(&format!("http://127.0.0.1:{port}")),
         "{banner}"

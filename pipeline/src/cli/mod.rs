@@ -131,6 +131,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .context("cannot start the server")?;
     let base = format!("http://{}", running.http_addr());
+    // The banner must not take the server down if nobody reads stdout (a closed pipe).
+    macro_rules! println {
+        ($($arg:tt)*) => {{
+            use std::io::Write as _;
+            let _ = writeln!(std::io::stdout(), $($arg)*);
+        }};
+    }
     println!(
         "Weir is serving on {base} (data in {})",
         settings.data_dir.display()

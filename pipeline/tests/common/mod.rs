@@ -102,3 +102,20 @@ pub fn fixture_names(dir: &str) -> Vec<String> {
 pub fn psnr(a: &image::RgbImage, b: &image::RgbImage) -> f64 {
     weir_functions::thumbnail::psnr(a, b).expect("PSNR needs equal sizes")
 }
+
+/// The first line `child` prints (its banner); the rest of its output is read and dropped in the
+/// background, so the child never writes to a closed pipe.
+pub fn banner(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let out = child.stdout.take().expect("stdout piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(out).lines();
+        if let Some(Ok(first)) = lines.next() {
+            let _ = tx.send(first);
+        }
+        for _ in lines {}
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .unwrap_or_default()
+}

@@ -1,0 +1,139 @@
+//! Crash and replay with the real binary: notifications accepted (200), the server killed with
+//! SIGKILL before it could process them, started again on the same data directory: every expected
+//! output exists, once, and nothing is dead-lettered.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use weir_pipeline::store::LocalStore;
+
+const WEIR: &str = env!("CARGO_BIN_EXE_weir");
+const N: usize = 12;
+
+const CONFIG: &str = r#"
+functions:
+  - name: thumbs
+    kind: thumbnail
+    params: { sizes: [256] }
+    triggers:
+      - s3: { bucket: uploads, suffix: .jpg }
+    output: { bucket: derived, key: "thumbs/{key}/{size}.jpg" }
+    resources: { workers: { max: 1 }, batch: { max_size: 1 }, queue: 2, timeout: 60s }
+"#;
+
+fn serve(dir: &std::path::Path, port: u16) -> Child {
+    let mut child = Command::new(WEIR)
+        .args(["serve", "--config"])
+        .arg(dir.join("weir.yaml"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--http-listen", &format!("127.0.0.1:{port}")])
+        .env_remove("WEIR_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let banner = banner(&mut child);
+    assert!(banner.contains("serving"), "{banner}");
+    child
+}
+
+fn done(store: &LocalStore) -> usize {
+    (0..N)
+        .filter(|i| {
+            store
+                .get("derived", &format!("thumbs/crash/{i}.jpg/256.jpg"), 1 << 24)
+                .is_ok()
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_finishes_every_accepted_event_after_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("weir.yaml"), CONFIG).unwrap();
+    let store = LocalStore::open(&dir.path().join("data/objects")).unwrap();
+    store.create_bucket("uploads").unwrap();
+    let photo = fixture("images/dandelions_5312x2988.jpg");
+    for i in 0..N {
+        store
+            .put("uploads", &format!("crash/{i}.jpg"), &photo)
+            .unwrap();
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut first = serve(dir.path(), port);
+    let records: Vec<String> = (0..N)
+        .map(|i| {
+            format!(
+                r#"{{"eventSource":"aws:s3","eventTime":"2026-11-24T10:00:00Z","eventName":"ObjectCreated:Put",
+                "s3":{{"bucket":{{"name":"uploads"}},"object":{{"key":"crash/{i}.jpg","size":1}}}}}}"#
+            )
+        })
+        .collect();
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/v1/events/s3");
+    let res = client
+        .post(&url)
+        .body(format!(r#"{{"Records":[{}]}}"#, records.join(",")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "accepted");
+    // Killed right after the 200: one worker cannot have thumbnailed twelve 16 MP photos yet.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let before = done(&store);
+    assert!(
+        before < N,
+        "everything finished before the kill; the test proves nothing"
+    );
+
+    let mut second = serve(dir.path(), port);
+    let start = Instant::now();
+    while done(&store) < N {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "only {} of {N} after the restart",
+            done(&store)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let base = format!("http://127.0.0.1:{port}");
+    let dead: serde_json::Value = client
+        .get(format!("{base}/v1/dead-letters"))
+        .send()
+        .await
+        .unwrap()
+        .json_body()
+        .await;
+    assert_eq!(dead["items"].as_array().unwrap().len(), 0, "{dead}");
+    assert_eq!(
+        store.list("derived", "thumbs/crash/").unwrap().len(),
+        N,
+        "one output per event, no duplicates"
+    );
+    eprintln!("{before} of {N} were done before the kill; the rest after the restart");
+    let killed = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(second.wait().unwrap().success());
+}
+
+trait JsonBody {
+    async fn json_body(self) -> serde_json::Value;
+}
+
+impl JsonBody for reqwest::Response {
+    async fn json_body(self) -> serde_json::Value {
+        serde_json::from_slice(&self.bytes().await.unwrap()).unwrap()
+    }
+}
