@@ -78,6 +78,7 @@ async fn run(cores: usize, requests: usize, concurrency: usize) -> anyhow::Resul
         token: None,
         inference_token: None,
         insecure: false,
+        s3_keys: ("test-access".into(), "test-secret-key".into()),
         http_limits: weir_pipeline::http::Limits::default(),
     };
     let running = server::start(&settings, &config).await?;

@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod events;
 pub mod http;
 pub mod router;
+pub mod s3_endpoint;
 pub mod server;
 pub mod store;
 pub mod telemetry;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use weir_workers::{Pool, PoolConfig, cpu_pool};
 
@@ -23,6 +23,8 @@ pub struct Settings {
     pub inference_token: Option<String>,
     /// Allow a non-loopback address without a token.
     pub insecure: bool,
+    /// The S3 endpoint's access key and secret key.
+    pub s3_keys: (String, String),
     pub http_limits: http::Limits,
 }
 
@@ -41,6 +43,8 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    S3(#[from] crate::s3_endpoint::EndpointError),
     #[error("cannot start storage events: {0}")]
     Events(#[from] crate::dispatch::StartError),
     #[error("cannot create the data directory {path}: {source}")]
@@ -55,8 +59,9 @@ pub struct Running {
     addr: SocketAddr,
     /// How long shutdown waits for admitted work: the longest function timeout, plus a margin.
     grace: Duration,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    s3_addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 pub async fn start(settings: &Settings, config: &Config) -> Result<Running, ServeError> {
@@ -90,14 +95,18 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
             upkeep.run_upkeep();
         }
     });
-    let events = crate::dispatch::start(&settings.data_dir, &config.functions, &pools)?;
+    let events = std::sync::Arc::new(crate::dispatch::start(
+        &settings.data_dir,
+        &config.functions,
+        &pools,
+    )?);
     let closing: Vec<Pool> = pools.values().cloned().collect();
     let state = std::sync::Arc::new(AppState {
         pools,
         listing,
         token: settings.token.clone(),
         prometheus,
-        events: Some(events),
+        events: Some(events.clone()),
     });
     let app = http::router(state, &extra_routes);
     let listener = tokio::net::TcpListener::bind(settings.http_listen)
@@ -110,16 +119,43 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         addr: settings.http_listen,
         source,
     })?;
-    let (stop, stopped) = oneshot::channel::<()>();
+    let (stop, stopped) = watch::channel(false);
+    let when_stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let http_stopped = when_stopped(stopped.clone());
     let shutdown = async move {
-        let _ = stopped.await;
-        // axum stops accepting connections now; requests already on open connections find the
-        // pools closed (503), and admitted ones finish and reply.
+        http_stopped.await;
+        // The listener closes now; requests already on open connections find the pools closed
+        // (503), and admitted ones finish and reply.
         for p in &closing {
             p.close();
         }
     };
-    let task = tokio::spawn(http::serve(listener, app, settings.http_limits, shutdown));
+    let mut tasks = vec![tokio::spawn(http::serve(
+        listener,
+        app,
+        settings.http_limits,
+        shutdown,
+    ))];
+    let s3 = tokio::net::TcpListener::bind(settings.s3_listen)
+        .await
+        .map_err(|source| ServeError::Bind {
+            addr: settings.s3_listen,
+            source,
+        })?;
+    let s3_addr = s3.local_addr().map_err(|source| ServeError::Bind {
+        addr: settings.s3_listen,
+        source,
+    })?;
+    let endpoint = crate::s3_endpoint::Endpoint::new(&settings.data_dir.join("objects"), events)?;
+    let service = endpoint.service(&settings.s3_keys.0, &settings.s3_keys.1);
+    tasks.push(tokio::spawn(http::serve(
+        s3,
+        service,
+        settings.http_limits,
+        when_stopped(stopped),
+    )));
     let grace = config
         .functions
         .iter()
@@ -129,9 +165,10 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         + Duration::from_secs(5);
     Ok(Running {
         addr,
+        s3_addr,
         grace,
         stop,
-        task,
+        tasks,
     })
 }
 
@@ -177,10 +214,18 @@ impl Running {
         self.addr
     }
 
+    /// Where the built-in S3 endpoint listens.
+    pub fn s3_addr(&self) -> SocketAddr {
+        self.s3_addr
+    }
+
     /// Stop accepting, let admitted work finish and reply, then return.
     pub async fn shutdown(self) -> std::io::Result<()> {
-        let _ = self.stop.send(());
-        self.task.await.map_err(std::io::Error::other)
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            t.await.map_err(std::io::Error::other)?;
+        }
+        Ok(())
     }
 
     /// Serve until SIGTERM or Ctrl-C, then shut down gracefully, waiting at most the grace

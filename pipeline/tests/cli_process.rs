@@ -26,7 +26,12 @@ fn serve_invoke_and_stop_with_sigterm() {
         .arg(root().join("examples/weir.yaml"))
         .arg("--data-dir")
         .arg(dir.path().join("data"))
-        .args(["--http-listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--http-listen",
+            &format!("127.0.0.1:{port}"),
+            "--s3-listen",
+            "127.0.0.1:0",
+        ])
         .env_remove("WEIR_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

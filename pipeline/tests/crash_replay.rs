@@ -30,7 +30,12 @@ fn serve(dir: &std::path::Path, port: u16) -> Child {
         .arg(dir.join("weir.yaml"))
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .args(["--http-listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "--http-listen",
+            &format!("127.0.0.1:{port}"),
+            "--s3-listen",
+            "127.0.0.1:0",
+        ])
         .env_remove("WEIR_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -83,6 +83,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// The S3 endpoint's keys when none are set: fine on loopback, printed at start so nobody
+/// mistakes them for a secret.
+pub const DEFAULT_S3_KEYS: (&str, &str) = ("weir", "weir-secret-key");
+
 /// Flag or environment (clap), then the config file, then the built-in default.
 pub fn resolve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Settings> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -103,6 +107,14 @@ pub fn resolve(args: &ServeArgs, file: &FileConfig) -> anyhow::Result<Settings> 
         token: env("WEIR_TOKEN").or_else(|| file.http.token.clone()),
         inference_token: env("WEIR_INFERENCE_TOKEN").or_else(|| file.http.inference_token.clone()),
         insecure: args.insecure,
+        s3_keys: (
+            env("WEIR_S3_ACCESS_KEY")
+                .or_else(|| file.s3.access_key.clone())
+                .unwrap_or_else(|| DEFAULT_S3_KEYS.0.into()),
+            env("WEIR_S3_SECRET_KEY")
+                .or_else(|| file.s3.secret_key.clone())
+                .unwrap_or_else(|| DEFAULT_S3_KEYS.1.into()),
+        ),
         http_limits: crate::http::Limits {
             max_connections: file.http.max_connections,
             header_timeout: file.http.header_timeout,
@@ -157,6 +169,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     println!("  health {base}/healthz   metrics {base}/metrics   functions {base}/v1/functions");
+    let (ak, sk) = &settings.s3_keys;
+    let note = if (ak.as_str(), sk.as_str()) == DEFAULT_S3_KEYS {
+        format!(
+            " with the default keys {ak} / {sk} (set WEIR_S3_ACCESS_KEY and WEIR_S3_SECRET_KEY)"
+        )
+    } else {
+        String::new()
+    };
+    println!(
+        "  S3 endpoint http://{} (path-style){note}",
+        running.s3_addr()
+    );
     running
         .until_signal()
         .await

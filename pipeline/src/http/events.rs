@@ -28,6 +28,28 @@ pub struct EventsState {
     pub wakes: HashMap<String, Arc<Notify>>,
 }
 
+impl EventsState {
+    /// Route an accepted event and record it on the bus for every function that wants it;
+    /// durable when this returns. Returns how many functions it was routed to.
+    pub async fn record(&self, event: crate::events::Event) -> Result<usize, crate::bus::BusError> {
+        counter!(m::EVENTS_ACCEPTED).increment(1);
+        let functions: Vec<String> = self
+            .routes
+            .iter()
+            .filter(|(_, triggers)| triggers.iter().any(|t| router::matches(t, &event)))
+            .map(|(f, _)| f.clone())
+            .collect();
+        self.bus.publish(event, functions.clone()).await?;
+        for f in &functions {
+            counter!(m::EVENTS_ROUTED, "function" => f.clone()).increment(1);
+            if let Some(w) = self.wakes.get(f) {
+                w.notify_one();
+            }
+        }
+        Ok(functions.len())
+    }
+}
+
 pub async fn s3_webhook(State(st): State<Shared>, body: Bytes) -> Response {
     let Some(ev) = &st.events else {
         return error(
@@ -40,27 +62,16 @@ pub async fn s3_webhook(State(st): State<Shared>, body: Bytes) -> Response {
         Ok(e) => e,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
     };
-    counter!(m::EVENTS_ACCEPTED).increment(events.len() as u64);
     let mut routed = 0;
-    for event in events.iter() {
-        let functions: Vec<String> = ev
-            .routes
-            .iter()
-            .filter(|(_, triggers)| triggers.iter().any(|t| router::matches(t, event)))
-            .map(|(f, _)| f.clone())
-            .collect();
-        if let Err(e) = ev.bus.publish(event.clone(), functions.clone()).await {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                e.to_string(),
-            );
-        }
-        routed += functions.len();
-        for f in functions {
-            counter!(m::EVENTS_ROUTED, "function" => f.clone()).increment(1);
-            if let Some(w) = ev.wakes.get(&f) {
-                w.notify_one();
+    for event in &events {
+        match ev.record(event.clone()).await {
+            Ok(n) => routed += n,
+            Err(e) => {
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    e.to_string(),
+                );
             }
         }
     }

@@ -31,7 +31,7 @@ pub struct AppState {
     pub token: Option<String>,
     pub prometheus: PrometheusHandle,
     /// The bus and routes, when storage events are on.
-    pub events: Option<events::EventsState>,
+    pub events: Option<Arc<events::EventsState>>,
 }
 
 pub type Shared = Arc<AppState>;

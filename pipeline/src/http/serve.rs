@@ -7,7 +7,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::http;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -30,13 +30,26 @@ impl Default for Limits {
     }
 }
 
-/// Serve `app` until `shutdown` resolves, then wait for the connections' requests to finish.
-pub async fn serve(
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Serve `service` (the HTTP API's router, or the S3 endpoint) until `shutdown` resolves, then
+/// wait for the connections' requests to finish.
+pub async fn serve<S, B>(
     listener: TcpListener,
-    app: Router,
+    service: S,
     limits: Limits,
     shutdown: impl Future<Output = ()>,
-) {
+) where
+    S: tower_service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -61,8 +74,10 @@ pub async fn serve(
             _ = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn =
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let conn = http.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service.clone()),
+        );
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {

@@ -42,6 +42,7 @@ pub async fn start_with(
         token: token.map(str::to_string),
         inference_token: None,
         insecure: false,
+        s3_keys: ("test-access".into(), "test-secret-key".into()),
         http_limits,
     };
     let running = server::start(&settings, &cfg).await.expect("server starts");
