@@ -1,0 +1,128 @@
+"""Upload -> thumbnail-visible latency through the built-in S3 endpoint (storage issue benchmark).
+
+Starts `target/release/weir serve` on a fresh data directory with the example's thumbnail function
+(256 + 1024, JPEG q80), uploads one fixture photo at a steady rate with boto3, and for each upload
+measures the time until its 256 px thumbnail can be read from bucket `derived`. Prints p50/p99 per
+rate, then finds the highest rate the server sustains (the bus does not grow during the run).
+
+    python benches/upload_latency.py [--photo mountains_1920x1440.jpg] [--seconds 10] [--rates 20,50]
+"""
+
+import argparse
+import concurrent.futures
+import os
+import pathlib
+import re
+import socket
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+
+import boto3
+from botocore.config import Config
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CONFIG = """
+functions:
+  - name: thumbs
+    kind: thumbnail
+    params: { sizes: [256, 1024], format: jpeg, quality: 80 }
+    triggers:
+      - s3: { bucket: uploads, suffix: [.jpg, .jpeg, .png, .webp, .gif] }
+    output: { bucket: derived, key: "thumbs/{key}/{size}.jpg" }
+    resources: { batch: { max_size: 1 }, queue: 1024, timeout: 60s }
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bus_depth(http: str) -> float:
+    text = urllib.request.urlopen(f"{http}/metrics").read().decode()
+    m = re.search(r"^weir_bus_depth (\S+)$", text, re.M)
+    return float(m.group(1)) if m else 0.0
+
+
+def run_rate(s3, http: str, photo: bytes, rate: float, seconds: float, tag: str):
+    n = int(rate * seconds)
+    latencies, lock = [], threading.Lock()
+
+    def one(i: int, start: float) -> None:
+        key = f"{tag}/{i}.jpg"
+        s3.put_object(Bucket="uploads", Key=key, Body=photo)
+        while True:
+            try:
+                s3.head_object(Bucket="derived", Key=f"thumbs/{key}/256.jpg")
+                break
+            except s3.exceptions.ClientError:
+                time.sleep(0.002)
+        with lock:
+            latencies.append(time.perf_counter() - start)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=64) as pool:
+        t0 = time.perf_counter()
+        futures = []
+        for i in range(n):
+            due = t0 + i / rate
+            time.sleep(max(0.0, due - time.perf_counter()))
+            futures.append(pool.submit(one, i, time.perf_counter()))
+        depth_mid = bus_depth(http)
+        for f in futures:
+            f.result()
+    latencies.sort()
+    p = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1e3
+    return p(0.50), p(0.99), depth_mid
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--photo", default="mountains_1920x1440.jpg")
+    ap.add_argument("--seconds", type=float, default=10)
+    ap.add_argument("--rates", default="20,50")
+    a = ap.parse_args()
+    photo = (ROOT / "fixtures/images" / a.photo).read_bytes()
+    data = tempfile.mkdtemp(prefix="weir-latency-")
+    cfg = pathlib.Path(data) / "weir.yaml"
+    cfg.write_text(CONFIG)
+    hp, sp = free_port(), free_port()
+    proc = subprocess.Popen(
+        [str(ROOT / "target/release/weir"), "serve", "--config", str(cfg), "--data-dir", f"{data}/data",
+         "--http-listen", f"127.0.0.1:{hp}", "--s3-listen", f"127.0.0.1:{sp}"],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "WEIR_S3_ACCESS_KEY": "bench",
+                                                                 "WEIR_S3_SECRET_KEY": "bench-secret"})
+    proc.stdout.readline()
+    threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()
+    http = f"http://127.0.0.1:{hp}"
+    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{sp}", aws_access_key_id="bench",
+                      aws_secret_access_key="bench-secret", region_name="us-east-1",
+                      config=Config(s3={"addressing_style": "path"}, max_pool_connections=64))
+    try:
+        print(f"# upload -> 256 px thumbnail visible, {a.photo}, {os.cpu_count()} cores, {a.seconds:.0f} s per rate")
+        print(f"{'uploads/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'bus depth mid-run':>18}")
+        for rate in [float(r) for r in a.rates.split(",")]:
+            p50, p99, depth = run_rate(s3, http, photo, rate, a.seconds, f"r{rate:g}")
+            print(f"{rate:>10g} {p50:>8.1f} {p99:>8.1f} {depth:>18.0f}")
+        # The highest sustained rate: raise it until the run ends with a backlog.
+        rate, best = 10.0, 0.0
+        while rate <= 400:
+            p50, p99, depth = run_rate(s3, http, photo, rate, 5, f"s{rate:g}")
+            sustained = p99 < 1000 and depth <= rate * 0.5
+            print(f"  probe {rate:>6g}/s: p50 {p50:.1f} ms, p99 {p99:.1f} ms, bus depth mid-run {depth:.0f}"
+                  f" -> {'keeps up' if sustained else 'falls behind'}")
+            if not sustained:
+                break
+            best, rate = rate, rate * 1.5
+        print(f"highest sustained rate found: {best:g} uploads/s")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
