@@ -25,6 +25,8 @@ import boto3
 from botocore.config import Config
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+# How often a waiting upload looks for its thumbnail: the latency resolution, and client load.
+POLL = float(os.environ.get("POLL_S", "0.005"))
 CONFIG = """
 functions:
   - name: thumbs
@@ -61,7 +63,7 @@ def run_rate(s3, http: str, photo: bytes, rate: float, seconds: float, tag: str)
                 s3.head_object(Bucket="derived", Key=f"thumbs/{key}/256.jpg")
                 break
             except s3.exceptions.ClientError:
-                time.sleep(0.002)
+                time.sleep(POLL)
         with lock:
             latencies.append(time.perf_counter() - start)
 
