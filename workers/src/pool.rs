@@ -112,6 +112,23 @@ impl Pool {
         }
     }
 
+    /// An admission holding `permit`, counted in the in-flight gauge and the peak.
+    fn admitted(&self, permit: OwnedSemaphorePermit) -> Admission {
+        let name = &self.shared.name;
+        self.shared
+            .peak
+            .fetch_max(self.in_flight(), std::sync::atomic::Ordering::Relaxed);
+        gauge!(m::IN_FLIGHT, "function" => name.to_string()).increment(1.0);
+        Admission {
+            shared: self.shared.clone(),
+            ticket: Ticket {
+                _permit: permit,
+                function: name.clone(),
+            },
+            admitted: Instant::now(),
+        }
+    }
+
     /// Wait for a place (queue consumers: a full pool stops them pulling, nothing is lost).
     /// Fails only when the pool is closed.
     pub async fn admit(&self) -> Result<Admission, FnError> {
@@ -128,38 +145,14 @@ impl Pool {
                     format!("function {name} is shutting down"),
                 )
             })?;
-        self.shared
-            .peak
-            .fetch_max(self.in_flight(), std::sync::atomic::Ordering::Relaxed);
-        gauge!(m::IN_FLIGHT, "function" => name.to_string()).increment(1.0);
-        Ok(Admission {
-            shared: self.shared.clone(),
-            ticket: Ticket {
-                _permit: permit,
-                function: name.clone(),
-            },
-            admitted: Instant::now(),
-        })
+        Ok(self.admitted(permit))
     }
 
     /// Reserve a place, or refuse at once. Call before reading the request body.
     pub fn try_admit(&self) -> Result<Admission, FnError> {
         let name = &self.shared.name;
         match self.shared.admission.clone().try_acquire_owned() {
-            Ok(permit) => {
-                self.shared
-                    .peak
-                    .fetch_max(self.in_flight(), std::sync::atomic::Ordering::Relaxed);
-                gauge!(m::IN_FLIGHT, "function" => name.to_string()).increment(1.0);
-                Ok(Admission {
-                    shared: self.shared.clone(),
-                    ticket: Ticket {
-                        _permit: permit,
-                        function: name.clone(),
-                    },
-                    admitted: Instant::now(),
-                })
-            }
+            Ok(permit) => Ok(self.admitted(permit)),
             Err(TryAcquireError::NoPermits) => {
                 let err = FnError::new(
                     ErrorKind::Overloaded,
