@@ -25,6 +25,10 @@ functions:
 "#;
 
 fn serve(dir: &std::path::Path, port: u16) -> Child {
+    serve_with_s3(dir, port, 0)
+}
+
+fn serve_with_s3(dir: &std::path::Path, port: u16, s3_port: u16) -> Child {
     let mut child = Command::new(WEIR)
         .args(["serve", "--config"])
         .arg(dir.join("weir.yaml"))
@@ -34,9 +38,11 @@ fn serve(dir: &std::path::Path, port: u16) -> Child {
             "--http-listen",
             &format!("127.0.0.1:{port}"),
             "--s3-listen",
-            "127.0.0.1:0",
+            &format!("127.0.0.1:{s3_port}"),
         ])
         .env_remove("WEIR_TOKEN")
+        .env("WEIR_S3_ACCESS_KEY", "crash")
+        .env("WEIR_S3_SECRET_KEY", "crash-secret")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -44,6 +50,14 @@ fn serve(dir: &std::path::Path, port: u16) -> Child {
     let banner = banner(&mut child);
     assert!(banner.contains("serving"), "{banner}");
     child
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn done(store: &LocalStore) -> usize {
@@ -141,4 +155,72 @@ impl JsonBody for reqwest::Response {
     async fn json_body(self) -> serde_json::Value {
         serde_json::from_slice(&self.bytes().await.unwrap()).unwrap()
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_answered_200_survive_a_kill() {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("weir.yaml"), CONFIG).unwrap();
+    let (port, s3_port) = (free_port(), free_port());
+    let mut first = serve_with_s3(dir.path(), port, s3_port);
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(format!("http://127.0.0.1:{s3_port}"))
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "crash",
+            "crash-secret",
+            None,
+            None,
+            "test",
+        ))
+        .force_path_style(true)
+        .build();
+    let s3 = aws_sdk_s3::Client::from_conf(conf);
+    let photo = fixture("images/dandelions_5312x2988.jpg");
+    // All at once: the uploads finish long before one worker could thumbnail them all.
+    let puts = (0..N).map(|i| {
+        let body = aws_sdk_s3::primitives::ByteStream::from(photo.clone());
+        s3.put_object()
+            .bucket("uploads")
+            .key(format!("crash/{i}.jpg"))
+            .body(body)
+            .send()
+    });
+    for r in futures::future::join_all(puts).await {
+        r.unwrap();
+    }
+    // Every upload has had its 200; kill before one worker can have done all twelve.
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let store = LocalStore::open(&dir.path().join("data/objects")).unwrap();
+    let before = done(&store);
+    assert!(
+        before < N,
+        "everything finished before the kill; the test proves nothing"
+    );
+
+    let mut second = serve_with_s3(dir.path(), port, s3_port);
+    let start = Instant::now();
+    while done(&store) < N {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "only {} of {N} after the restart",
+            done(&store)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        store.list("derived", "thumbs/crash/").unwrap().len(),
+        N,
+        "one output per upload"
+    );
+    eprintln!("uploads: {before} of {N} were done before the kill; the rest after the restart");
+    let killed = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(second.wait().unwrap().success());
 }
