@@ -9,14 +9,6 @@ use common::*;
 
 const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[test]
 fn serve_invoke_and_stop_with_sigterm() {
     let dir = tempfile::tempdir().unwrap();

@@ -52,14 +52,6 @@ fn serve_with_s3(dir: &std::path::Path, port: u16, s3_port: u16) -> Child {
     child
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn done(store: &LocalStore) -> usize {
     (0..N)
         .filter(|i| {
@@ -68,6 +60,31 @@ fn done(store: &LocalStore) -> usize {
                 .is_ok()
         })
         .count()
+}
+
+/// After the restart: every output appears, once, and the server stops cleanly on SIGTERM.
+async fn all_done_after_restart(store: &LocalStore, mut second: Child, before: usize, what: &str) {
+    let start = Instant::now();
+    while done(store) < N {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "only {} of {N} after the restart",
+            done(store)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        store.list("derived", "thumbs/crash/").unwrap().len(),
+        N,
+        "one output per {what}, no duplicates"
+    );
+    eprintln!("{what}s: {before} of {N} were done before the kill; the rest after the restart");
+    let killed = Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert!(second.wait().unwrap().success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -114,7 +131,8 @@ async fn a_killed_server_finishes_every_accepted_event_after_restart() {
         "everything finished before the kill; the test proves nothing"
     );
 
-    let mut second = serve(dir.path(), port);
+    let second = serve(dir.path(), port);
+    let base = format!("http://127.0.0.1:{port}");
     let start = Instant::now();
     while done(&store) < N {
         assert!(
@@ -124,7 +142,6 @@ async fn a_killed_server_finishes_every_accepted_event_after_restart() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let base = format!("http://127.0.0.1:{port}");
     let dead: serde_json::Value = client
         .get(format!("{base}/v1/dead-letters"))
         .send()
@@ -133,18 +150,7 @@ async fn a_killed_server_finishes_every_accepted_event_after_restart() {
         .json_body()
         .await;
     assert_eq!(dead["items"].as_array().unwrap().len(), 0, "{dead}");
-    assert_eq!(
-        store.list("derived", "thumbs/crash/").unwrap().len(),
-        N,
-        "one output per event, no duplicates"
-    );
-    eprintln!("{before} of {N} were done before the kill; the rest after the restart");
-    let killed = Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    assert!(second.wait().unwrap().success());
+    all_done_after_restart(&store, second, before, "event").await;
 }
 
 trait JsonBody {
@@ -201,26 +207,6 @@ async fn uploads_answered_200_survive_a_kill() {
         "everything finished before the kill; the test proves nothing"
     );
 
-    let mut second = serve_with_s3(dir.path(), port, s3_port);
-    let start = Instant::now();
-    while done(&store) < N {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "only {} of {N} after the restart",
-            done(&store)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(
-        store.list("derived", "thumbs/crash/").unwrap().len(),
-        N,
-        "one output per upload"
-    );
-    eprintln!("uploads: {before} of {N} were done before the kill; the rest after the restart");
-    let killed = Command::new("kill")
-        .args(["-TERM", &second.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    assert!(second.wait().unwrap().success());
+    let second = serve_with_s3(dir.path(), port, s3_port);
+    all_done_after_restart(&store, second, before, "upload").await;
 }

@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
@@ -40,17 +38,10 @@ async fn object(c: &Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
 }
 
 async fn wait_for(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
-    let start = Instant::now();
-    loop {
-        if let Some(b) = object(c, bucket, key).await {
-            return b;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(90),
-            "{key} never appeared in {bucket}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    until(&format!("{key} in {bucket}"), async || {
+        object(c, bucket, key).await
+    })
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

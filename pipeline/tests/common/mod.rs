@@ -120,3 +120,27 @@ pub fn banner(child: &mut std::process::Child) -> String {
     rx.recv_timeout(std::time::Duration::from_secs(60))
         .unwrap_or_default()
 }
+
+/// A port free on loopback right now (a test server is started on it next).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Polls `f` until it gives a value; fails the test after 90 s, naming `what`.
+pub async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(90),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
