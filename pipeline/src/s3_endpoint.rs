@@ -2,7 +2,9 @@
 //! client can create buckets and put, get, head, list and delete objects. Keys are checked before
 //! the file system sees them (s3s-fs alone lets `../other/x` out of its bucket), and every
 //! completed PutObject, CompleteMultipartUpload and CopyObject is recorded on the durable bus
-//! before the client hears 200: an upload that was answered is never without its event.
+//! before the client hears 200: an upload that was answered is never without its event. The
+//! object's bytes are flushed to disk first (s3s-fs renames its temp file without an fsync), so
+//! after a power loss the event never points at an object that is not there.
 
 use std::sync::Arc;
 
@@ -15,6 +17,7 @@ use crate::store::{check_bucket, check_key};
 
 pub struct Endpoint {
     fs: s3s_fs::FileSystem,
+    objects: std::path::PathBuf,
     events: Arc<EventsState>,
 }
 
@@ -25,7 +28,11 @@ pub struct EndpointError(String);
 impl Endpoint {
     pub fn new(objects: &std::path::Path, events: Arc<EventsState>) -> Result<Self, EndpointError> {
         let fs = s3s_fs::FileSystem::new(objects).map_err(|e| EndpointError(format!("{e:?}")))?;
-        Ok(Endpoint { fs, events })
+        Ok(Endpoint {
+            fs,
+            objects: objects.to_path_buf(),
+            events,
+        })
     }
 
     /// A service for `http::serve`, with SigV4 authentication against one key pair.
@@ -43,6 +50,18 @@ impl Endpoint {
         etag: Option<String>,
         size: Option<u64>,
     ) -> S3Result<()> {
+        let path = self.objects.join(bucket).join(key);
+        let synced = tokio::task::spawn_blocking(move || sync_file_and_folder(&path)).await;
+        if let Err(e) = synced
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|r| r)
+        {
+            tracing::error!(error = %e, bucket, key, "an uploaded object could not be flushed to disk");
+            return Err(s3_error!(
+                ServiceUnavailable,
+                "the upload could not be stored durably; retry it"
+            ));
+        }
         let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let id = stable_id(&["weir:s3", bucket, key, etag.as_deref().unwrap_or(""), &time]);
         let object = ObjectRef {
@@ -64,6 +83,50 @@ impl Endpoint {
             s3_error!(ServiceUnavailable, "the upload could not be recorded; retry it")
         })?;
         Ok(())
+    }
+}
+
+/// Listings asked for with `encoding-type=url` carry their keys percent-encoded, as S3 does.
+/// boto3 and the aws CLI always ask, and decode with `unquote_plus`: a raw `+` in a key would
+/// reach them as a space (s3s-fs ignores the parameter).
+fn wants_url_encoding(t: &Option<EncodingType>) -> bool {
+    t.as_ref()
+        .is_some_and(|t| t.as_str().eq_ignore_ascii_case(EncodingType::URL))
+}
+
+/// Everything but RFC 3986's unreserved characters and `/` (S3 leaves the separator readable).
+const KEY_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~')
+    .remove(b'/');
+
+fn url_encode(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, KEY_ESCAPES).to_string()
+}
+
+fn url_encode_opt(field: &mut Option<String>) {
+    if let Some(v) = field {
+        *v = url_encode(v);
+    }
+}
+
+fn url_encode_listed(contents: &mut Option<Vec<Object>>, prefixes: &mut Option<Vec<CommonPrefix>>) {
+    for o in contents.iter_mut().flatten() {
+        url_encode_opt(&mut o.key);
+    }
+    for p in prefixes.iter_mut().flatten() {
+        url_encode_opt(&mut p.prefix);
+    }
+}
+
+/// Make a renamed file durable: its bytes, then the folder entry that names it.
+fn sync_file_and_folder(path: &std::path::Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()?;
+    match path.parent() {
+        Some(dir) => std::fs::File::open(dir)?.sync_all(),
+        None => Ok(()),
     }
 }
 
@@ -133,7 +196,22 @@ impl S3 for Endpoint {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         bucket_ok(&req.input.bucket)?;
-        self.fs.list_objects(req).await
+        let encode = wants_url_encoding(&req.input.encoding_type);
+        let mut res = self.fs.list_objects(req).await?;
+        if encode {
+            let o = &mut res.output;
+            o.encoding_type = Some(EncodingType::from_static(EncodingType::URL));
+            for field in [
+                &mut o.prefix,
+                &mut o.delimiter,
+                &mut o.marker,
+                &mut o.next_marker,
+            ] {
+                url_encode_opt(field);
+            }
+            url_encode_listed(&mut o.contents, &mut o.common_prefixes);
+        }
+        Ok(res)
     }
 
     async fn list_objects_v2(
@@ -141,7 +219,17 @@ impl S3 for Endpoint {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         bucket_ok(&req.input.bucket)?;
-        self.fs.list_objects_v2(req).await
+        let encode = wants_url_encoding(&req.input.encoding_type);
+        let mut res = self.fs.list_objects_v2(req).await?;
+        if encode {
+            let o = &mut res.output;
+            o.encoding_type = Some(EncodingType::from_static(EncodingType::URL));
+            for field in [&mut o.prefix, &mut o.delimiter, &mut o.start_after] {
+                url_encode_opt(field);
+            }
+            url_encode_listed(&mut o.contents, &mut o.common_prefixes);
+        }
+        Ok(res)
     }
 
     async fn get_object(
@@ -268,5 +356,18 @@ impl S3 for Endpoint {
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         key_ok(&req.input.bucket, &req.input.key)?;
         self.fs.abort_multipart_upload(req).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_encode;
+
+    #[test]
+    fn listed_keys_are_encoded_as_s3_encodes_them() {
+        assert_eq!(url_encode("photos/my cat+1.jpg"), "photos/my%20cat%2B1.jpg");
+        assert_eq!(url_encode("été/ü.PNG"), "%C3%A9t%C3%A9/%C3%BC.PNG");
+        assert_eq!(url_encode("a-b_c.d~e"), "a-b_c.d~e");
+        assert_eq!(url_encode("100%&x=y"), "100%25%26x%3Dy");
     }
 }

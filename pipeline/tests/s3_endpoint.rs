@@ -6,7 +6,7 @@ mod common;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
-use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
+use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, EncodingType};
 use common::*;
 
 const CONFIG: &str = r#"
@@ -84,6 +84,27 @@ async fn uploads_become_thumbnails_and_keys_stay_in_their_bucket() {
             head.content_length(),
             Some(fixture(&format!("images/{photo}")).len() as i64)
         );
+    }
+    // Listings: raw keys, or percent-encoded ones when asked (boto3 and the aws CLI always ask and
+    // decode `+` as a space, so a raw `+` would reach them as a space).
+    for (encoding, want) in [
+        (None, ["photos/my cat+1.jpg", "été/ü.PNG"]),
+        (
+            Some(EncodingType::Url),
+            ["%C3%A9t%C3%A9/%C3%BC.PNG", "photos/my%20cat%2B1.jpg"],
+        ),
+    ] {
+        let listed = c
+            .list_objects_v2()
+            .bucket("uploads")
+            .set_encoding_type(encoding.clone())
+            .send()
+            .await
+            .unwrap();
+        let mut keys: Vec<&str> = listed.contents().iter().filter_map(|o| o.key()).collect();
+        keys.sort();
+        assert_eq!(keys, want, "{encoding:?}");
+        assert_eq!(listed.encoding_type(), encoding.as_ref());
     }
 
     // A multipart upload (parts of at least 5 MiB, as S3 requires): one event, one set of outputs.
@@ -188,4 +209,85 @@ async fn uploads_become_thumbnails_and_keys_stay_in_their_bucket() {
             .len(),
         0
     );
+}
+
+/// Every hostile image in the fixtures, uploaded with the SDK: each ends either as thumbnails (it
+/// was a readable picture under a misleading name) or in the dead letters with a reason a person
+/// can act on; nothing is lost, and the endpoint keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bad_input_corpus_through_uploads_ends_in_the_dead_letters() {
+    let srv = start(CONFIG).await;
+    let c = client(&srv, "test-secret-key");
+    let images: Vec<String> = fixture_names("bad")
+        .into_iter()
+        .filter(|n| n.ends_with(".jpg") || n.ends_with(".png"))
+        .collect();
+    assert!(images.len() >= 8, "{images:?}");
+    for name in &images {
+        c.put_object()
+            .bucket("uploads")
+            .key(format!("bad/{name}"))
+            .body(ByteStream::from(fixture(&format!("bad/{name}"))))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+    }
+    // Each upload ends one way or the other.
+    let dead = until("every bad upload settled", async || {
+        let items = srv.json("/v1/dead-letters").await["items"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let mut settled = items.len();
+        for name in &images {
+            if object(&c, "derived", &format!("thumbs/bad/{name}/256.jpg"))
+                .await
+                .is_some()
+            {
+                settled += 1;
+            }
+        }
+        (settled == images.len()).then_some(items)
+    })
+    .await;
+    let reason = |name: &str| {
+        dead.iter()
+            .find(|i| i["key"] == format!("bad/{name}"))
+            .map(|i| (i["kind"].clone(), i["reason"].as_str().unwrap().to_string()))
+            .unwrap_or_else(|| panic!("{name} is not in the dead letters: {dead:?}"))
+    };
+    for (name, words) in [
+        ("truncated_40pct.jpg", "truncated"),
+        ("truncated_in_header.jpg", "truncated"),
+        ("png_truncated_half.png", ""),
+        ("zero_bytes.jpg", "empty"),
+        ("text_file_named.jpg", "not"),
+        ("png_bomb_60000x60000_rgb_header_only.png", "megapixels"),
+        ("png_bomb_60000x60000_1bit_complete.png", "megapixels"),
+        ("jpeg_sof_claims_65500x65500.jpg", "megapixels"),
+    ] {
+        let (kind, text) = reason(name);
+        assert_eq!(kind, "bad_input", "{name}: {text}");
+        assert!(
+            text.len() > 10 && text.contains(words),
+            "{name}: the reason {text:?} should say {words:?}"
+        );
+        assert!(dead.iter().all(|i| i["attempts"].as_u64() == Some(1)));
+    }
+    // A PNG whose checksum is wrong is refused, as libpng refuses it.
+    assert_eq!(reason("png_bad_idat_crc.png").0, "bad_input");
+    // JPEG bytes under a .png name are sniffed and thumbnailed (a 32 px photo is not upscaled).
+    let small = wait_for(&c, "derived", "thumbs/bad/jpeg_data_named.png/256.jpg").await;
+    assert_eq!(image::load_from_memory(&small).unwrap().width(), 32);
+
+    // Still serving: a good upload after the corpus becomes its thumbnail.
+    c.put_object()
+        .bucket("uploads")
+        .key("after.jpg")
+        .body(ByteStream::from(fixture("images/rocket_640x427.jpg")))
+        .send()
+        .await
+        .unwrap();
+    wait_for(&c, "derived", "thumbs/after.jpg/256.jpg").await;
+    assert_eq!(srv.json("/healthz").await["status"], "ok");
 }
