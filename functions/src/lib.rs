@@ -3,8 +3,10 @@
 //! A function is pure compute over a batch: bytes in, artifacts and JSON out, no network I/O.
 //! One result per input, in order, so one bad image never fails its neighbours.
 
+pub mod classify;
 mod error;
 mod function;
+pub mod infer;
 pub mod thumbnail;
 
 pub use error::{ErrorKind, FnError};

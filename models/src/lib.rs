@@ -1,6 +1,20 @@
-//! The model repository, the `Backend` seam and the warm model cache.
-//!
-//! Empty until the inference issues: it exists now so the crate order
-//! (`pipeline → workers → functions → models → gpu`) is fixed from the first commit.
+//! The model repository, the `Backend` seam and its tract engine, tensors, and image
+//! preprocessing for classifiers. Models are loaded once per version and kept warm.
 
-pub use weir_gpu::Device;
+pub mod backend;
+pub mod config;
+pub mod infer;
+mod labels;
+pub mod oip;
+pub mod preprocess;
+pub mod repository;
+pub mod stats;
+pub mod tensor;
+mod tract;
+mod warmup;
+
+pub use backend::{Backend, Backends, ModelError, Session, Signature};
+pub use config::ModelConfig;
+pub use repository::{IndexEntry, LoadedModel, RepoError, Repository};
+pub use tensor::{DataType, Tensor};
+pub use weir_gpu::{Device, Inventory};

@@ -107,6 +107,9 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         token: settings.token.clone(),
         prometheus,
         events: Some(events.clone()),
+        models: config.models.clone(),
+        inference_token: settings.inference_token.clone(),
+        inference: http::v2::Inference::new(cpu.clone()),
     });
     let app = http::router(state, &extra_routes);
     let listener = tokio::net::TcpListener::bind(settings.http_listen)

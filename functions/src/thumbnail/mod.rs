@@ -16,6 +16,9 @@ use rayon::prelude::*;
 use serde_json::json;
 
 pub use decode::{Layout, Picture, decode, dimensions};
+pub use resize::{shrink, upright};
+
+const LANCZOS: fast_image_resize::FilterType = fast_image_resize::FilterType::Lanczos3;
 pub use params::{Chroma, Format, MAX_SIZE, ThumbnailParams};
 pub use quality::psnr;
 
@@ -63,10 +66,15 @@ impl Thumbnail {
                 _ => &pic,
             };
             let small = RESIZER.with(|cell| match cell.try_borrow_mut() {
-                Ok(mut r) => resize::shrink(&mut r, from, (tw, th)),
+                Ok(mut r) => resize::shrink(&mut r, from, (tw, th), LANCZOS),
                 // In use further up this thread's stack (a re-entrant call, as rayon work
                 // stealing inside a resize once caused): give this call its own.
-                Err(_) => resize::shrink(&mut fast_image_resize::Resizer::new(), from, (tw, th)),
+                Err(_) => resize::shrink(
+                    &mut fast_image_resize::Resizer::new(),
+                    from,
+                    (tw, th),
+                    LANCZOS,
+                ),
             })?;
             let frame = resize::upright(&small);
             let bytes = encode::encode(&frame, p.format, p.quality, p.chroma)?;

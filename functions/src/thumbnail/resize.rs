@@ -35,6 +35,7 @@ pub fn shrink(
     resizer: &mut Resizer,
     pic: &Picture,
     displayed: (u32, u32),
+    filter: FilterType,
 ) -> Result<Picture, FnError> {
     let (w, h) = if swaps_axes(pic.orientation) {
         (displayed.1, displayed.0)
@@ -42,9 +43,9 @@ pub fn shrink(
         displayed
     };
     let pixels = match pic.layout {
-        Layout::Gray => resize_typed::<U8>(resizer, pic, w, h)?,
-        Layout::Rgb => resize_typed::<U8x3>(resizer, pic, w, h)?,
-        Layout::Rgba => resize_typed::<U8x4>(resizer, pic, w, h)?,
+        Layout::Gray => resize_typed::<U8>(resizer, pic, w, h, filter)?,
+        Layout::Rgb => resize_typed::<U8x3>(resizer, pic, w, h, filter)?,
+        Layout::Rgba => resize_typed::<U8x4>(resizer, pic, w, h, filter)?,
     };
     Ok(Picture {
         width: w,
@@ -61,6 +62,7 @@ fn resize_typed<P: PixelTrait>(
     pic: &Picture,
     w: u32,
     h: u32,
+    filter: FilterType,
 ) -> Result<Vec<u8>, FnError> {
     let internal = |what: &str| FnError::transient(format!("resize failed: {what}"));
     let src = TypedImageRef::<P>::from_buffer(pic.width, pic.height, &pic.pixels)
@@ -70,7 +72,7 @@ fn resize_typed<P: PixelTrait>(
         TypedImage::<P>::from_buffer(w, h, &mut buf).map_err(|e| internal(&e.to_string()))?;
     // Only the exact region of a scaled decode maps onto the full picture.
     let opts = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
+        .resize_alg(ResizeAlg::Convolution(filter))
         .crop(0.0, 0.0, pic.exact.0, pic.exact.1);
     resizer
         .resize_typed(&src, &mut dst, &opts)

@@ -131,6 +131,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             Config {
                 file: FileConfig::default(),
                 functions: vec![],
+                models: None,
             }
         }
     };

@@ -6,8 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use weir_functions::Function;
+use weir_functions::classify::{Classify, ClassifyParams};
+use weir_functions::infer::{Infer, InferParams};
 use weir_functions::thumbnail::{Thumbnail, ThumbnailParams};
 use weir_gpu::Inventory;
+use weir_models::Repository;
 
 use super::{ConfigError, FileConfig, Kind, LoadedFunction, Resources, Trigger, err, path_error};
 
@@ -53,6 +56,7 @@ pub fn functions(
     path: &Path,
     file: &FileConfig,
     inventory: &Inventory,
+    models: Option<&Arc<Repository>>,
 ) -> Result<Vec<LoadedFunction>, ConfigError> {
     let mut names = HashSet::new();
     let mut http_paths = HashSet::new();
@@ -158,6 +162,27 @@ pub fn functions(
                     Thumbnail::new(params)
                         .map_err(|(field, msg)| err(path, &at(&format!("params.{field}")), msg))?,
                 )
+            }
+            Kind::Classify | Kind::Infer => {
+                let repo = models.ok_or_else(|| {
+                    err(
+                        path,
+                        &at("kind"),
+                        format!(
+                            "a {} function needs a model repository: set models: <folder> at the top of the config",
+                            f.kind.as_str()
+                        ),
+                    )
+                })?;
+                let field =
+                    |(field, msg): (&str, String)| err(path, &at(&format!("params.{field}")), msg);
+                if f.kind == Kind::Classify {
+                    let params: ClassifyParams = params_of(path, &f.params, &at("params"))?;
+                    Arc::new(Classify::new(repo.clone(), params).map_err(field)?)
+                } else {
+                    let params: InferParams = params_of(path, &f.params, &at("params"))?;
+                    Arc::new(Infer::new(repo.clone(), params).map_err(field)?)
+                }
             }
         };
         let max_batch = function.limits().max_batch;

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use weir_functions::Function;
 use weir_gpu::{Device, Inventory};
+use weir_models::{Backends, Repository};
 
 pub use spec::{
     Batch, FunctionSpec, HttpTrigger, Kind, OutputSpec, Resources, Retries, S3Trigger, Trigger,
@@ -31,6 +32,8 @@ pub struct FileConfig {
     pub functions: Vec<FunctionSpec>,
     /// A folder of `*.yaml` files, one function spec each, added to `functions`.
     pub functions_dir: Option<PathBuf>,
+    /// The model repository (Triton's layout), relative to this file.
+    pub models: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -89,6 +92,8 @@ pub struct LoadedFunction {
 pub struct Config {
     pub file: FileConfig,
     pub functions: Vec<LoadedFunction>,
+    /// The model repository, every model loaded (or reported with its reason).
+    pub models: Option<Arc<Repository>>,
 }
 
 impl Config {
@@ -119,8 +124,21 @@ impl Config {
         }
         check::tokens(path, &file)?;
         check::http(path, &file)?;
-        let functions = check::functions(path, &file, inventory)?;
-        Ok(Config { file, functions })
+        let models = match &file.models {
+            Some(dir) => {
+                let dir = path.parent().unwrap_or(Path::new(".")).join(dir);
+                let repo = Repository::open(&dir, Backends::available(), inventory.clone())
+                    .map_err(|e| err(path, "models", e.to_string()))?;
+                Some(Arc::new(repo))
+            }
+            None => None,
+        };
+        let functions = check::functions(path, &file, inventory, models.as_ref())?;
+        Ok(Config {
+            file,
+            functions,
+            models,
+        })
     }
 }
 

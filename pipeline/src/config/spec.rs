@@ -34,12 +34,16 @@ pub struct FunctionSpec {
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Thumbnail,
+    Classify,
+    Infer,
 }
 
 impl Kind {
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Thumbnail => "thumbnail",
+            Kind::Classify => "classify",
+            Kind::Infer => "infer",
         }
     }
 
@@ -47,6 +51,7 @@ impl Kind {
     pub fn template_vars(self) -> &'static [&'static str] {
         match self {
             Kind::Thumbnail => &["size"],
+            Kind::Classify | Kind::Infer => &[],
         }
     }
 }

@@ -8,7 +8,20 @@ use axum::response::Response;
 use super::{Shared, error};
 
 pub async fn require_token(State(st): State<Shared>, req: Request, next: Next) -> Response {
-    let Some(token) = st.token.as_deref() else {
+    check(st.token.as_deref(), req, next).await
+}
+
+/// The Open Inference endpoints' own token: Triton's clients send none unless told to.
+pub async fn require_inference_token(
+    State(st): State<Shared>,
+    req: Request,
+    next: Next,
+) -> Response {
+    check(st.inference_token.as_deref(), req, next).await
+}
+
+async fn check(token: Option<&str>, req: Request, next: Next) -> Response {
+    let Some(token) = token else {
         return next.run(req).await;
     };
     let given = req

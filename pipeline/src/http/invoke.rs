@@ -137,7 +137,7 @@ pub async fn discard(headers: &HeaderMap, body: Body, limit: u64) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
 }
 
-fn is_length_limit(e: &axum::Error) -> bool {
+pub(super) fn is_length_limit(e: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {

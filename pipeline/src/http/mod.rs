@@ -5,6 +5,7 @@ pub mod events;
 mod invoke;
 mod reply;
 mod serve;
+pub mod v2;
 
 pub use serve::{Limits, serve};
 
@@ -32,6 +33,11 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     /// The bus and routes, when storage events are on.
     pub events: Option<Arc<events::EventsState>>,
+    /// The model repository, when the config names one.
+    pub models: Option<Arc<weir_models::Repository>>,
+    /// Guards the Open Inference endpoints when set (`http.inference_token`).
+    pub inference_token: Option<String>,
+    pub inference: v2::Inference,
 }
 
 pub type Shared = Arc<AppState>;
@@ -45,7 +51,8 @@ pub fn router(state: Shared, extra_routes: &[(String, String)]) -> Router {
             "/v1/events/s3",
             post(events::s3_webhook).head(|| async { StatusCode::OK }),
         )
-        .route("/v1/dead-letters", get(events::dead_letters));
+        .route("/v1/dead-letters", get(events::dead_letters))
+        .merge(v2::repository_routes());
     for (path, function) in extra_routes {
         let function = function.clone();
         guarded = guarded.route(
@@ -60,6 +67,10 @@ pub fn router(state: Shared, extra_routes: &[(String, String)]) -> Router {
             state.clone(),
             auth::require_token,
         ))
+        .merge(v2::inference_routes().layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_inference_token,
+        )))
         .route(
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),

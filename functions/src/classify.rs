@@ -1,0 +1,308 @@
+//! The `classify` function: images in, the model's top labels out. Preprocessing follows the
+//! model's `config.yaml` (resize the shorter side, centre crop, mean/std, layout, channel order);
+//! every image of a batch goes through the model in one run.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use fast_image_resize::{FilterType, Resizer};
+use rayon::prelude::*;
+use serde::Deserialize;
+use serde_json::json;
+use weir_models::config::{Filter, Layout as TensorLayout, Preprocess};
+use weir_models::stats::{ExecutionTimes, RequestTimes};
+use weir_models::{LoadedModel, Repository, Tensor};
+
+use crate::thumbnail::{Layout, Picture, decode, shrink, upright};
+use crate::{Artifact, ErrorKind, ExecCtx, FnError, Function, Input, Limits, Output};
+
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClassifyParams {
+    /// A model in the repository, with `preprocess` and `labels` in its config.
+    pub model: String,
+    /// A version number; the highest ready one when left out.
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+    /// Decoded pixels allowed per image (decompression bombs are refused before decoding).
+    #[serde(default = "default_max_pixels")]
+    pub max_pixels: u64,
+}
+
+fn default_top_k() -> usize {
+    5
+}
+fn default_max_pixels() -> u64 {
+    100_000_000
+}
+
+pub struct Classify {
+    repo: Arc<Repository>,
+    params: ClassifyParams,
+}
+
+impl Classify {
+    /// Check the params against the repository: the model must exist (it may still be loading
+    /// or broken; calls then fail with 503 until it is ready).
+    pub fn new(
+        repo: Arc<Repository>,
+        params: ClassifyParams,
+    ) -> Result<Self, (&'static str, String)> {
+        if params.top_k == 0 {
+            return Err(("top_k", "at least 1".into()));
+        }
+        if !repo.index().iter().any(|e| e.name == params.model) {
+            let names: Vec<String> = repo.index().into_iter().map(|e| e.name).collect();
+            return Err((
+                "model",
+                format!(
+                    "no model '{}' in the repository {} (it has: {})",
+                    params.model,
+                    repo.root().display(),
+                    names.join(", ")
+                ),
+            ));
+        }
+        if let Ok(m) = repo.get(&params.model, params.version.as_deref()) {
+            image_model(&m).map_err(|e| ("model", e.reason().to_string()))?;
+        }
+        Ok(Classify { repo, params })
+    }
+
+    fn model(&self) -> Result<Arc<LoadedModel>, FnError> {
+        self.repo
+            .get(&self.params.model, self.params.version.as_deref())
+            .map_err(crate::infer::repo_error)
+    }
+}
+
+/// The preprocessing and labels of a model fit for `classify`.
+fn image_model(m: &LoadedModel) -> Result<(&Preprocess, &[String]), FnError> {
+    let unfit =
+        |why: String| FnError::new(ErrorKind::Unavailable, format!("model '{}': {why}", m.name));
+    let p = m.config.preprocess.as_ref().ok_or_else(|| {
+        unfit("config.yaml has no preprocess section, so images cannot be fed to it".into())
+    })?;
+    let labels = m
+        .labels
+        .as_deref()
+        .ok_or_else(|| unfit("config.yaml names no labels file".into()))?;
+    let c = i64::from(p.crop);
+    let want = match p.layout {
+        TensorLayout::Nchw => vec![3, c, c],
+        TensorLayout::Nhwc => vec![c, c, 3],
+    };
+    match m.signature.inputs.as_slice() {
+        [only] if only.dims == want && only.datatype == weir_models::DataType::Fp32 => {}
+        _ => {
+            return Err(unfit(format!(
+                "classify needs one FP32 input of dims {want:?} (preprocess crop {c}), the model takes {:?}",
+                m.signature.inputs
+            )));
+        }
+    }
+    Ok((p, labels))
+}
+
+impl Function for Classify {
+    fn kind(&self) -> &'static str {
+        "classify"
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_batch: 256,
+            gpu_capable: false,
+        }
+    }
+
+    fn call(&self, batch: &[Input], ctx: &ExecCtx) -> Vec<Result<Output, FnError>> {
+        let started = Instant::now();
+        let model = match self.model() {
+            Ok(m) => m,
+            Err(e) => return vec![Err(e); batch.len()],
+        };
+        let (pre, labels) = match image_model(&model) {
+            Ok(x) => x,
+            Err(e) => return vec![Err(e); batch.len()],
+        };
+        let rows: Vec<Result<Vec<f32>, FnError>> = batch
+            .par_iter()
+            .enumerate()
+            .map(|(i, input)| {
+                ctx.check(i)?;
+                pixels_to_row(&input.bytes, pre, self.params.max_pixels)
+            })
+            .collect();
+        let ok: Vec<usize> = (0..rows.len()).filter(|i| rows[*i].is_ok()).collect();
+        let prepared = started.elapsed();
+        let mut scores: Vec<Option<Result<Vec<f32>, FnError>>> = vec![None; batch.len()];
+        let chunk = model.signature.max_batch_size.max(1);
+        for group in ok.chunks(chunk) {
+            let t = Instant::now();
+            let result = run_rows(
+                &model,
+                pre,
+                group.iter().map(|i| rows[*i].as_ref().unwrap()),
+            );
+            model.stats.execution(ExecutionTimes {
+                rows: group.len(),
+                input: prepared,
+                infer: t.elapsed(),
+                output: std::time::Duration::ZERO,
+            });
+            match result {
+                Ok(per_row) => {
+                    for (i, s) in group.iter().zip(per_row) {
+                        scores[*i] = Some(Ok(s));
+                    }
+                }
+                Err(e) => group.iter().for_each(|i| scores[*i] = Some(Err(e.clone()))),
+            }
+        }
+        let k = self.params.top_k;
+        rows.into_iter()
+            .zip(scores)
+            .map(|(row, score)| {
+                let result = match (row, score) {
+                    (Err(e), _) => Err(e),
+                    (Ok(_), Some(Ok(logits))) => Ok(labelled(&model, labels, &logits, k)),
+                    (Ok(_), Some(Err(e))) => Err(e),
+                    (Ok(_), None) => Err(FnError::transient("the row was not run")),
+                };
+                model.stats.request(
+                    1,
+                    RequestTimes {
+                        ok: result.is_ok(),
+                        total: started.elapsed(),
+                        queue: std::time::Duration::ZERO,
+                    },
+                );
+                result
+            })
+            .collect()
+    }
+}
+
+/// One image to one normalised input row.
+fn pixels_to_row(bytes: &[u8], p: &Preprocess, max_pixels: u64) -> Result<Vec<f32>, FnError> {
+    let pic = rgb(decode(bytes, max_pixels, None)?);
+    let (dw, dh) = pic.displayed();
+    let short = f64::from(dw.min(dh));
+    let scale = |side: u32| ((f64::from(side) * f64::from(p.resize) / short).round() as u32).max(1);
+    let (tw, th) = if dw <= dh {
+        (p.resize, scale(dh))
+    } else {
+        (scale(dw), p.resize)
+    };
+    let filter = match p.filter {
+        Filter::Bilinear => FilterType::Bilinear,
+        Filter::Bicubic => FilterType::CatmullRom,
+        Filter::Lanczos3 => FilterType::Lanczos3,
+    };
+    let small = shrink(&mut Resizer::new(), &pic, (tw, th), filter)?;
+    let frame = upright(&small);
+    let c = p.crop as usize;
+    let (left, top) = (
+        (frame.width as usize - c) / 2,
+        (frame.height as usize - c) / 2,
+    );
+    let stride = frame.width as usize * 3;
+    let mut crop = Vec::with_capacity(c * c * 3);
+    for y in top..top + c {
+        crop.extend_from_slice(&frame.pixels[y * stride + left * 3..y * stride + (left + c) * 3]);
+    }
+    let mut row = Vec::with_capacity(c * c * 3);
+    weir_models::preprocess::normalize(p, &crop, c, &mut row);
+    Ok(row)
+}
+
+/// Grey replicated, alpha dropped (not composited), as Pillow's `convert("RGB")` does.
+fn rgb(pic: Picture) -> Picture {
+    let pixels = match pic.layout {
+        Layout::Rgb => return pic,
+        Layout::Gray => pic.pixels.iter().flat_map(|g| [*g, *g, *g]).collect(),
+        Layout::Rgba => pic
+            .pixels
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
+    };
+    Picture {
+        layout: Layout::Rgb,
+        pixels,
+        ..pic
+    }
+}
+
+/// Run prepared rows as one batch; the scores per row.
+fn run_rows<'a>(
+    model: &LoadedModel,
+    p: &Preprocess,
+    rows: impl ExactSizeIterator<Item = &'a Vec<f32>>,
+) -> Result<Vec<Vec<f32>>, FnError> {
+    let n = rows.len();
+    let c = p.crop as usize;
+    let mut values = Vec::with_capacity(n * 3 * c * c);
+    rows.for_each(|r| values.extend_from_slice(r));
+    let spec = &model.signature.inputs[0];
+    let mut shape: Vec<usize> = spec.dims.iter().map(|d| *d as usize).collect();
+    let batched = model.signature.max_batch_size > 0;
+    if batched {
+        shape.insert(0, n);
+    }
+    let run = |shape: Vec<usize>, values: &[f32]| {
+        let input = Tensor::from_f32(spec.name.clone(), shape, values);
+        let out = model
+            .session
+            .run(&[input])
+            .map_err(|e| FnError::transient(e.to_string()))?;
+        out.into_iter()
+            .next()
+            .and_then(|t| t.to_f32())
+            .ok_or_else(|| FnError::transient("the model's first output is not FP32"))
+    };
+    if batched {
+        let flat = run(shape, &values)?;
+        let per = flat.len() / n.max(1);
+        Ok(flat.chunks(per.max(1)).map(<[f32]>::to_vec).collect())
+    } else {
+        values
+            .chunks(3 * c * c)
+            .map(|v| run(shape.clone(), v))
+            .collect()
+    }
+}
+
+/// Softmax over the logits (in f64), then the top `k` with their labels.
+fn labelled(model: &LoadedModel, labels: &[String], logits: &[f32], k: usize) -> Output {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let exp: Vec<f64> = logits.iter().map(|x| (*x as f64 - max).exp()).collect();
+    let sum: f64 = exp.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|a, b| exp[*b].total_cmp(&exp[*a]).then(a.cmp(b)));
+    let top: Vec<serde_json::Value> = order
+        .iter()
+        .take(k)
+        .map(|i| {
+            json!({
+                "index": i,
+                "label": labels.get(*i).map(String::as_str).unwrap_or(""),
+                "score": exp[*i] / sum,
+            })
+        })
+        .collect();
+    let summary = json!({"model": model.name, "version": model.version.to_string(), "labels": top});
+    let bytes = serde_json::to_vec_pretty(&summary).unwrap_or_default();
+    Output {
+        artifacts: vec![Artifact {
+            name: "labels.json".into(),
+            content_type: "application/json".into(),
+            bytes,
+            vars: Default::default(),
+        }],
+        summary,
+    }
+}

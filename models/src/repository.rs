@@ -1,0 +1,368 @@
+//! The model repository in Triton's layout: `<repo>/<model>/config.yaml` and
+//! `<repo>/<model>/<version>/model.onnx`. Every model is loaded once per version and kept warm,
+//! shared by all callers. A model that cannot load is reported with its reason and the others
+//! still serve; a failed reload keeps the versions that were serving.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use serde::Serialize;
+use weir_gpu::{Device, Inventory};
+
+use crate::backend::{Backends, ModelError, Session, Signature};
+use crate::config::{ModelConfig, VersionPolicy};
+use crate::labels;
+use crate::stats::Stats;
+
+/// One model version, loaded and ready.
+pub struct LoadedModel {
+    pub name: String,
+    pub version: u64,
+    pub config: Arc<ModelConfig>,
+    pub signature: Signature,
+    pub session: Arc<dyn Session>,
+    pub backend: &'static str,
+    pub device: Device,
+    pub labels: Option<Arc<Vec<String>>>,
+    pub stats: Stats,
+}
+
+#[derive(Clone)]
+enum State {
+    Ready(Arc<LoadedModel>),
+    Unavailable(String),
+}
+
+#[derive(Default)]
+struct Entry {
+    versions: BTreeMap<u64, State>,
+    /// Why the model as a whole has nothing serving (bad config, no versions, unloaded).
+    reason: Option<String>,
+}
+
+/// A row of `POST /v2/repository/index`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct IndexEntry {
+    pub name: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub version: String,
+    pub state: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+}
+
+#[derive(Debug, thiserror::Error, Clone, PartialEq)]
+pub enum RepoError {
+    #[error("unknown model '{0}'")]
+    NotFound(String),
+    #[error("model '{name}' is not ready: {reason}")]
+    NotReady { name: String, reason: String },
+    #[error("model '{name}' has no version {version}")]
+    NoVersion { name: String, version: String },
+    #[error("model '{name}': {reason}")]
+    Load { name: String, reason: String },
+    #[error("the model repository {0}")]
+    Root(String),
+}
+
+pub struct Repository {
+    root: PathBuf,
+    backends: Backends,
+    inventory: Inventory,
+    models: RwLock<BTreeMap<String, Entry>>,
+}
+
+impl Repository {
+    /// Open `root` and load every model in it. Models that fail are kept, unavailable, with their
+    /// reason; only an unreadable root is an error.
+    pub fn open(
+        root: &Path,
+        backends: Backends,
+        inventory: Inventory,
+    ) -> Result<Repository, RepoError> {
+        let repo = Repository {
+            root: root.to_path_buf(),
+            backends,
+            inventory,
+            models: RwLock::new(BTreeMap::new()),
+        };
+        for name in repo.names()? {
+            if let Err(e) = repo.load(&name) {
+                tracing::warn!(model = %name, error = %e, "model not loaded");
+            }
+        }
+        Ok(repo)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Folder names under the root (hidden ones skipped), sorted.
+    fn names(&self) -> Result<Vec<String>, RepoError> {
+        let dir = std::fs::read_dir(&self.root)
+            .map_err(|e| RepoError::Root(format!("{}: {e}", self.root.display())))?;
+        let mut names: Vec<String> = dir
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// (Re)load a model from disk. On failure the versions that were serving stay serving.
+    pub fn load(&self, name: &str) -> Result<(), RepoError> {
+        let dir = self.root.join(name);
+        if name.contains(['/', '\\']) || name.starts_with('.') || !dir.is_dir() {
+            return Err(RepoError::NotFound(name.to_string()));
+        }
+        let fail = |reason: String| {
+            let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+            let entry = models.entry(name.to_string()).or_default();
+            let serving = entry
+                .versions
+                .values()
+                .any(|s| matches!(s, State::Ready(_)));
+            if !serving {
+                entry.versions.clear();
+                entry.reason = Some(reason.clone());
+            }
+            RepoError::Load {
+                name: name.to_string(),
+                reason,
+            }
+        };
+        let config = match read_config(&dir) {
+            Ok(c) => Arc::new(c),
+            Err(reason) => return Err(fail(reason)),
+        };
+        let versions = match pick_versions(&dir, &config.version_policy) {
+            Ok(v) => v,
+            Err(reason) => return Err(fail(reason)),
+        };
+        let labels = match &config.labels {
+            Some(file) => match labels::read(&dir.join(file)) {
+                Ok(l) => Some(Arc::new(l)),
+                Err(reason) => return Err(fail(format!("labels: {reason}"))),
+            },
+            None => None,
+        };
+        let mut loaded = BTreeMap::new();
+        for v in versions {
+            let started = Instant::now();
+            let state = match self.load_version(name, v, &dir, &config, labels.clone()) {
+                Ok(m) => {
+                    tracing::info!(model = name, version = v, backend = m.backend, device = %m.device,
+                        ms = started.elapsed().as_millis() as u64, "model ready");
+                    State::Ready(Arc::new(m))
+                }
+                Err(e) => {
+                    tracing::warn!(model = name, version = v, error = %e, "model version not loaded");
+                    State::Unavailable(e.to_string())
+                }
+            };
+            loaded.insert(v, state);
+        }
+        if !loaded.values().any(|s| matches!(s, State::Ready(_))) {
+            let reasons: Vec<String> = loaded
+                .iter()
+                .map(|(v, s)| match s {
+                    State::Unavailable(r) => format!("version {v}: {r}"),
+                    State::Ready(_) => String::new(),
+                })
+                .collect();
+            return Err(fail(reasons.join("; ")));
+        }
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        models.insert(
+            name.to_string(),
+            Entry {
+                versions: loaded,
+                reason: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn load_version(
+        &self,
+        name: &str,
+        version: u64,
+        dir: &Path,
+        config: &Arc<ModelConfig>,
+        labels: Option<Arc<Vec<String>>>,
+    ) -> Result<LoadedModel, ModelError> {
+        let file = dir.join(version.to_string()).join("model.onnx");
+        let backend = self.backends.choose(config.backend)?;
+        let device = config
+            .instance_group
+            .device
+            .resolve(&self.inventory, backend.gpu_capable())
+            .map_err(|e| ModelError::Load(format!("instance_group.device: {e}")))?;
+        let session = backend.load(&file, config, device)?;
+        let signature = session.signature().clone();
+        if let (Some(l), Some(out)) = (&labels, signature.outputs.first())
+            && let Some(&classes) = out.dims.last()
+            && classes > 0
+            && l.len() as i64 != classes
+        {
+            return Err(ModelError::Load(format!(
+                "labels: {} lines, but output '{}' has {classes} classes",
+                l.len(),
+                out.name
+            )));
+        }
+        if config.warmup {
+            crate::warmup::run(session.as_ref())?;
+        }
+        Ok(LoadedModel {
+            name: name.to_string(),
+            version,
+            config: config.clone(),
+            signature,
+            session,
+            backend: backend.name(),
+            device,
+            labels,
+            stats: Stats::default(),
+        })
+    }
+
+    /// Stop serving a model (its files stay; `load` brings it back).
+    pub fn unload(&self, name: &str) -> Result<(), RepoError> {
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        match models.get_mut(name) {
+            Some(e) => {
+                e.versions.clear();
+                e.reason = Some("unloaded".into());
+                Ok(())
+            }
+            None if self.root.join(name).is_dir() => Ok(()),
+            None => Err(RepoError::NotFound(name.to_string())),
+        }
+    }
+
+    /// The version asked for, or the highest ready one.
+    pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<LoadedModel>, RepoError> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        let entry = models
+            .get(name)
+            .ok_or_else(|| RepoError::NotFound(name.to_string()))?;
+        let not_ready = |reason: &str| RepoError::NotReady {
+            name: name.to_string(),
+            reason: reason.to_string(),
+        };
+        match version.filter(|v| !v.is_empty()) {
+            Some(v) => {
+                let n: u64 = v.parse().map_err(|_| RepoError::NoVersion {
+                    name: name.to_string(),
+                    version: v.to_string(),
+                })?;
+                match entry.versions.get(&n) {
+                    Some(State::Ready(m)) => Ok(m.clone()),
+                    Some(State::Unavailable(r)) => Err(not_ready(r)),
+                    None => Err(RepoError::NoVersion {
+                        name: name.to_string(),
+                        version: v.to_string(),
+                    }),
+                }
+            }
+            None => entry
+                .versions
+                .values()
+                .rev()
+                .find_map(|s| match s {
+                    State::Ready(m) => Some(m.clone()),
+                    State::Unavailable(_) => None,
+                })
+                .ok_or_else(|| not_ready(entry.reason.as_deref().unwrap_or("no version loaded"))),
+        }
+    }
+
+    /// Every ready model version, for statistics.
+    pub fn ready(&self) -> Vec<Arc<LoadedModel>> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        models
+            .values()
+            .flat_map(|e| e.versions.values())
+            .filter_map(|s| match s {
+                State::Ready(m) => Some(m.clone()),
+                State::Unavailable(_) => None,
+            })
+            .collect()
+    }
+
+    /// What `POST /v2/repository/index` lists: every model folder, loaded or not.
+    pub fn index(&self) -> Vec<IndexEntry> {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        let mut rows = Vec::new();
+        for name in self.names().unwrap_or_default() {
+            let Some(entry) = models.get(&name) else {
+                rows.push(IndexEntry {
+                    name,
+                    version: String::new(),
+                    state: "UNAVAILABLE",
+                    reason: "not loaded".into(),
+                });
+                continue;
+            };
+            if entry.versions.is_empty() {
+                rows.push(IndexEntry {
+                    name: name.clone(),
+                    version: String::new(),
+                    state: "UNAVAILABLE",
+                    reason: entry.reason.clone().unwrap_or_default(),
+                });
+            }
+            for (v, s) in &entry.versions {
+                let (state, reason) = match s {
+                    State::Ready(_) => ("READY", String::new()),
+                    State::Unavailable(r) => ("UNAVAILABLE", r.clone()),
+                };
+                rows.push(IndexEntry {
+                    name: name.clone(),
+                    version: v.to_string(),
+                    state,
+                    reason,
+                });
+            }
+        }
+        rows
+    }
+}
+
+fn read_config(dir: &Path) -> Result<ModelConfig, String> {
+    let file = dir.join("config.yaml");
+    let text = std::fs::read_to_string(&file)
+        .map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    ModelConfig::parse(&text, Path::new("config.yaml")).map_err(|e| e.to_string())
+}
+
+/// The numbered version folders the policy serves, highest last.
+fn pick_versions(dir: &Path, policy: &VersionPolicy) -> Result<Vec<u64>, String> {
+    let mut found: Vec<u64> = std::fs::read_dir(dir)
+        .map_err(|e| format!("cannot list {}: {e}", dir.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    found.sort();
+    let chosen: Vec<u64> = match policy {
+        VersionPolicy::Latest => found.last().copied().into_iter().collect(),
+        VersionPolicy::All => found.clone(),
+        VersionPolicy::Specific(want) => {
+            if let Some(v) = want.iter().find(|v| !found.contains(v)) {
+                return Err(format!("version_policy: version {v} has no folder"));
+            }
+            want.clone()
+        }
+    };
+    if chosen.is_empty() {
+        return Err("no version folder (expected <model>/1/model.onnx)".into());
+    }
+    Ok(chosen)
+}

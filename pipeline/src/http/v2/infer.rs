@@ -1,0 +1,149 @@
+//! `POST /v2/models/{m}[/versions/{v}]/infer`: admission before the body is read (429 when the
+//! inference queue is full), the body bounded, then parse, run and encode on the CPU pool, off
+//! the async runtime's threads.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+use weir_models::ModelError;
+use weir_models::oip::{encode_response, parse_request};
+
+use super::{Shared, lookup, v2_error};
+
+/// What bounds inference over HTTP.
+pub struct Inference {
+    /// Requests admitted at once (running or waiting for a core); more are refused with 429.
+    pub gate: Arc<Semaphore>,
+    pub cpu: Arc<rayon::ThreadPool>,
+    /// The largest request body.
+    pub max_body: usize,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
+}
+
+impl Inference {
+    pub fn new(cpu: Arc<rayon::ThreadPool>) -> Inference {
+        Inference {
+            gate: Arc::new(Semaphore::new(256)),
+            cpu,
+            max_body: 64 << 20,
+            body_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+const HEADER_LENGTH: &str = "inference-header-content-length";
+
+pub async fn infer(
+    State(st): State<Shared>,
+    Path(p): Path<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let inf = &st.inference;
+    let model = match lookup(&st, &p) {
+        Ok(m) => m,
+        Err(res) => {
+            super::super::invoke::discard(&headers, body, 1 << 20).await;
+            return res.into_response();
+        }
+    };
+    let Ok(permit) = inf.gate.clone().try_acquire_owned() else {
+        super::super::invoke::discard(&headers, body, inf.max_body as u64).await;
+        let mut res = v2_error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many inference requests in flight; retry shortly",
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return res;
+    };
+    let header_length = match headers.get(HEADER_LENGTH) {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<usize>().ok()) {
+            Some(n) => Some(n),
+            None => {
+                return v2_error(
+                    StatusCode::BAD_REQUEST,
+                    "Inference-Header-Content-Length must be a number of bytes",
+                );
+            }
+        },
+    };
+    let bytes = match tokio::time::timeout(
+        inf.body_timeout,
+        axum::body::to_bytes(body, inf.max_body),
+    )
+    .await
+    {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) if super::super::invoke::is_length_limit(&e) => {
+            return v2_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the request body is over {} bytes", inf.max_body),
+            );
+        }
+        Ok(Err(e)) => {
+            return v2_error(
+                StatusCode::BAD_REQUEST,
+                format!("could not read the request body: {e}"),
+            );
+        }
+        Err(_) => {
+            return v2_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time",
+            );
+        }
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    inf.cpu.spawn(move || {
+        let run = || {
+            let req = parse_request(&bytes, header_length).map_err(ModelError::BadInput)?;
+            let id = req.id.clone();
+            let outputs = weir_models::infer::infer(&model, req)?;
+            encode_response(&model.name, model.version, id.as_deref(), &outputs)
+                .map_err(ModelError::BadInput)
+        };
+        // A panic in an engine fails this request only.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+            .unwrap_or_else(|_| Err(ModelError::Run("the engine panicked".into())));
+        let _ = tx.send(result);
+        drop(permit);
+    });
+    match rx.await {
+        Ok(Ok((body, None))) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body,
+        )
+            .into_response(),
+        Ok(Ok((body, Some(n)))) => {
+            let mut res = (
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                )],
+                body,
+            )
+                .into_response();
+            res.headers_mut()
+                .insert("Inference-Header-Content-Length", HeaderValue::from(n));
+            res
+        }
+        Ok(Err(ModelError::BadInput(m))) => v2_error(StatusCode::BAD_REQUEST, m),
+        Ok(Err(e)) => v2_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(_) => v2_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the inference task ended without an answer",
+        ),
+    }
+}

@@ -1,0 +1,348 @@
+//! The Open Inference Protocol over HTTP against the example model repository: metadata and
+//! config in Triton's shapes, JSON and binary tensors, errors with the right status naming the
+//! tensor, the repository API; and `classify` giving the golden labels, over HTTP and on uploads.
+
+mod common;
+
+use common::*;
+use serde_json::{Value, json};
+
+fn config() -> String {
+    format!(
+        r#"
+models: {}
+functions:
+  - name: labels
+    kind: classify
+    params: {{ model: efficientnet_lite0, top_k: 3 }}
+    triggers:
+      - s3: {{ bucket: uploads, suffix: [.jpg, .jpeg, .png, .webp] }}
+    output: {{ bucket: derived, key: "labels/{{key}}.json" }}
+    resources: {{ batch: {{ max_size: 8, max_delay: 5ms }}, timeout: 60s }}
+"#,
+        root().join("examples/models").display()
+    )
+}
+
+async fn post(
+    srv: &TestServer,
+    path: &str,
+    body: Vec<u8>,
+    header_length: Option<usize>,
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut req = srv.client.post(format!("{}{path}", srv.base)).body(body);
+    if let Some(n) = header_length {
+        req = req.header("Inference-Header-Content-Length", n);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    (status, headers, res.bytes().await.unwrap().to_vec())
+}
+
+async fn status(srv: &TestServer, path: &str) -> u16 {
+    srv.client
+        .get(format!("{}{path}", srv.base))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+fn ints(v: &Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn triton_shaped_metadata_config_and_json_inference() {
+    let srv = start(&config()).await;
+    assert_eq!(srv.json("/v2").await["extensions"][0], "model_repository");
+    assert_eq!(status(&srv, "/v2/health/live").await, 200);
+    assert_eq!(status(&srv, "/v2/health/ready").await, 200);
+    assert_eq!(status(&srv, "/v2/models/simple/ready").await, 200);
+    assert_eq!(
+        status(&srv, "/v2/models/simple/versions/1/ready").await,
+        200
+    );
+    assert_eq!(status(&srv, "/v2/models/nope/ready").await, 400);
+
+    let meta = srv.json("/v2/models/simple").await;
+    assert_eq!(meta["versions"], json!(["1"]));
+    assert_eq!(
+        meta["inputs"][0],
+        json!({"name": "INPUT0", "datatype": "INT32", "shape": [-1, 16]})
+    );
+    let cfg = srv.json("/v2/models/efficientnet_lite0/config").await;
+    assert_eq!(cfg["max_batch_size"], 32);
+    assert_eq!(cfg["input"][0]["dims"], json!([3, 224, 224]));
+    assert_eq!(cfg["input"][0]["data_type"], "TYPE_FP32");
+    assert_eq!(cfg["output"][0]["label_filename"], "labels.txt");
+    assert_eq!(
+        cfg["dynamic_batching"]["preferred_batch_size"],
+        json!([8, 16])
+    );
+    assert_eq!(
+        cfg["dynamic_batching"]["max_queue_delay_microseconds"],
+        2000
+    );
+    assert_eq!(cfg["instance_group"][0]["kind"], "KIND_CPU");
+
+    // JSON tensors, nested data, no Content-Type (as Triton's Python client sends them).
+    let a: Vec<i32> = (0..16).collect();
+    let body = json!({"id": "r1", "inputs": [
+        {"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "data": [a]},
+        {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32", "data": vec![1; 16]}]});
+    let (code, headers, bytes) = post(
+        &srv,
+        "/v2/models/simple/infer",
+        body.to_string().into_bytes(),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(headers["content-type"], "application/json");
+    let v: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(
+        (
+            v["id"].as_str(),
+            v["model_name"].as_str(),
+            v["model_version"].as_str()
+        ),
+        (Some("r1"), Some("simple"), Some("1"))
+    );
+    assert_eq!(ints(&v["outputs"][0]["data"]), (1..17).collect::<Vec<_>>());
+    assert_eq!(ints(&v["outputs"][1]["data"]), (-1..15).collect::<Vec<_>>());
+    assert_eq!(v["outputs"][0]["shape"], json!([1, 16]));
+
+    let stats = srv.json("/v2/models/simple/stats").await;
+    let s = &stats["model_stats"][0];
+    assert_eq!(
+        (s["name"].as_str(), s["version"].as_str()),
+        (Some("simple"), Some("1"))
+    );
+    assert_eq!(s["inference_stats"]["success"]["count"], 1);
+    assert_eq!(s["batch_stats"][0]["batch_size"], 1);
+    assert!(
+        srv.json("/v2/models/stats").await["model_stats"]
+            .as_array()
+            .unwrap()
+            .len()
+            >= 3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_tensors_and_bad_requests() {
+    let srv = start(&config()).await;
+    // Binary in, one output binary and one JSON.
+    let head = json!({"inputs": [
+        {"name": "INPUT0", "shape": [2, 16], "datatype": "INT32", "parameters": {"binary_data_size": 128}},
+        {"name": "INPUT1", "shape": [2, 16], "datatype": "INT32", "parameters": {"binary_data_size": 128}}],
+        "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": true}}, {"name": "OUTPUT1", "parameters": {"binary_data": false}}]})
+    .to_string();
+    let mut body = head.clone().into_bytes();
+    body.extend((0..32i32).flat_map(|v| v.to_le_bytes()));
+    body.extend((0..32i32).flat_map(|_| 2i32.to_le_bytes()));
+    let (code, headers, bytes) = post(
+        &srv,
+        "/v2/models/simple/infer",
+        body.clone(),
+        Some(head.len()),
+    )
+    .await;
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&bytes));
+    assert_eq!(headers["content-type"], "application/octet-stream");
+    let n: usize = headers["inference-header-content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&bytes[..n]).unwrap();
+    assert_eq!(v["outputs"][0]["parameters"]["binary_data_size"], 128);
+    let sums: Vec<i32> = bytes[n..]
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    assert_eq!(sums, (2..34).collect::<Vec<_>>());
+    assert_eq!(ints(&v["outputs"][1]["data"]), (-2..30).collect::<Vec<_>>());
+
+    // Bad requests: 400 naming the tensor; unknown model 404.
+    let truncated = body[..body.len() - 5].to_vec();
+    let (code, _, bytes) = post(&srv, "/v2/models/simple/infer", truncated, Some(head.len())).await;
+    let e: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(code, 400);
+    assert!(e["error"].as_str().unwrap().contains("INPUT1"), "{e}");
+    for (body, words) in [
+        (
+            json!({"inputs": [{"name": "INPUT0", "shape": [1, 15], "datatype": "INT32", "data": vec![0; 15]},
+            {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32", "data": vec![0; 16]}]}),
+            "input 'INPUT0': shape [1, 15], but the model expects [-1, 16]",
+        ),
+        (
+            json!({"inputs": [{"name": "INPUT0", "shape": [1, 16], "datatype": "FP32", "data": vec![0.5; 16]},
+            {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32", "data": vec![0; 16]}]}),
+            "input 'INPUT0': datatype FP32, but the model expects INT32",
+        ),
+        (
+            json!({"inputs": [{"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "data": vec![0; 12]}]}),
+            "input 'INPUT0': 48 bytes of data",
+        ),
+        (
+            json!({"inputs": [{"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "data": vec![0; 16]},
+            {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32", "data": vec![0; 16]}], "outputs": [{"name": "OUT9"}]}),
+            "unknown output 'OUT9'",
+        ),
+    ] {
+        let (code, _, bytes) = post(
+            &srv,
+            "/v2/models/simple/infer",
+            body.to_string().into_bytes(),
+            None,
+        )
+        .await;
+        let e: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(code, 400, "{e}");
+        assert!(
+            e["error"].as_str().unwrap().contains(words),
+            "{e} should say {words}"
+        );
+    }
+    let (code, _, bytes) = post(&srv, "/v2/models/simple/infer", b"{not json".to_vec(), None).await;
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&bytes));
+    let (code, _, bytes) = post(&srv, "/v2/models/nope/infer", b"{}".to_vec(), None).await;
+    assert_eq!(code, 404);
+    assert!(String::from_utf8_lossy(&bytes).contains("unknown model: 'nope'"));
+    assert_eq!(status(&srv, "/v2/models/simple/versions/7").await, 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_repository_api_unloads_and_loads() {
+    let srv = start(&config()).await;
+    let (code, _, bytes) = post(&srv, "/v2/repository/index", vec![], None).await;
+    assert_eq!(code, 200);
+    let index: Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(
+        index
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == &json!({"name": "simple", "version": "1", "state": "READY"})),
+        "{index}"
+    );
+    let (code, _, _) = post(
+        &srv,
+        "/v2/repository/models/simple/unload",
+        br#"{"parameters":{"unload_dependents":false}}"#.to_vec(),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    assert_eq!(status(&srv, "/v2/models/simple/ready").await, 400);
+    let body = json!({"inputs": [{"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "data": vec![0; 16]},
+        {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32", "data": vec![0; 16]}]});
+    let (code, _, _) = post(
+        &srv,
+        "/v2/models/simple/infer",
+        body.to_string().into_bytes(),
+        None,
+    )
+    .await;
+    assert_eq!(code, 503);
+    let (code, _, _) = post(
+        &srv,
+        "/v2/repository/models/simple/load",
+        b"{}".to_vec(),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, _, _) = post(
+        &srv,
+        "/v2/models/simple/infer",
+        body.to_string().into_bytes(),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200);
+    let (code, _, _) = post(&srv, "/v2/repository/models/nope/load", vec![], None).await;
+    assert_eq!(code, 404);
+}
+
+/// The golden labels (onnxruntime + Pillow) for the photos the model is sure about.
+const CONFIDENT: [(&str, &str); 5] = [
+    ("coffee_600x400.png", "espresso"),
+    ("camera_gray_512x512.jpg", "tripod"),
+    ("forest_stream_1280x852.webp", "valley"),
+    ("mountains_1920x1440.jpg", "alp"),
+    ("dogs_exif_orientation6_3088x2048.jpg", "cocker spaniel"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn classify_gives_the_golden_labels_over_http_and_on_uploads() {
+    let srv = start(&config()).await;
+    let golden: Value =
+        serde_json::from_slice(&fixture("golden/classifier_efficientnet_lite0.json")).unwrap();
+    for (photo, label) in CONFIDENT {
+        let res = srv
+            .invoke("labels", fixture(&format!("images/{photo}")))
+            .await;
+        assert_eq!(res.status(), 200, "{photo}");
+        let v = body_json(res).await;
+        let top = &v["summary"]["labels"][0];
+        assert_eq!(top["label"], label, "{photo}: {v}");
+        let want = golden["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["file"] == format!("images/{photo}"))
+            .unwrap()["top5"][0]["prob"]
+            .as_f64()
+            .unwrap();
+        let got = top["score"].as_f64().unwrap();
+        assert!(
+            (got - want).abs() < 0.05,
+            "{photo}: score {got}, golden {want}"
+        );
+    }
+    // Not an image: a clear 422.
+    let res = srv.invoke("labels", b"hello".to_vec()).await;
+    assert_eq!(res.status(), 422);
+
+    // Uploads through the bucket: labels/{key}.json with the golden top-1 first.
+    let store = weir_pipeline::store::LocalStore::open(&srv.data.path().join("objects")).unwrap();
+    let mut records = Vec::new();
+    for (photo, _) in CONFIDENT {
+        store
+            .put(
+                "uploads",
+                &format!("in/{photo}"),
+                &fixture(&format!("images/{photo}")),
+            )
+            .unwrap();
+        records.push(json!({"eventName": "ObjectCreated:Put", "eventSource": "aws:s3",
+            "eventTime": "2026-11-25T00:00:00.000Z",
+            "s3": {"bucket": {"name": "uploads"}, "object": {"key": format!("in/{photo}"), "size": 1}}}));
+    }
+    let res = srv
+        .client
+        .post(format!("{}/v1/events/s3", srv.base))
+        .body(json!({"Records": records}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    for (photo, label) in CONFIDENT {
+        let key = format!("labels/in/{photo}.json");
+        let bytes = until(&key, async || store.get("derived", &key, 1 << 20).ok()).await;
+        let v: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(v["labels"][0]["label"], label, "{photo}: {v}");
+        assert_eq!(v["model"], "efficientnet_lite0");
+        assert_eq!(v["labels"].as_array().unwrap().len(), 3);
+    }
+    assert_eq!(srv.json("/v1/dead-letters").await["items"], json!([]));
+}
