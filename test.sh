@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/setup.sh
 weir_setup
+weir_python_venv
 # Style and lints where the toolchain has them (rustup's rustfmt and clippy components).
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all --check || { echo "test.sh: run 'cargo fmt --all'" >&2; exit 1; }

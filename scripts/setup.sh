@@ -39,3 +39,20 @@ weir_setup() {
   if command -v dpkg-query >/dev/null; then weir_ensure_apt "${WEIR_APT_PACKAGES[@]}" "$@"; fi
   weir_ensure_rust
 }
+
+# Python for the protocol tests: Triton's own client (tritonclient[http]) with numpy and Pillow,
+# in .venv at the repository root (pipeline/tests/triton_client.rs finds it there).
+WEIR_PY_PACKAGES=("tritonclient[http]" numpy pillow)
+
+weir_python_venv() {
+  if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
+    if command -v dpkg-query >/dev/null; then weir_ensure_apt python3 python3-venv; fi
+  fi
+  if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+  fi
+  if ! .venv/bin/python -c 'import tritonclient.http, numpy, PIL' >/dev/null 2>&1; then
+    echo "setup: installing ${WEIR_PY_PACKAGES[*]} into .venv" >&2
+    .venv/bin/python -m pip install -q --disable-pip-version-check "${WEIR_PY_PACKAGES[@]}"
+  fi
+}

@@ -118,16 +118,40 @@ fn the_example_repository_loads_and_answers_requests() {
         outputs: vec![],
         binary_default: false,
     };
-    let out = weir_models::infer::infer(&m, req).unwrap();
     let ints = |t: &Tensor| -> Vec<i32> {
         t.data
             .chunks_exact(4)
             .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]))
             .collect()
     };
+    let out = weir_models::infer::infer(&m, req).unwrap();
     assert_eq!(ints(&out[0].0), (1..17).collect::<Vec<_>>());
     assert_eq!(ints(&out[1].0), (-1..15).collect::<Vec<_>>());
     assert_eq!(m.stats.snapshot("simple", 1).inference_count, 1);
+    // Seven rows run as plans of 4, 2 and 1 rows; the outputs come back joined, in order.
+    let rows: Vec<i32> = (0..7 * 16).collect();
+    let seven = |name: &str, v: &[i32]| {
+        Tensor::new(
+            name,
+            DataType::Int32,
+            vec![7, 16],
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        )
+        .unwrap()
+    };
+    let req = InferRequest {
+        id: None,
+        inputs: vec![seven("INPUT0", &rows), seven("INPUT1", &rows)],
+        outputs: vec![("OUTPUT0".into(), None)],
+        binary_default: false,
+    };
+    let out = weir_models::infer::infer(&m, req).unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0.shape, vec![7, 16]);
+    assert_eq!(
+        ints(&out[0].0),
+        rows.iter().map(|x| 2 * x).collect::<Vec<_>>()
+    );
     // Bad requests name the tensor and what was expected.
     let bad = |inputs: Vec<Tensor>| {
         let req = InferRequest {

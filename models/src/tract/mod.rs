@@ -14,8 +14,10 @@ use crate::tensor::{DataType, Tensor as WTensor};
 
 pub struct Tract;
 
+mod plans;
+
 struct TractSession {
-    plan: Arc<TypedRunnableModel>,
+    plans: plans::Plans,
     signature: Signature,
 }
 
@@ -97,6 +99,7 @@ fn prepare(bytes: &[u8], config: &ModelConfig) -> Result<TractSession, ModelErro
     let batched = config.max_batch_size > 0;
     let n = model.sym("N");
     let mut inputs = Vec::new();
+    let mut facts = Vec::new();
     let outlets = model
         .input_outlets()
         .map_err(|e| bad_file("inputs", e))?
@@ -154,6 +157,7 @@ fn prepare(bytes: &[u8], config: &ModelConfig) -> Result<TractSession, ModelErro
         if batched {
             dims.insert(0, n.clone().into());
         }
+        facts.push((dt, dims.clone()));
         let fact = InferenceFact::dt_shape(dt, dims);
         model
             .set_input_fact(ix, fact)
@@ -182,6 +186,7 @@ fn prepare(bytes: &[u8], config: &ModelConfig) -> Result<TractSession, ModelErro
                 .unwrap_or_else(|| model.node(o.node).name.clone())
         })
         .collect();
+    let base = model.clone();
     let typed = model
         .into_typed()
         .map_err(|e| bad_file("tract cannot analyse the model", format!("{e:#}")))?;
@@ -224,12 +229,12 @@ fn prepare(bytes: &[u8], config: &ModelConfig) -> Result<TractSession, ModelErro
             out_names.join(", ")
         )));
     }
-    let plan = typed
-        .into_optimized()
-        .and_then(|m| m.into_runnable())
-        .map_err(|e| bad_file("tract cannot prepare the model", format!("{e:#}")))?;
+    drop(typed);
+    let plans = plans::Plans::new(base, facts, batched);
+    // The one-row plan now: a model that cannot be compiled fails at load, not on a request.
+    plans.plan(1).map_err(ModelError::Load)?;
     Ok(TractSession {
-        plan,
+        plans,
         signature: Signature {
             max_batch_size: config.max_batch_size,
             inputs,
@@ -361,6 +366,51 @@ impl Session for TractSession {
     }
 
     fn run(&self, inputs: &[WTensor]) -> Result<Vec<WTensor>, ModelError> {
+        let max = self.signature.max_batch_size;
+        let rows = match inputs.first().and_then(|t| t.shape.first()) {
+            Some(&r) if max > 0 => r,
+            _ => return self.run_plan(inputs, 0),
+        };
+        let sizes = plans::chunks(rows, max);
+        if sizes.len() == 1 {
+            return self.run_plan(inputs, rows);
+        }
+        // Row ranges of the inputs, run one plan each, outputs joined along the batch.
+        let mut joined: Vec<WTensor> = Vec::new();
+        let mut start = 0;
+        for n in sizes {
+            let part: Vec<WTensor> = inputs.iter().map(|t| rows_of(t, start, n)).collect();
+            let out = self.run_plan(&part, n)?;
+            if joined.is_empty() {
+                joined = out;
+            } else {
+                for (j, o) in joined.iter_mut().zip(out) {
+                    j.shape[0] += o.shape.first().copied().unwrap_or(0);
+                    j.data.extend_from_slice(&o.data);
+                }
+            }
+            start += n;
+        }
+        Ok(joined)
+    }
+}
+
+/// Rows `start..start + n` of a batched tensor.
+fn rows_of(t: &WTensor, start: usize, n: usize) -> WTensor {
+    let rb = t.row_bytes();
+    let mut shape = t.shape.clone();
+    shape[0] = n;
+    WTensor {
+        name: t.name.clone(),
+        datatype: t.datatype,
+        shape,
+        data: t.data[start * rb..(start + n) * rb].to_vec(),
+    }
+}
+
+impl TractSession {
+    fn run_plan(&self, inputs: &[WTensor], rows: usize) -> Result<Vec<WTensor>, ModelError> {
+        let plan = self.plans.plan(rows).map_err(ModelError::Run)?;
         let mut values: TVec<TValue> = TVec::new();
         for t in inputs {
             let dt = to_tract(t.datatype).ok_or_else(|| {
@@ -381,8 +431,7 @@ impl Session for TractSession {
                 .map_err(|e| ModelError::BadInput(format!("input '{}': {e}", t.name)))?;
             values.push(tensor.into_tvalue());
         }
-        let out = self
-            .plan
+        let out = plan
             .run(values)
             .map_err(|e| ModelError::Run(format!("{e:#}")))?;
         out.iter()

@@ -1,0 +1,177 @@
+//! Inference through Weir's Open Inference endpoint (binary tensors, as Triton's clients send
+//! them) at concurrency 1, 8 and 32, beside the same model run in process; and what one request
+//! costs the server, from an identity model beside a health probe, in one run.
+//!
+//!   cargo run --release -p weir-benches --bin infer-http-bench -- [--seconds S]
+//!
+//! The server runs in this process on 127.0.0.1 with `examples/models`; clients share the cores.
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use weir_models::Tensor;
+use weir_pipeline::config::Config;
+use weir_pipeline::server::{self, Settings};
+
+/// A binary-tensor request body for one FP32 input, and its JSON header's length.
+fn request(input: &str, shape: &[usize], values: &[f32]) -> (Vec<u8>, usize) {
+    let head = serde_json::json!({
+        "inputs": [{"name": input, "shape": shape, "datatype": "FP32",
+                    "parameters": {"binary_data_size": values.len() * 4}}],
+        "parameters": {"binary_data_output": true},
+    })
+    .to_string();
+    let mut body = head.clone().into_bytes();
+    body.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+    (body, head.len())
+}
+
+struct Run {
+    per_sec: f64,
+    p50_ms: f64,
+}
+
+/// `concurrency` clients sending `body` to `url` for `seconds`.
+async fn load(
+    client: &reqwest::Client,
+    url: &str,
+    body: Option<(Vec<u8>, usize)>,
+    concurrency: usize,
+    seconds: f64,
+) -> anyhow::Result<Run> {
+    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    let body = Arc::new(body);
+    let mut tasks = Vec::new();
+    for _ in 0..concurrency {
+        let (client, url, body) = (client.clone(), url.to_string(), body.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            while Instant::now() < end {
+                let t = Instant::now();
+                let res = match body.as_ref() {
+                    Some((b, n)) => {
+                        client
+                            .post(&url)
+                            .header("Inference-Header-Content-Length", *n)
+                            .body(b.clone())
+                            .send()
+                            .await?
+                    }
+                    None => client.get(&url).send().await?,
+                };
+                let status = res.status();
+                let bytes = res.bytes().await?;
+                ensure!(
+                    status.is_success(),
+                    "{status}: {}",
+                    String::from_utf8_lossy(&bytes)
+                );
+                times.push(t.elapsed());
+            }
+            anyhow::Ok(times)
+        }));
+    }
+    let started = Instant::now();
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    all.sort();
+    Ok(Run {
+        per_sec: all.len() as f64 / wall,
+        p50_ms: all
+            .get(all.len() / 2)
+            .map_or(0.0, |d| d.as_secs_f64() * 1e3),
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let mut seconds = 5.0;
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        match flag.as_str() {
+            "--seconds" => seconds = it.next().context("--seconds needs a value")?.parse()?,
+            other => bail!("unknown flag {other}: use --seconds"),
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let yaml = format!("models: {}\n", root.join("examples/models").display());
+    let inventory = weir_gpu::Inventory::cpu_only("benchmark");
+    let config = Config::parse(Path::new("bench.yaml"), &yaml, &inventory)?;
+    let model = config
+        .models
+        .as_ref()
+        .context("no repository")?
+        .get("efficientnet_lite0", None)?;
+    let data = std::env::temp_dir().join(format!("weir-infer-bench-{}", std::process::id()));
+    let settings = Settings {
+        data_dir: data.clone(),
+        http_listen: "127.0.0.1:0".parse()?,
+        s3_listen: "127.0.0.1:0".parse()?,
+        token: None,
+        inference_token: None,
+        insecure: false,
+        s3_keys: ("bench".into(), "bench-secret".into()),
+        http_limits: weir_pipeline::http::Limits::default(),
+    };
+    let image: Vec<f32> = (0..3 * 224 * 224)
+        .map(|i| (i % 256) as f32 / 128.0 - 1.0)
+        .collect();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let running = server::start(&settings, &config).await?;
+        let base = format!("http://{}", running.http_addr());
+        let client = reqwest::Client::new();
+        let cores = weir_gpu::cpu_threads();
+        println!("# efficientnet_lite0 (tract), one 224x224 image per request, binary tensors, {cores} cores, {seconds} s per row");
+        // In process, one thread: the engine alone.
+        let input = Tensor::from_f32("input", vec![1, 3, 224, 224], &image);
+        let t = Instant::now();
+        let mut n = 0;
+        while t.elapsed().as_secs_f64() < seconds {
+            model.session.run(std::slice::from_ref(&input))?;
+            n += 1;
+        }
+        let direct = n as f64 / t.elapsed().as_secs_f64();
+        println!("{:<34} {:>12.1} inferences/s", "in process, 1 thread", direct);
+        let url = format!("{base}/v2/models/efficientnet_lite0/infer");
+        for c in [1, 8, 32] {
+            let r = load(&client, &url, Some(request("input", &[1, 3, 224, 224], &image)), c, seconds).await?;
+            println!(
+                "{:<34} {:>12.1} inferences/s  p50 {:>7.2} ms  ({:.2}x in process)",
+                format!("HTTP, concurrency {c}"),
+                r.per_sec,
+                r.p50_ms,
+                r.per_sec / direct
+            );
+        }
+        println!("# server overhead per request: identity model (16 floats) beside GET /v2/health/live");
+        let live = load(&client, &format!("{base}/v2/health/live"), None, 1, seconds).await?;
+        let ident = load(
+            &client,
+            &format!("{base}/v2/models/identity_fp32/infer"),
+            Some(request("INPUT0", &[1, 16], &[0.5; 16])),
+            1,
+            seconds,
+        )
+        .await?;
+        println!("{:<34} {:>12.1} requests/s    p50 {:>7.3} ms", "GET /v2/health/live", live.per_sec, live.p50_ms);
+        println!("{:<34} {:>12.1} requests/s    p50 {:>7.3} ms", "identity infer", ident.per_sec, ident.p50_ms);
+        println!(
+            "infer work beyond an HTTP round trip: {:.1} us per request",
+            (ident.p50_ms - live.p50_ms) * 1e3
+        );
+        running.shutdown().await?;
+        anyhow::Ok(())
+    })?;
+    let _ = std::fs::remove_dir_all(data);
+    Ok(())
+}
