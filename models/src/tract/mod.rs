@@ -9,45 +9,19 @@ use tract_onnx::tract_hir::infer::{Factoid, GenericFactoid, InferenceFact};
 use weir_gpu::Device;
 
 use crate::backend::{Backend, ModelError, Session, Signature};
-use crate::config::{ModelConfig, TensorSpec};
+use crate::config::ModelConfig;
 use crate::tensor::{DataType, Tensor as WTensor};
 
 pub struct Tract;
 
+mod facts;
 mod plans;
+
+use facts::{Dim, agree, completed, dim_of, from_tract, show, to_tract};
 
 struct TractSession {
     plans: plans::Plans,
     signature: Signature,
-}
-
-/// A model dimension as read from the file.
-#[derive(Debug, Clone, PartialEq)]
-enum Dim {
-    Fixed(i64),
-    /// Symbolic (`N`, `batch_size`) or unknown.
-    Any(String),
-}
-
-impl std::fmt::Display for Dim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Dim::Fixed(n) => write!(f, "{n}"),
-            Dim::Any(s) => f.write_str(s),
-        }
-    }
-}
-
-fn show(dims: &[Dim]) -> String {
-    let v: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
-    format!("[{}]", v.join(", "))
-}
-
-fn dim_of(d: &TDim) -> Dim {
-    match d.to_i64() {
-        Ok(n) => Dim::Fixed(n),
-        Err(_) => Dim::Any(d.to_string()),
-    }
 }
 
 impl Backend for Tract {
@@ -240,123 +214,6 @@ fn prepare(bytes: &[u8], config: &ModelConfig) -> Result<TractSession, ModelErro
             inputs,
             outputs,
         },
-    })
-}
-
-/// A spec from the file alone (config.yaml left inputs/outputs out).
-fn completed(
-    name: &str,
-    datatype: DataType,
-    file_dims: &[Dim],
-    batched: bool,
-) -> Result<TensorSpec, ModelError> {
-    let rest = if batched {
-        file_dims.get(1..).unwrap_or(&[])
-    } else {
-        file_dims
-    };
-    if batched && file_dims.is_empty() {
-        return Err(ModelError::Load(format!(
-            "max_batch_size: '{name}' has no dimensions, so it cannot take a batch; use max_batch_size: 0"
-        )));
-    }
-    Ok(TensorSpec {
-        name: name.to_string(),
-        datatype,
-        dims: rest
-            .iter()
-            .map(|d| match d {
-                Dim::Fixed(n) => *n,
-                Dim::Any(_) => -1,
-            })
-            .collect(),
-    })
-}
-
-/// Whether a config.yaml spec agrees with the file; the error names the field.
-fn agree(
-    at: &str,
-    spec: &TensorSpec,
-    datatype: DataType,
-    file_dims: &[Dim],
-    batched: bool,
-    max_batch: usize,
-) -> Result<(), ModelError> {
-    if spec.datatype != datatype {
-        return Err(ModelError::Load(format!(
-            "{at}.datatype: config.yaml says {}, the model's '{}' is {datatype}",
-            spec.datatype, spec.name
-        )));
-    }
-    let rest = if batched {
-        match file_dims.first() {
-            Some(Dim::Fixed(b)) if !(*b == 1 && max_batch == 1) => {
-                return Err(ModelError::Load(format!(
-                    "max_batch_size: {max_batch}, but the model's '{}' has a fixed batch dimension of {b} {}",
-                    spec.name,
-                    show(file_dims)
-                )));
-            }
-            Some(_) => &file_dims[1..],
-            None => &[][..],
-        }
-    } else {
-        file_dims
-    };
-    let fits = rest.len() == spec.dims.len()
-        && rest.iter().zip(&spec.dims).all(|(f, c)| match f {
-            Dim::Fixed(n) => *c == *n || *c == -1,
-            Dim::Any(_) => true,
-        });
-    if !fits {
-        let batch = if batched {
-            " after the batch dimension"
-        } else {
-            ""
-        };
-        return Err(ModelError::Load(format!(
-            "{at}.dims: config.yaml says {:?}, the model's '{}' is {}{batch}",
-            spec.dims,
-            spec.name,
-            show(file_dims)
-        )));
-    }
-    Ok(())
-}
-
-fn from_tract(dt: DatumType) -> Option<DataType> {
-    Some(match dt {
-        DatumType::Bool => DataType::Bool,
-        DatumType::U8 => DataType::Uint8,
-        DatumType::U16 => DataType::Uint16,
-        DatumType::U32 => DataType::Uint32,
-        DatumType::U64 => DataType::Uint64,
-        DatumType::I8 => DataType::Int8,
-        DatumType::I16 => DataType::Int16,
-        DatumType::I32 => DataType::Int32,
-        DatumType::I64 => DataType::Int64,
-        DatumType::F16 => DataType::Fp16,
-        DatumType::F32 => DataType::Fp32,
-        DatumType::F64 => DataType::Fp64,
-        _ => return None,
-    })
-}
-
-fn to_tract(dt: DataType) -> Option<DatumType> {
-    Some(match dt {
-        DataType::Bool => DatumType::Bool,
-        DataType::Uint8 => DatumType::U8,
-        DataType::Uint16 => DatumType::U16,
-        DataType::Uint32 => DatumType::U32,
-        DataType::Uint64 => DatumType::U64,
-        DataType::Int8 => DatumType::I8,
-        DataType::Int16 => DatumType::I16,
-        DataType::Int32 => DatumType::I32,
-        DataType::Int64 => DatumType::I64,
-        DataType::Fp16 => DatumType::F16,
-        DataType::Fp32 => DatumType::F32,
-        DataType::Fp64 => DatumType::F64,
-        DataType::Bytes => return None,
     })
 }
 
