@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod config;
+mod facts;
 pub mod infer;
 mod labels;
 pub mod oip;

@@ -14,10 +14,9 @@ use crate::tensor::{DataType, Tensor as WTensor};
 
 pub struct Tract;
 
-mod facts;
 mod plans;
 
-use facts::{Dim, agree, completed, dim_of, from_tract, show, to_tract};
+use crate::facts::{Declared, Dim, reconcile};
 
 struct TractSession {
     plans: plans::Plans,
@@ -72,12 +71,11 @@ fn prepare(bytes: &[u8], config: &ModelConfig) -> Result<TractSession, ModelErro
         .map_err(|e| bad_file("model.onnx is not a readable ONNX model", format!("{e:#}")))?;
     let batched = config.max_batch_size > 0;
     let n = model.sym("N");
-    let mut inputs = Vec::new();
-    let mut facts = Vec::new();
     let outlets = model
         .input_outlets()
         .map_err(|e| bad_file("inputs", e))?
         .to_vec();
+    let mut declared = Vec::new();
     for (ix, outlet) in outlets.iter().enumerate() {
         let name = model.node(outlet.node).name.clone();
         let fact = model.input_fact(ix).map_err(|e| bad_file("inputs", e))?;
@@ -90,7 +88,7 @@ fn prepare(bytes: &[u8], config: &ModelConfig) -> Result<TractSession, ModelErro
                 "input '{name}': element type {dt:?} is not supported"
             ))
         })?;
-        let file_dims: Vec<Dim> = fact
+        let dims: Vec<Dim> = fact
             .shape
             .dims()
             .map(|d| match d {
@@ -98,33 +96,22 @@ fn prepare(bytes: &[u8], config: &ModelConfig) -> Result<TractSession, ModelErro
                 GenericFactoid::Any => Dim::Any("?".into()),
             })
             .collect();
-        let spec = match config.inputs.iter().position(|s| s.name == name) {
-            Some(i) => {
-                let s = &config.inputs[i];
-                agree(
-                    &format!("inputs[{i}]"),
-                    s,
-                    datatype,
-                    &file_dims,
-                    batched,
-                    config.max_batch_size,
-                )?;
-                s.clone()
-            }
-            None if config.inputs.is_empty() => completed(&name, datatype, &file_dims, batched)?,
-            None => {
-                return Err(ModelError::Load(format!(
-                    "inputs: the model also takes an input '{name}' {} that config.yaml does not list",
-                    show(&file_dims)
-                )));
-            }
-        };
+        declared.push(Declared {
+            name,
+            datatype,
+            dims,
+        });
+    }
+    let inputs = reconcile("inputs", &declared, config)?;
+    let mut facts = Vec::new();
+    for (ix, spec) in inputs.iter().enumerate() {
+        let dt = to_tract(spec.datatype).unwrap_or(DatumType::F32);
         let mut dims: TVec<TDim> = spec
             .dims
             .iter()
             .enumerate()
             .map(|(k, d)| match d {
-                -1 => model.sym(&format!("{name}_{k}")).into(),
+                -1 => model.sym(&format!("{}_{k}", spec.name)).into(),
                 d => TDim::Val(*d),
             })
             .collect();
@@ -132,22 +119,9 @@ fn prepare(bytes: &[u8], config: &ModelConfig) -> Result<TractSession, ModelErro
             dims.insert(0, n.clone().into());
         }
         facts.push((dt, dims.clone()));
-        let fact = InferenceFact::dt_shape(dt, dims);
         model
-            .set_input_fact(ix, fact)
-            .map_err(|e| bad_file(&format!("input '{name}'"), e))?;
-        inputs.push(spec);
-    }
-    if let Some((i, s)) = config
-        .inputs
-        .iter()
-        .enumerate()
-        .find(|(_, s)| !inputs.iter().any(|x| x.name == s.name))
-    {
-        return Err(ModelError::Load(format!(
-            "inputs[{i}].name: the model has no input '{}'",
-            s.name
-        )));
+            .set_input_fact(ix, InferenceFact::dt_shape(dt, dims))
+            .map_err(|e| bad_file(&format!("input '{}'", spec.name), e))?;
     }
     let out_names: Vec<String> = model
         .output_outlets()
@@ -164,8 +138,8 @@ fn prepare(bytes: &[u8], config: &ModelConfig) -> Result<TractSession, ModelErro
     let typed = model
         .into_typed()
         .map_err(|e| bad_file("tract cannot analyse the model", format!("{e:#}")))?;
-    let mut outputs = Vec::new();
-    for (ix, name) in out_names.iter().enumerate() {
+    let mut declared = Vec::new();
+    for (ix, name) in out_names.into_iter().enumerate() {
         let fact = typed.output_fact(ix).map_err(|e| bad_file("outputs", e))?;
         let datatype = from_tract(fact.datum_type).ok_or_else(|| {
             ModelError::Load(format!(
@@ -173,36 +147,14 @@ fn prepare(bytes: &[u8], config: &ModelConfig) -> Result<TractSession, ModelErro
                 fact.datum_type
             ))
         })?;
-        let file_dims: Vec<Dim> = fact.shape.dims().iter().map(dim_of).collect();
-        let spec = match config.outputs.iter().position(|s| &s.name == name) {
-            Some(i) => {
-                let s = &config.outputs[i];
-                agree(
-                    &format!("outputs[{i}]"),
-                    s,
-                    datatype,
-                    &file_dims,
-                    batched,
-                    config.max_batch_size,
-                )?;
-                s.clone()
-            }
-            None => completed(name, datatype, &file_dims, batched)?,
-        };
-        outputs.push(spec);
+        let dims = fact.shape.dims().iter().map(dim_of).collect();
+        declared.push(Declared {
+            name,
+            datatype,
+            dims,
+        });
     }
-    if let Some((i, s)) = config
-        .outputs
-        .iter()
-        .enumerate()
-        .find(|(_, s)| !out_names.contains(&s.name))
-    {
-        return Err(ModelError::Load(format!(
-            "outputs[{i}].name: the model has no output '{}' (it has: {})",
-            s.name,
-            out_names.join(", ")
-        )));
-    }
+    let outputs = reconcile("outputs", &declared, config)?;
     drop(typed);
     let plans = plans::Plans::new(base, facts, batched);
     // The one-row plan now: a model that cannot be compiled fails at load, not on a request.
@@ -306,4 +258,47 @@ impl TractSession {
             })
             .collect()
     }
+}
+
+fn dim_of(d: &TDim) -> Dim {
+    match d.to_i64() {
+        Ok(n) => Dim::Fixed(n),
+        Err(_) => Dim::Any(d.to_string()),
+    }
+}
+
+fn from_tract(dt: DatumType) -> Option<DataType> {
+    Some(match dt {
+        DatumType::Bool => DataType::Bool,
+        DatumType::U8 => DataType::Uint8,
+        DatumType::U16 => DataType::Uint16,
+        DatumType::U32 => DataType::Uint32,
+        DatumType::U64 => DataType::Uint64,
+        DatumType::I8 => DataType::Int8,
+        DatumType::I16 => DataType::Int16,
+        DatumType::I32 => DataType::Int32,
+        DatumType::I64 => DataType::Int64,
+        DatumType::F16 => DataType::Fp16,
+        DatumType::F32 => DataType::Fp32,
+        DatumType::F64 => DataType::Fp64,
+        _ => return None,
+    })
+}
+
+fn to_tract(dt: DataType) -> Option<DatumType> {
+    Some(match dt {
+        DataType::Bool => DatumType::Bool,
+        DataType::Uint8 => DatumType::U8,
+        DataType::Uint16 => DatumType::U16,
+        DataType::Uint32 => DatumType::U32,
+        DataType::Uint64 => DatumType::U64,
+        DataType::Int8 => DatumType::I8,
+        DataType::Int16 => DatumType::I16,
+        DataType::Int32 => DatumType::I32,
+        DataType::Int64 => DatumType::I64,
+        DataType::Fp16 => DatumType::F16,
+        DataType::Fp32 => DatumType::F32,
+        DataType::Fp64 => DatumType::F64,
+        DataType::Bytes => return None,
+    })
 }

@@ -1,15 +1,14 @@
-//! What the model file says its tensors are, and whether `config.yaml` agrees: names, element
-//! types, dimensions (concrete, symbolic or unknown) and the batch dimension.
-
-use tract_onnx::prelude::*;
+//! What a model file says its tensors are, and whether `config.yaml` agrees: element types,
+//! dimensions (concrete, symbolic or unknown) and the batch dimension. Every backend reads its
+//! file its own way, then decides here, so the rules and messages are the same for all.
 
 use crate::backend::ModelError;
-use crate::config::TensorSpec;
+use crate::config::{ModelConfig, TensorSpec};
 use crate::tensor::DataType;
 
 /// A model dimension as read from the file.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) enum Dim {
+pub(crate) enum Dim {
     Fixed(i64),
     /// Symbolic (`N`, `batch_size`) or unknown.
     Any(String),
@@ -24,20 +23,13 @@ impl std::fmt::Display for Dim {
     }
 }
 
-pub(super) fn show(dims: &[Dim]) -> String {
+pub(crate) fn show(dims: &[Dim]) -> String {
     let v: Vec<String> = dims.iter().map(|d| d.to_string()).collect();
     format!("[{}]", v.join(", "))
 }
 
-pub(super) fn dim_of(d: &TDim) -> Dim {
-    match d.to_i64() {
-        Ok(n) => Dim::Fixed(n),
-        Err(_) => Dim::Any(d.to_string()),
-    }
-}
-
 /// A spec from the file alone (config.yaml left inputs/outputs out).
-pub(super) fn completed(
+pub(crate) fn completed(
     name: &str,
     datatype: DataType,
     file_dims: &[Dim],
@@ -67,7 +59,7 @@ pub(super) fn completed(
 }
 
 /// Whether a config.yaml spec agrees with the file; the error names the field.
-pub(super) fn agree(
+pub(crate) fn agree(
     at: &str,
     spec: &TensorSpec,
     datatype: DataType,
@@ -117,40 +109,69 @@ pub(super) fn agree(
     Ok(())
 }
 
-pub(super) fn from_tract(dt: DatumType) -> Option<DataType> {
-    Some(match dt {
-        DatumType::Bool => DataType::Bool,
-        DatumType::U8 => DataType::Uint8,
-        DatumType::U16 => DataType::Uint16,
-        DatumType::U32 => DataType::Uint32,
-        DatumType::U64 => DataType::Uint64,
-        DatumType::I8 => DataType::Int8,
-        DatumType::I16 => DataType::Int16,
-        DatumType::I32 => DataType::Int32,
-        DatumType::I64 => DataType::Int64,
-        DatumType::F16 => DataType::Fp16,
-        DatumType::F32 => DataType::Fp32,
-        DatumType::F64 => DataType::Fp64,
-        _ => return None,
-    })
+/// A tensor as the model file declares it.
+pub(crate) struct Declared {
+    pub name: String,
+    pub datatype: DataType,
+    pub dims: Vec<Dim>,
 }
 
-pub(super) fn to_tract(dt: DataType) -> Option<DatumType> {
-    Some(match dt {
-        DataType::Bool => DatumType::Bool,
-        DataType::Uint8 => DatumType::U8,
-        DataType::Uint16 => DatumType::U16,
-        DataType::Uint32 => DatumType::U32,
-        DataType::Uint64 => DatumType::U64,
-        DataType::Int8 => DatumType::I8,
-        DataType::Int16 => DatumType::I16,
-        DataType::Int32 => DatumType::I32,
-        DataType::Int64 => DatumType::I64,
-        DataType::Fp16 => DatumType::F16,
-        DataType::Fp32 => DatumType::F32,
-        DataType::Fp64 => DatumType::F64,
-        DataType::Bytes => return None,
-    })
+/// The specs of `list` (`inputs` or `outputs`), in the file's order: config.yaml's own, each
+/// checked against the file, or the file's when config.yaml lists none. Every input the file
+/// declares must be listed when any is; every tensor config.yaml lists must be in the file.
+pub(crate) fn reconcile(
+    list: &str,
+    declared: &[Declared],
+    config: &ModelConfig,
+) -> Result<Vec<TensorSpec>, ModelError> {
+    let given = if list == "inputs" {
+        &config.inputs
+    } else {
+        &config.outputs
+    };
+    let batched = config.max_batch_size > 0;
+    let mut specs = Vec::with_capacity(declared.len());
+    for d in declared {
+        let spec = match given.iter().position(|s| s.name == d.name) {
+            Some(i) => {
+                let s = &given[i];
+                agree(
+                    &format!("{list}[{i}]"),
+                    s,
+                    d.datatype,
+                    &d.dims,
+                    batched,
+                    config.max_batch_size,
+                )?;
+                s.clone()
+            }
+            None if given.is_empty() || list == "outputs" => {
+                completed(&d.name, d.datatype, &d.dims, batched)?
+            }
+            None => {
+                return Err(ModelError::Load(format!(
+                    "{list}: the model also takes '{}' {} that config.yaml does not list",
+                    d.name,
+                    show(&d.dims)
+                )));
+            }
+        };
+        specs.push(spec);
+    }
+    if let Some((i, s)) = given
+        .iter()
+        .enumerate()
+        .find(|(_, s)| !declared.iter().any(|d| d.name == s.name))
+    {
+        let have: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+        return Err(ModelError::Load(format!(
+            "{list}[{i}].name: the model has no {} '{}' (it has: {})",
+            &list[..list.len() - 1],
+            s.name,
+            have.join(", ")
+        )));
+    }
+    Ok(specs)
 }
 
 #[cfg(test)]
