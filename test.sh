@@ -13,5 +13,7 @@ if cargo fmt --version >/dev/null 2>&1; then
 else echo "test.sh: rustfmt is not installed; skipping the format check" >&2; fi
 if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --workspace --all-targets --locked -q -- -D warnings
+  cargo clippy --workspace --all-targets --locked -q --features ort -- -D warnings
 else echo "test.sh: clippy is not installed; skipping lints" >&2; fi
-cargo test --workspace --locked --no-fail-fast
+# With onnxruntime compiled in (the conformance tests run both engines; ORT_DYLIB_PATH from setup).
+cargo test --workspace --locked --no-fail-fast --features ort

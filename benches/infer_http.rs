@@ -131,7 +131,10 @@ fn main() -> anyhow::Result<()> {
         let base = format!("http://{}", running.http_addr());
         let client = reqwest::Client::new();
         let cores = weir_gpu::cpu_threads();
-        println!("# efficientnet_lite0 (tract), one 224x224 image per request, binary tensors, {cores} cores, {seconds} s per row");
+        println!(
+            "# efficientnet_lite0 ({}), one 224x224 image per request, binary tensors, {cores} cores, {seconds} s per row",
+            model.backend
+        );
         // In process, one thread: the engine alone.
         let input = Tensor::from_f32("input", vec![1, 3, 224, 224], &image);
         let t = Instant::now();

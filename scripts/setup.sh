@@ -40,9 +40,10 @@ weir_setup() {
   weir_ensure_rust
 }
 
-# Python for the protocol tests: Triton's own client (tritonclient[http]) with numpy and Pillow,
-# in .venv at the repository root (pipeline/tests/triton_client.rs finds it there).
-WEIR_PY_PACKAGES=("tritonclient[http]" numpy pillow)
+# Python in .venv at the repository root: onnxruntime, whose wheel ships the library the `ort`
+# backend loads (ORT_DYLIB_PATH), and for the tests Triton's own client with numpy and Pillow
+# (pipeline/tests/triton_client.rs finds .venv there).
+WEIR_PY_PACKAGES=(onnxruntime "tritonclient[http]" numpy pillow)
 
 weir_python_venv() {
   if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
@@ -51,8 +52,15 @@ weir_python_venv() {
   if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
   fi
-  if ! .venv/bin/python -c 'import tritonclient.http, numpy, PIL' >/dev/null 2>&1; then
+  if ! .venv/bin/python -c 'import onnxruntime, tritonclient.http, numpy, PIL' >/dev/null 2>&1; then
     echo "setup: installing ${WEIR_PY_PACKAGES[*]} into .venv" >&2
     .venv/bin/python -m pip install -q --disable-pip-version-check "${WEIR_PY_PACKAGES[@]}"
+  fi
+  local lib
+  lib=$(ls .venv/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -1)
+  if [ -n "$lib" ]; then
+    export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$PWD/$lib}"
+  else
+    echo "setup: the onnxruntime wheel ships no libonnxruntime.so here; tract will serve" >&2
   fi
 }

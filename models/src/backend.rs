@@ -94,27 +94,74 @@ pub trait Backend: Send + Sync {
     ) -> Result<Arc<dyn Session>, ModelError>;
 }
 
-/// The engines compiled in, in order of preference for `backend: auto`.
+/// The engines compiled in and usable, in order of preference for `backend: auto`, and why any
+/// compiled-in engine is not usable.
 #[derive(Clone)]
-pub struct Backends(pub Vec<Arc<dyn Backend>>);
+pub struct Backends {
+    engines: Vec<Arc<dyn Backend>>,
+    missing: Vec<(&'static str, String)>,
+}
 
 impl Backends {
-    /// Every engine this build has: tract always.
+    /// Every engine this build has that can run here: onnxruntime first when it is compiled in
+    /// and its library loads, tract always.
     pub fn available() -> Backends {
-        Backends(vec![Arc::new(crate::tract::Tract)])
+        #[allow(unused_mut)]
+        let mut b = Backends::tract();
+        #[cfg(feature = "ort")]
+        match crate::onnxruntime::environment() {
+            Ok(_) => b.engines.insert(0, Arc::new(crate::onnxruntime::Ort)),
+            Err(reason) => {
+                tracing::warn!(%reason, "onnxruntime is compiled in but not available; tract serves backend: auto");
+                b.missing.push(("ort", reason));
+            }
+        }
+        b
+    }
+
+    /// tract alone.
+    pub fn tract() -> Backends {
+        Backends {
+            engines: vec![Arc::new(crate::tract::Tract)],
+            missing: vec![],
+        }
+    }
+
+    /// onnxruntime alone, or why it cannot run.
+    #[cfg(feature = "ort")]
+    pub fn ort() -> Result<Backends, String> {
+        crate::onnxruntime::environment()?;
+        Ok(Backends {
+            engines: vec![Arc::new(crate::onnxruntime::Ort)],
+            missing: vec![],
+        })
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.engines.iter().map(|b| b.name()).collect()
     }
 
     pub fn choose(&self, choice: BackendChoice) -> Result<Arc<dyn Backend>, ModelError> {
         let found = match choice {
-            BackendChoice::Auto => self.0.first(),
-            other => self.0.iter().find(|b| b.name() == other.name()),
+            BackendChoice::Auto => self.engines.first(),
+            other => self.engines.iter().find(|b| b.name() == other.name()),
         };
         found.cloned().ok_or_else(|| {
-            let have: Vec<&str> = self.0.iter().map(|b| b.name()).collect();
+            let why = self
+                .missing
+                .iter()
+                .find(|(n, _)| *n == choice.name())
+                .map(|(_, r)| r.clone())
+                .unwrap_or_else(|| {
+                    format!(
+                        "it is not compiled into this build (build with --features {})",
+                        choice.name()
+                    )
+                });
             ModelError::Load(format!(
-                "backend: {} is not compiled into this build (it has: {})",
+                "backend: {} cannot be used: {why}; this server has: {}",
                 choice.name(),
-                have.join(", ")
+                self.names().join(", ")
             ))
         })
     }

@@ -7,6 +7,8 @@ mod facts;
 pub mod infer;
 mod labels;
 pub mod oip;
+#[cfg(feature = "ort")]
+mod onnxruntime;
 pub mod preprocess;
 pub mod repository;
 pub mod stats;

@@ -13,7 +13,7 @@ fn root() -> PathBuf {
 }
 
 fn open(dir: &Path) -> Repository {
-    Repository::open(dir, Backends::available(), Inventory::cpu_only("tests")).unwrap()
+    Repository::open(dir, Backends::tract(), Inventory::cpu_only("tests")).unwrap()
 }
 
 /// A scratch repository holding copies of the example models named in `models`.
