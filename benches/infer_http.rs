@@ -135,7 +135,7 @@ fn main() -> anyhow::Result<()> {
             "# efficientnet_lite0 ({}), one 224x224 image per request, binary tensors, {cores} cores, {seconds} s per row",
             model.backend
         );
-        // In process, one thread: the engine alone.
+        // In process, one caller: the engine alone (tract: one thread; ort: its intra-op threads).
         let input = Tensor::from_f32("input", vec![1, 3, 224, 224], &image);
         let t = Instant::now();
         let mut n = 0;
@@ -144,7 +144,7 @@ fn main() -> anyhow::Result<()> {
             n += 1;
         }
         let direct = n as f64 / t.elapsed().as_secs_f64();
-        println!("{:<34} {:>12.1} inferences/s", "in process, 1 thread", direct);
+        println!("{:<34} {:>12.1} inferences/s", "in process, one caller", direct);
         let url = format!("{base}/v2/models/efficientnet_lite0/infer");
         for c in [1, 8, 32] {
             let r = load(&client, &url, Some(request("input", &[1, 3, 224, 224], &image)), c, seconds).await?;

@@ -2,10 +2,12 @@
 //! preprocessing for classifiers. Models are loaded once per version and kept warm.
 
 pub mod backend;
+pub mod budget;
 pub mod config;
 mod facts;
 pub mod infer;
 mod labels;
+pub mod metric_names;
 pub mod oip;
 #[cfg(feature = "ort")]
 mod onnxruntime;

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
@@ -14,6 +15,7 @@ use weir_gpu::{Device, Inventory};
 use crate::backend::{Backends, ModelError, Session, Signature};
 use crate::config::{ModelConfig, VersionPolicy};
 use crate::labels;
+use crate::metric_names as m;
 use crate::stats::Stats;
 
 /// One model version, loaded and ready.
@@ -27,7 +29,22 @@ pub struct LoadedModel {
     pub device: Device,
     pub labels: Option<Arc<Vec<String>>>,
     pub stats: Stats,
+    /// What the budget counts: the model file's size (its weights as stored).
+    pub bytes: u64,
+    /// Milliseconds since the epoch of the last `get` (or the load).
+    last_used: AtomicU64,
 }
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Why a model was unloaded by the budget, as the index reports it.
+const EVICTED: &str =
+    "unloaded to stay within the model memory budget; the next request loads it again";
 
 #[derive(Clone)]
 enum State {
@@ -71,6 +88,8 @@ pub struct Repository {
     root: PathBuf,
     backends: Backends,
     inventory: Inventory,
+    /// Bytes of loaded models allowed before idle ones are unloaded; `None`: no limit.
+    budget: Option<u64>,
     models: RwLock<BTreeMap<String, Entry>>,
 }
 
@@ -82,10 +101,21 @@ impl Repository {
         backends: Backends,
         inventory: Inventory,
     ) -> Result<Repository, RepoError> {
+        Self::open_with_budget(root, backends, inventory, None)
+    }
+
+    /// As `open`, unloading the least recently used idle models past `budget` bytes.
+    pub fn open_with_budget(
+        root: &Path,
+        backends: Backends,
+        inventory: Inventory,
+        budget: Option<u64>,
+    ) -> Result<Repository, RepoError> {
         let repo = Repository {
             root: root.to_path_buf(),
             backends,
             inventory,
+            budget,
             models: RwLock::new(BTreeMap::new()),
         };
         for name in repo.names()? {
@@ -156,6 +186,8 @@ impl Repository {
             let started = Instant::now();
             let state = match self.load_version(name, v, &dir, &config, labels.clone()) {
                 Ok(m) => {
+                    metrics::histogram!(m::MODEL_LOAD, "model" => name.to_string(), "backend" => m.backend)
+                        .record(started.elapsed().as_secs_f64());
                     tracing::info!(model = name, version = v, backend = m.backend, device = %m.device,
                         ms = started.elapsed().as_millis() as u64, "model ready");
                     State::Ready(Arc::new(m))
@@ -185,7 +217,46 @@ impl Repository {
                 reason: None,
             },
         );
+        self.enforce_budget(&mut models, name);
         Ok(())
+    }
+
+    /// Unload the least recently used idle models until the loaded ones fit the budget.
+    fn enforce_budget(&self, models: &mut BTreeMap<String, Entry>, keep: &str) {
+        let resident: Vec<crate::budget::Resident> = models
+            .iter()
+            .flat_map(|(name, e)| e.versions.values().map(move |s| (name, s)))
+            .filter_map(|(name, s)| match s {
+                State::Ready(m) => Some(crate::budget::Resident {
+                    name: name.clone(),
+                    bytes: m.bytes,
+                    last_used: m.last_used.load(Ordering::Relaxed),
+                    // The map holds one reference; any other is a request using it.
+                    busy: Arc::strong_count(m) > 1,
+                }),
+                State::Unavailable(_) => None,
+            })
+            .collect();
+        if let Some(budget) = self.budget {
+            for name in crate::budget::evictions(&resident, budget, keep) {
+                if let Some(e) = models.get_mut(&name) {
+                    e.versions.clear();
+                    e.reason = Some(EVICTED.into());
+                    metrics::counter!(m::MODEL_UNLOADS, "model" => name.clone(), "reason" => "budget")
+                        .increment(1);
+                    tracing::info!(model = %name, "unloaded to stay within the model memory budget");
+                }
+            }
+        }
+        let total: u64 = models
+            .values()
+            .flat_map(|e| e.versions.values())
+            .filter_map(|s| match s {
+                State::Ready(m) => Some(m.bytes),
+                State::Unavailable(_) => None,
+            })
+            .sum();
+        metrics::gauge!(m::MODEL_MEMORY, "device" => "cpu").set(total as f64);
     }
 
     fn load_version(
@@ -219,6 +290,7 @@ impl Repository {
         if config.warmup {
             crate::warmup::run(session.as_ref())?;
         }
+        let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
         Ok(LoadedModel {
             name: name.to_string(),
             version,
@@ -229,6 +301,8 @@ impl Repository {
             device,
             labels,
             stats: Stats::default(),
+            bytes,
+            last_used: AtomicU64::new(now_ms()),
         })
     }
 
@@ -239,6 +313,8 @@ impl Repository {
             Some(e) => {
                 e.versions.clear();
                 e.reason = Some("unloaded".into());
+                metrics::counter!(m::MODEL_UNLOADS, "model" => name.to_string(), "reason" => "request")
+                    .increment(1);
                 Ok(())
             }
             None if self.root.join(name).is_dir() => Ok(()),
@@ -246,8 +322,26 @@ impl Repository {
         }
     }
 
-    /// The version asked for, or the highest ready one.
+    /// The version asked for, or the highest ready one. A model the budget unloaded is loaded
+    /// again first (this blocks for the load).
     pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<LoadedModel>, RepoError> {
+        if self.is_evicted(name) {
+            self.load(name)?;
+        }
+        let found = self.find(name, version)?;
+        found.last_used.store(now_ms(), Ordering::Relaxed);
+        Ok(found)
+    }
+
+    /// Whether the budget unloaded `name` (the next `get` loads it again, which takes a while).
+    pub fn is_evicted(&self, name: &str) -> bool {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        models
+            .get(name)
+            .is_some_and(|e| e.versions.is_empty() && e.reason.as_deref() == Some(EVICTED))
+    }
+
+    fn find(&self, name: &str, version: Option<&str>) -> Result<Arc<LoadedModel>, RepoError> {
         let models = self.models.read().unwrap_or_else(|p| p.into_inner());
         let entry = models
             .get(name)

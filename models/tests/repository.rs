@@ -320,3 +320,50 @@ fn a_failed_reload_keeps_the_old_version_and_unload_stops_serving() {
     repo.load("simple").unwrap();
     assert!(repo.get("simple", None).is_ok());
 }
+
+#[test]
+fn a_memory_budget_unloads_the_least_recently_used_idle_model() {
+    // Three copies of `identity_fp32`; a budget that fits two of them.
+    let dir = scratch("budget", &[]);
+    for name in ["a", "b", "c"] {
+        copy_dir(
+            &root().join("examples/models/identity_fp32"),
+            &dir.join(name),
+        );
+    }
+    let size = std::fs::metadata(dir.join("a/1/model.onnx")).unwrap().len();
+    let repo = Repository::open_with_budget(
+        &dir,
+        Backends::tract(),
+        Inventory::cpu_only("tests"),
+        Some(2 * size),
+    )
+    .unwrap();
+    let state = |name: &str| {
+        let rows = repo.index();
+        let row = rows.iter().find(|r| r.name == name).unwrap();
+        (row.state, row.reason.clone())
+    };
+    // Loaded in order a, b, c: loading c pushed out a, the least recently used.
+    assert_eq!(state("a").0, "UNAVAILABLE");
+    assert!(state("a").1.contains("memory budget"), "{:?}", state("a"));
+    assert_eq!((state("b").0, state("c").0), ("READY", "READY"));
+    // Use b, then ask for a: a loads again and c (now the oldest idle) goes.
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    repo.get("b", None).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(5));
+    let a = repo.get("a", None).unwrap();
+    assert_eq!(a.name, "a");
+    assert_eq!(
+        (state("a").0, state("b").0, state("c").0),
+        ("READY", "READY", "UNAVAILABLE")
+    );
+    // A model in use is never unloaded: hold a and b, then ask for c.
+    let b = repo.get("b", None).unwrap();
+    repo.get("c", None).unwrap();
+    assert_eq!(
+        (state("a").0, state("b").0, state("c").0),
+        ("READY", "READY", "READY")
+    );
+    drop((a, b));
+}

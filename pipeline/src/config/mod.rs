@@ -34,6 +34,14 @@ pub struct FileConfig {
     pub functions_dir: Option<PathBuf>,
     /// The model repository (Triton's layout), relative to this file.
     pub models: Option<PathBuf>,
+    /// Bytes of loaded models (weights as stored) before the least recently used idle ones are
+    /// unloaded, e.g. `2GB`; no limit when left out.
+    #[serde(default, deserialize_with = "opt_bytes")]
+    pub model_memory_budget: Option<u64>,
+}
+
+fn opt_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    units::bytes(d).map(Some)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -127,8 +135,13 @@ impl Config {
         let models = match &file.models {
             Some(dir) => {
                 let dir = path.parent().unwrap_or(Path::new(".")).join(dir);
-                let repo = Repository::open(&dir, Backends::available(), inventory.clone())
-                    .map_err(|e| err(path, "models", e.to_string()))?;
+                let repo = Repository::open_with_budget(
+                    &dir,
+                    Backends::available(),
+                    inventory.clone(),
+                    file.model_memory_budget,
+                )
+                .map_err(|e| err(path, "models", e.to_string()))?;
                 Some(Arc::new(repo))
             }
             None => None,

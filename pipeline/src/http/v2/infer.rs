@@ -47,7 +47,7 @@ pub async fn infer(
     body: Body,
 ) -> Response {
     let inf = &st.inference;
-    let model = match lookup(&st, &p) {
+    let model = match lookup(&st, &p).await {
         Ok(m) => m,
         Err(res) => {
             super::super::invoke::discard(&headers, body, 1 << 20).await;

@@ -93,10 +93,18 @@ fn repo(st: &Shared) -> Result<&Arc<Repository>, V2Error> {
 
 type Params = Path<HashMap<String, String>>;
 
-fn lookup(st: &Shared, p: &HashMap<String, String>) -> Result<Arc<LoadedModel>, V2Error> {
-    let name = p.get("model").map(String::as_str).unwrap_or_default();
-    repo(st)?
-        .get(name, p.get("version").map(String::as_str))
+/// The model a request names; one the memory budget unloaded is loaded again off the runtime.
+async fn lookup(st: &Shared, p: &HashMap<String, String>) -> Result<Arc<LoadedModel>, V2Error> {
+    let name = p.get("model").cloned().unwrap_or_default();
+    let version = p.get("version").cloned();
+    let repo = repo(st)?.clone();
+    if repo.is_evicted(&name) {
+        return tokio::task::spawn_blocking(move || repo.get(&name, version.as_deref()))
+            .await
+            .map_err(|e| V2Error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+            .map_err(|e| repo_error(&e));
+    }
+    repo.get(&name, version.as_deref())
         .map_err(|e| repo_error(&e))
 }
 
@@ -116,7 +124,7 @@ async fn server_ready(State(st): State<Shared>) -> StatusCode {
     let index = repo.index();
     let all = index.iter().all(|row| {
         row.state == "READY"
-            || row.reason == "unloaded"
+            || row.reason.starts_with("unloaded")
             || index
                 .iter()
                 .any(|r| r.name == row.name && r.state == "READY")
@@ -129,7 +137,7 @@ async fn server_ready(State(st): State<Shared>) -> StatusCode {
 }
 
 async fn model_metadata(State(st): State<Shared>, Path(p): Params) -> Response {
-    let m = match lookup(&st, &p) {
+    let m = match lookup(&st, &p).await {
         Ok(m) => m,
         Err(r) => return r.into_response(),
     };
@@ -151,14 +159,14 @@ async fn model_metadata(State(st): State<Shared>, Path(p): Params) -> Response {
 }
 
 async fn model_ready(State(st): State<Shared>, Path(p): Params) -> Response {
-    match lookup(&st, &p) {
+    match lookup(&st, &p).await {
         Ok(_) => StatusCode::OK.into_response(),
         Err(_) => v2_error(StatusCode::BAD_REQUEST, "Model version not ready"),
     }
 }
 
 async fn model_config(State(st): State<Shared>, Path(p): Params) -> Response {
-    match lookup(&st, &p) {
+    match lookup(&st, &p).await {
         Ok(m) => Json(triton_json::config(&m)).into_response(),
         Err(r) => r.into_response(),
     }

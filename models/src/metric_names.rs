@@ -1,0 +1,8 @@
+//! Metric names of the model repository (the rest are in weir-workers' `metric_names`).
+
+/// Histogram: seconds to load a model version, by `model` and `backend`.
+pub const MODEL_LOAD: &str = "weir_model_load_seconds";
+/// Counter: model versions unloaded, by `model` and `reason` (`budget`, `request`).
+pub const MODEL_UNLOADS: &str = "weir_model_unloads_total";
+/// Gauge: bytes of loaded models, by `device`.
+pub const MODEL_MEMORY: &str = "weir_model_memory_bytes";
