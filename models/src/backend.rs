@@ -1,7 +1,6 @@
 //! The seam between the repository and an inference engine: load a model file for a device,
 //! report what it takes and gives, run a batch of named tensors.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use weir_gpu::Device;
@@ -86,9 +85,11 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     /// Whether it can run on a CUDA device (placement refuses `cuda` otherwise).
     fn gpu_capable(&self) -> bool;
+    /// Prepare a model from the bytes of its `model.onnx` (read, and checked not empty, by the
+    /// repository) for `device`, which placement already matched to `gpu_capable`.
     fn load(
         &self,
-        file: &Path,
+        onnx: &[u8],
         config: &ModelConfig,
         device: Device,
     ) -> Result<Arc<dyn Session>, ModelError>;

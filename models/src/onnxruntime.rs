@@ -59,21 +59,11 @@ impl Backend for Ort {
 
     fn load(
         &self,
-        file: &Path,
+        bytes: &[u8],
         config: &ModelConfig,
-        device: Device,
+        _cpu: Device,
     ) -> Result<Arc<dyn Session>, ModelError> {
-        if device != Device::Cpu {
-            return Err(ModelError::Load(format!(
-                "instance_group.device: this build runs onnxruntime on the CPU only, not {device}"
-            )));
-        }
         let env = environment().map_err(ModelError::Load)?;
-        let bytes = std::fs::read(file)
-            .map_err(|e| ModelError::Load(format!("cannot read {}: {e}", file.display())))?;
-        if bytes.is_empty() {
-            return Err(ModelError::Load("model.onnx is empty (0 bytes)".into()));
-        }
         let count = config.instance_group.count;
         let threads = (weir_gpu::cpu_threads() / count).max(1);
         let open = || -> Result<OrtSession, ModelError> {
@@ -83,7 +73,7 @@ impl Backend for Ort {
                 .and_then(|b| Ok(b.with_intra_threads(threads)?))
                 .and_then(|b| Ok(b.with_inter_threads(1)?))
                 .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::Level3)?))
-                .and_then(|mut b| b.commit_from_memory(&bytes))
+                .and_then(|mut b| b.commit_from_memory(bytes))
                 .map_err(|e| fail(e.to_string()))
         };
         let first = open()?;

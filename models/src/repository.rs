@@ -274,7 +274,12 @@ impl Repository {
             .device
             .resolve(&self.inventory, backend.gpu_capable())
             .map_err(|e| ModelError::Load(format!("instance_group.device: {e}")))?;
-        let session = backend.load(&file, config, device)?;
+        let onnx = std::fs::read(&file)
+            .map_err(|e| ModelError::Load(format!("cannot read {}: {e}", file.display())))?;
+        if onnx.is_empty() {
+            return Err(ModelError::Load("model.onnx is empty (0 bytes)".into()));
+        }
+        let session = backend.load(&onnx, config, device)?;
         let signature = session.signature().clone();
         if let (Some(l), Some(out)) = (&labels, signature.outputs.first())
             && let Some(&classes) = out.dims.last()
@@ -290,7 +295,7 @@ impl Repository {
         if config.warmup {
             crate::warmup::run(session.as_ref())?;
         }
-        let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        let bytes = onnx.len() as u64;
         Ok(LoadedModel {
             name: name.to_string(),
             version,

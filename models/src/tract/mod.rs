@@ -1,7 +1,6 @@
 //! The tract engine (pure Rust, CPU): the model is optimised once with a symbolic batch
 //! dimension, so one plan serves every batch size, and shared by all callers.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use tract_onnx::prelude::*;
@@ -34,22 +33,12 @@ impl Backend for Tract {
 
     fn load(
         &self,
-        file: &Path,
+        bytes: &[u8],
         config: &ModelConfig,
-        device: Device,
+        _cpu: Device,
     ) -> Result<Arc<dyn Session>, ModelError> {
-        if device != Device::Cpu {
-            return Err(ModelError::Load(format!(
-                "instance_group.device: tract runs on the CPU only, not {device}"
-            )));
-        }
-        let bytes = std::fs::read(file)
-            .map_err(|e| ModelError::Load(format!("cannot read {}: {e}", file.display())))?;
-        if bytes.is_empty() {
-            return Err(ModelError::Load("model.onnx is empty (0 bytes)".into()));
-        }
         // tract reports bad files as errors; a panic deep in a parser must not take the server.
-        let loaded = std::panic::catch_unwind(|| prepare(&bytes, config)).unwrap_or_else(|_| {
+        let loaded = std::panic::catch_unwind(|| prepare(bytes, config)).unwrap_or_else(|_| {
             Err(ModelError::Load(
                 "model.onnx could not be read (the ONNX parser failed)".into(),
             ))
