@@ -101,7 +101,24 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let yaml = format!("models: {}\n", root.join("examples/models").display());
+    // The example repository, plus the classifier again without dynamic batching, for the gain.
+    let repo = std::env::temp_dir().join(format!("weir-infer-bench-repo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&repo);
+    for m in ["efficientnet_lite0", "identity_fp32"] {
+        copy_dir(&root.join("examples/models").join(m), &repo.join(m))?;
+    }
+    copy_dir(
+        &root.join("examples/models/efficientnet_lite0"),
+        &repo.join("unbatched"),
+    )?;
+    let cfg = std::fs::read_to_string(repo.join("unbatched/config.yaml"))?;
+    let cfg: String = cfg
+        .lines()
+        .filter(|l| !l.starts_with("dynamic_batching"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(repo.join("unbatched/config.yaml"), cfg)?;
+    let yaml = format!("models: {}\n", repo.display());
     let inventory = weir_gpu::Inventory::cpu_only("benchmark");
     let config = Config::parse(Path::new("bench.yaml"), &yaml, &inventory)?;
     let model = config
@@ -156,6 +173,16 @@ fn main() -> anyhow::Result<()> {
                 r.per_sec / direct
             );
         }
+        let unbatched = format!("{base}/v2/models/unbatched/infer");
+        let body = request("input", &[1, 3, 224, 224], &image);
+        let off = load(&client, &unbatched, Some(body.clone()), 8, seconds).await?;
+        let on = load(&client, &url, Some(body), 8, seconds).await?;
+        println!(
+            "dynamic batching at concurrency 8: {:.1} vs {:.1} inferences/s without ({:.2}x)",
+            on.per_sec,
+            off.per_sec,
+            on.per_sec / off.per_sec
+        );
         println!("# server overhead per request: identity model (16 floats) beside GET /v2/health/live");
         let live = load(&client, &format!("{base}/v2/health/live"), None, 1, seconds).await?;
         let ident = load(
@@ -176,5 +203,19 @@ fn main() -> anyhow::Result<()> {
         anyhow::Ok(())
     })?;
     let _ = std::fs::remove_dir_all(data);
+    let _ = std::fs::remove_dir_all(repo);
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &to.join(e.file_name()))?;
+        } else {
+            std::fs::copy(e.path(), to.join(e.file_name()))?;
+        }
+    }
     Ok(())
 }

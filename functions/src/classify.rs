@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
 use weir_models::config::{Filter, Layout as TensorLayout, Preprocess};
-use weir_models::stats::{ExecutionTimes, RequestTimes};
+use weir_models::stats::RequestTimes;
 use weir_models::{LoadedModel, Repository, Tensor};
 
 use crate::thumbnail::{Layout, Picture, decode, shrink, upright};
@@ -137,22 +137,15 @@ impl Function for Classify {
             })
             .collect();
         let ok: Vec<usize> = (0..rows.len()).filter(|i| rows[*i].is_ok()).collect();
-        let prepared = started.elapsed();
         let mut scores: Vec<Option<Result<Vec<f32>, FnError>>> = vec![None; batch.len()];
         let chunk = model.signature.max_batch_size.max(1);
         for group in ok.chunks(chunk) {
-            let t = Instant::now();
+            // Through the model's batcher, where it can join HTTP requests for the same model.
             let result = run_rows(
                 &model,
                 pre,
                 group.iter().map(|i| rows[*i].as_ref().unwrap()),
             );
-            model.stats.execution(ExecutionTimes {
-                rows: group.len(),
-                input: prepared,
-                infer: t.elapsed(),
-                output: std::time::Duration::ZERO,
-            });
             match result {
                 Ok(per_row) => {
                     for (i, s) in group.iter().zip(per_row) {
@@ -256,9 +249,8 @@ fn run_rows<'a>(
     let run = |shape: Vec<usize>, values: &[f32]| {
         let input = Tensor::from_f32(spec.name.clone(), shape, values);
         let out = model
-            .session
-            .run(&[input])
-            .map_err(|e| FnError::transient(e.to_string()))?;
+            .run_blocking(vec![input], "classify")
+            .map_err(crate::infer::model_error)?;
         out.into_iter()
             .next()
             .and_then(|t| t.to_f32())

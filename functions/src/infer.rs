@@ -79,6 +79,7 @@ pub fn repo_error(e: RepoError) -> FnError {
 pub fn model_error(e: ModelError) -> FnError {
     match e {
         ModelError::BadInput(m) => FnError::bad_input(m),
+        ModelError::Overloaded(m) => FnError::new(ErrorKind::Overloaded, m),
         other => FnError::transient(other.to_string()),
     }
 }

@@ -70,6 +70,9 @@ pub enum ModelError {
     /// The engine failed on a well-formed request.
     #[error("inference failed: {0}")]
     Run(String),
+    /// The model's queue is full: could not schedule (429), nothing ran.
+    #[error("{0}")]
+    Overloaded(String),
 }
 
 /// A loaded model, ready to run batches; shared by every worker (`run` takes `&self`).

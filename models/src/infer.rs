@@ -1,32 +1,28 @@
 //! One inference request against a loaded model: inputs checked against its signature (by name,
-//! datatype, shape and batch), one run, the outputs asked for, statistics recorded.
+//! datatype, shape and batch), one run (through the model's dynamic batcher when it has one), the
+//! outputs asked for, statistics recorded.
 
 use std::time::{Duration, Instant};
 
 use crate::backend::{ModelError, Signature};
 use crate::oip::InferRequest;
 use crate::repository::LoadedModel;
-use crate::stats::{ExecutionTimes, RequestTimes};
+use crate::stats::RequestTimes;
 use crate::tensor::Tensor;
 
-/// Run `req` on `model`; outputs come back with whether each is wanted as binary data.
-pub fn infer(model: &LoadedModel, req: InferRequest) -> Result<Vec<(Tensor, bool)>, ModelError> {
-    let started = Instant::now();
-    let result = run(model, req);
-    let rows = result.as_ref().map(|(_, rows)| *rows).unwrap_or(0);
-    model.stats.request(
-        rows,
-        RequestTimes {
-            ok: result.is_ok(),
-            total: started.elapsed(),
-            queue: Duration::ZERO,
-        },
-    );
-    result.map(|(outputs, _)| outputs)
+/// A request checked against its model, ready to run.
+pub struct Prepared {
+    /// The inputs in the signature's order.
+    pub inputs: Vec<Tensor>,
+    /// Output indices wanted, each with whether it goes back as binary data.
+    wanted: Vec<(usize, bool)>,
+    pub rows: usize,
+    started: Instant,
 }
 
-fn run(model: &LoadedModel, req: InferRequest) -> Result<(Vec<(Tensor, bool)>, usize), ModelError> {
-    let t0 = Instant::now();
+/// Check `req` against `model`'s signature.
+pub fn prepare(model: &LoadedModel, req: InferRequest) -> Result<Prepared, ModelError> {
+    let started = Instant::now();
     let sig = &model.signature;
     let wanted = wanted_outputs(sig, &req)?;
     let inputs = order_inputs(sig, req.inputs)?;
@@ -39,25 +35,54 @@ fn run(model: &LoadedModel, req: InferRequest) -> Result<(Vec<(Tensor, bool)>, u
     } else {
         1
     };
-    let t1 = Instant::now();
-    let outputs = model.session.run(&inputs)?;
-    let t2 = Instant::now();
-    let mut chosen = Vec::with_capacity(wanted.len());
-    let mut outputs: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();
-    for (index, binary) in wanted {
-        let t = outputs
-            .get_mut(index)
-            .and_then(Option::take)
-            .ok_or_else(|| ModelError::Run(format!("the engine returned no output {index}")))?;
-        chosen.push((t, binary));
-    }
-    model.stats.execution(ExecutionTimes {
+    Ok(Prepared {
+        inputs,
+        wanted,
         rows,
-        input: t1 - t0,
-        infer: t2 - t1,
-        output: t2.elapsed(),
-    });
-    Ok((chosen, rows))
+        started,
+    })
+}
+
+impl Prepared {
+    /// The outputs asked for from a run's outputs, and the request's statistics.
+    pub fn finish(
+        self,
+        model: &LoadedModel,
+        outputs: Result<Vec<Tensor>, ModelError>,
+    ) -> Result<Vec<(Tensor, bool)>, ModelError> {
+        let result = outputs.and_then(|outputs| {
+            let mut outputs: Vec<Option<Tensor>> = outputs.into_iter().map(Some).collect();
+            self.wanted
+                .iter()
+                .map(|(index, binary)| {
+                    let t = outputs
+                        .get_mut(*index)
+                        .and_then(Option::take)
+                        .ok_or_else(|| {
+                            ModelError::Run(format!("the engine returned no output {index}"))
+                        })?;
+                    Ok((t, *binary))
+                })
+                .collect()
+        });
+        model.stats.request(
+            self.rows,
+            RequestTimes {
+                ok: result.is_ok(),
+                total: self.started.elapsed(),
+                queue: Duration::ZERO,
+            },
+        );
+        result
+    }
+}
+
+/// Run `req` on `model`, blocking; outputs come back with whether each is wanted as binary data.
+pub fn infer(model: &LoadedModel, req: InferRequest) -> Result<Vec<(Tensor, bool)>, ModelError> {
+    let mut p = prepare(model, req)?;
+    let inputs = std::mem::take(&mut p.inputs);
+    let outputs = model.run_blocking(inputs, "infer");
+    p.finish(model, outputs)
 }
 
 /// Indices of the outputs asked for (all when none are named), each with its binary flag.

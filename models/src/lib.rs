@@ -12,6 +12,7 @@ pub mod oip;
 #[cfg(feature = "ort")]
 mod onnxruntime;
 pub mod preprocess;
+pub mod queue;
 pub mod repository;
 pub mod stats;
 pub mod tensor;

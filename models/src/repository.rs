@@ -28,7 +28,9 @@ pub struct LoadedModel {
     pub backend: &'static str,
     pub device: Device,
     pub labels: Option<Arc<Vec<String>>>,
-    pub stats: Stats,
+    pub stats: Arc<Stats>,
+    /// The dynamic batcher, when the config asks for `dynamic_batching`.
+    pub queue: Option<crate::queue::ModelQueue>,
     /// What the budget counts: the model file's size (its weights as stored).
     pub bytes: u64,
     /// Milliseconds since the epoch of the last `get` (or the load).
@@ -40,6 +42,40 @@ fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// Requests a model's dynamic batcher holds waiting; more are refused with 429.
+const QUEUE_CAPACITY: usize = 1024;
+
+impl LoadedModel {
+    /// Run one request's inputs (in the signature's order), through the dynamic batcher when the
+    /// model has one. Blocks: call it off the async runtime.
+    pub fn run_blocking(
+        &self,
+        inputs: Vec<crate::tensor::Tensor>,
+        source: &'static str,
+    ) -> Result<Vec<crate::tensor::Tensor>, ModelError> {
+        if let Some(q) = &self.queue {
+            return q
+                .submit(inputs, source)?
+                .blocking_recv()
+                .map_err(|_| ModelError::Run("the model's instance stopped".into()))?;
+        }
+        let rows = inputs
+            .first()
+            .and_then(|t| t.shape.first())
+            .copied()
+            .unwrap_or(1);
+        let t = Instant::now();
+        let out = self.session.run(&inputs);
+        self.stats.execution(crate::stats::ExecutionTimes {
+            rows,
+            input: std::time::Duration::ZERO,
+            infer: t.elapsed(),
+            output: std::time::Duration::ZERO,
+        });
+        out
+    }
 }
 
 /// Why a model was unloaded by the budget, as the index reports it.
@@ -296,16 +332,33 @@ impl Repository {
             crate::warmup::run(session.as_ref())?;
         }
         let bytes = onnx.len() as u64;
+        let stats = Arc::new(Stats::default());
         Ok(LoadedModel {
             name: name.to_string(),
             version,
             config: config.clone(),
             signature,
-            session,
+            session: session.clone(),
             backend: backend.name(),
             device,
             labels,
-            stats: Stats::default(),
+            queue: config.dynamic_batching.as_ref().map(|b| {
+                let max_rows = config.max_batch_size.max(1);
+                let policy = crate::queue::Policy {
+                    max_rows,
+                    enough: b
+                        .preferred_batch_size
+                        .iter()
+                        .copied()
+                        .max()
+                        .unwrap_or(max_rows),
+                    max_delay: b.max_queue_delay,
+                    capacity: QUEUE_CAPACITY,
+                };
+                let count = config.instance_group.count;
+                crate::queue::ModelQueue::start(name, session.clone(), stats.clone(), policy, count)
+            }),
+            stats,
             bytes,
             last_used: AtomicU64::new(now_ms()),
         })

@@ -46,6 +46,7 @@ pub struct Stats {
     compute_infer: Counter,
     compute_output: Counter,
     batches: Mutex<BTreeMap<usize, [Counter; 3]>>,
+    mixed: AtomicU64,
 }
 
 /// How one request went.
@@ -79,6 +80,11 @@ impl Stats {
         }
     }
 
+    /// A batch held requests from more than one source (HTTP and uploads, say).
+    pub fn mixed_batch(&self) {
+        self.mixed.fetch_add(1, Relaxed);
+    }
+
     pub fn execution(&self, t: ExecutionTimes) {
         self.execution_count.fetch_add(1, Relaxed);
         self.compute_input.add(1, t.input);
@@ -109,6 +115,7 @@ impl Stats {
                 cache_hit: Duration2::default(),
                 cache_miss: Duration2::default(),
             },
+            mixed_source_batches: self.mixed.load(Relaxed),
             batch_stats: batches
                 .iter()
                 .map(|(rows, c)| BatchStats {
@@ -132,6 +139,8 @@ pub struct ModelStats {
     pub execution_count: u64,
     pub inference_stats: InferenceStats,
     pub batch_stats: Vec<BatchStats>,
+    /// Weir's own: batches that joined requests from different sources.
+    pub mixed_source_batches: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -20,6 +20,10 @@ pub fn prometheus() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
                 .and_then(|b| b.set_buckets_for_metric(Matcher::Full(m::BATCH_SIZE.into()), BATCH))
+                .and_then(|b| {
+                    let name = weir_models::metric_names::MODEL_BATCH_SIZE;
+                    b.set_buckets_for_metric(Matcher::Full(name.into()), BATCH)
+                })
                 .unwrap_or_else(|e| panic!("metric buckets are constants and valid: {e}"));
             let recorder = builder.build_recorder();
             let handle = recorder.handle();

@@ -102,23 +102,39 @@ pub async fn infer(
             );
         }
     };
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    inf.cpu.spawn(move || {
-        let run = || {
-            let req = parse_request(&bytes, header_length).map_err(ModelError::BadInput)?;
-            let id = req.id.clone();
-            let outputs = weir_models::infer::infer(&model, req)?;
-            encode_response(&model.name, model.version, id.as_deref(), &outputs)
-                .map_err(ModelError::BadInput)
-        };
-        // A panic in an engine fails this request only.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
-            .unwrap_or_else(|_| Err(ModelError::Run("the engine panicked".into())));
-        let _ = tx.send(result);
-        drop(permit);
+    // Parse and check on the CPU pool; run through the model's batcher (joining other requests,
+    // uploads too) or, without one, on the CPU pool; encode here.
+    let m = model.clone();
+    let prepared = on_cpu(&inf.cpu, move || {
+        let req = parse_request(&bytes, header_length).map_err(ModelError::BadInput)?;
+        let id = req.id.clone();
+        Ok((id, weir_models::infer::prepare(&m, req)?))
+    })
+    .await;
+    let (id, mut prepared) = match prepared {
+        Ok(p) => p,
+        Err(e) => return model_error(e),
+    };
+    let inputs = std::mem::take(&mut prepared.inputs);
+    let outputs = match &model.queue {
+        Some(q) => match q.submit(inputs, "http") {
+            Ok(rx) => rx
+                .await
+                .unwrap_or_else(|_| Err(ModelError::Run("the model's instance stopped".into()))),
+            Err(e) => Err(e),
+        },
+        None => {
+            let m = model.clone();
+            on_cpu(&inf.cpu, move || m.run_blocking(inputs, "http")).await
+        }
+    };
+    drop(permit);
+    let encoded = prepared.finish(&model, outputs).and_then(|outputs| {
+        encode_response(&model.name, model.version, id.as_deref(), &outputs)
+            .map_err(ModelError::BadInput)
     });
-    match rx.await {
-        Ok(Ok((body, None))) => (
+    match encoded {
+        Ok((body, None)) => (
             [(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -126,7 +142,7 @@ pub async fn infer(
             body,
         )
             .into_response(),
-        Ok(Ok((body, Some(n)))) => {
+        Ok((body, Some(n))) => {
             let mut res = (
                 [(
                     header::CONTENT_TYPE,
@@ -139,11 +155,38 @@ pub async fn infer(
                 .insert("Inference-Header-Content-Length", HeaderValue::from(n));
             res
         }
-        Ok(Err(ModelError::BadInput(m))) => v2_error(StatusCode::BAD_REQUEST, m),
-        Ok(Err(e)) => v2_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-        Err(_) => v2_error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the inference task ended without an answer",
-        ),
+        Err(e) => model_error(e),
     }
+}
+
+fn model_error(e: ModelError) -> Response {
+    match e {
+        ModelError::BadInput(m) => v2_error(StatusCode::BAD_REQUEST, m),
+        ModelError::Overloaded(m) => {
+            let mut res = v2_error(StatusCode::TOO_MANY_REQUESTS, m);
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            res
+        }
+        e => v2_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+/// Run `f` on the CPU pool and wait for it without holding a runtime thread; a panic fails
+/// this request only.
+async fn on_cpu<T: Send + 'static>(
+    cpu: &rayon::ThreadPool,
+    f: impl FnOnce() -> Result<T, ModelError> + Send + 'static,
+) -> Result<T, ModelError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    cpu.spawn(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+            .unwrap_or_else(|_| Err(ModelError::Run("the engine panicked".into())));
+        let _ = tx.send(result);
+    });
+    rx.await.unwrap_or_else(|_| {
+        Err(ModelError::Run(
+            "the inference task ended without an answer".into(),
+        ))
+    })
 }

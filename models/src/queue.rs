@@ -1,0 +1,350 @@
+//! Dynamic batching per model, across every source: HTTP infer requests and `classify` calls
+//! (uploads) wait in one bounded queue and run together. A batch is taken when it reaches the
+//! largest preferred size (or `max_batch_size` rows), or when its oldest request has waited
+//! `max_queue_delay`; it runs on the model's own threads (one per instance), so callers waiting on
+//! a CPU pool can never starve the engine. Requests whose shapes beyond the batch dimension differ
+//! are never mixed.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::backend::{ModelError, Session};
+use crate::stats::{ExecutionTimes, Stats};
+use crate::tensor::Tensor;
+
+pub type Answer = Result<Vec<Tensor>, ModelError>;
+
+/// One request in the queue: its inputs in the model's order, batch first.
+pub struct Job {
+    pub inputs: Vec<Tensor>,
+    pub source: &'static str,
+    pub enqueued: Instant,
+    pub reply: tokio::sync::oneshot::Sender<Answer>,
+}
+
+impl Job {
+    fn rows(&self) -> usize {
+        self.inputs
+            .first()
+            .and_then(|t| t.shape.first())
+            .copied()
+            .unwrap_or(1)
+    }
+    /// Jobs can share a batch when every input agrees beyond the batch dimension.
+    fn key(&self) -> Vec<&[usize]> {
+        self.inputs
+            .iter()
+            .map(|t| t.shape.get(1..).unwrap_or(&[]))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    pub max_rows: usize,
+    /// Rows at which a batch goes without waiting (the largest preferred size, or `max_rows`).
+    pub enough: usize,
+    pub max_delay: Duration,
+    /// Requests waiting at most; more are refused (429).
+    pub capacity: usize,
+}
+
+/// The queue's pure state: what is waiting, and which batch to take next.
+#[derive(Default)]
+pub struct Pending {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+impl Pending {
+    pub fn push(&mut self, job: Job, p: &Policy) -> Result<(), Job> {
+        if self.closed || self.jobs.len() >= p.capacity {
+            return Err(job);
+        }
+        self.jobs.push_back(job);
+        Ok(())
+    }
+
+    /// Rows waiting that could join the oldest request's batch.
+    fn joinable_rows(&self) -> usize {
+        let Some(first) = self.jobs.front() else {
+            return 0;
+        };
+        let key = first.key();
+        self.jobs
+            .iter()
+            .filter(|j| j.key() == key)
+            .map(Job::rows)
+            .sum()
+    }
+
+    /// When the oldest request stops waiting for company; `None` when nothing waits.
+    pub fn due(&self, p: &Policy) -> Option<Instant> {
+        let first = self.jobs.front()?;
+        if self.joinable_rows() >= p.enough {
+            return Some(first.enqueued);
+        }
+        Some(first.enqueued + p.max_delay)
+    }
+
+    /// The next batch if one is due at `now`: the oldest request and every later one that fits.
+    pub fn take(&mut self, now: Instant, p: &Policy) -> Option<Vec<Job>> {
+        if self.due(p)? > now {
+            return None;
+        }
+        let first = self.jobs.pop_front()?;
+        let key: Vec<Vec<usize>> = first.key().into_iter().map(<[usize]>::to_vec).collect();
+        let mut rows = first.rows();
+        let mut batch = vec![first];
+        let mut rest = VecDeque::with_capacity(self.jobs.len());
+        while let Some(j) = self.jobs.pop_front() {
+            let same = j.key().iter().zip(&key).all(|(a, b)| *a == b.as_slice());
+            if same && rows + j.rows() <= p.max_rows {
+                rows += j.rows();
+                batch.push(j);
+            } else {
+                rest.push_back(j);
+            }
+        }
+        self.jobs = rest;
+        Some(batch)
+    }
+}
+
+struct Shared {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+/// A model's queue and its instance threads; dropping it lets the threads finish what waits.
+pub struct ModelQueue {
+    shared: Arc<Shared>,
+    policy: Policy,
+}
+
+impl ModelQueue {
+    pub fn start(
+        name: &str,
+        session: Arc<dyn Session>,
+        stats: Arc<Stats>,
+        policy: Policy,
+        instances: usize,
+    ) -> ModelQueue {
+        let shared = Arc::new(Shared {
+            pending: Mutex::new(Pending::default()),
+            wake: Condvar::new(),
+        });
+        for i in 0..instances.max(1) {
+            let (shared, session, stats) = (shared.clone(), session.clone(), stats.clone());
+            let model = name.to_string();
+            let spawned = std::thread::Builder::new()
+                .name(format!("weir-model-{name}-{i}"))
+                .spawn(move || serve(&shared, session.as_ref(), &stats, &policy, &model));
+            if let Err(e) = spawned {
+                tracing::error!(model = name, error = %e, "cannot start a model instance thread");
+            }
+        }
+        ModelQueue { shared, policy }
+    }
+
+    /// Queue a request; the answer arrives on the receiver. Refused when the queue is full.
+    pub fn submit(
+        &self,
+        inputs: Vec<Tensor>,
+        source: &'static str,
+    ) -> Result<tokio::sync::oneshot::Receiver<Answer>, ModelError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job = Job {
+            inputs,
+            source,
+            enqueued: Instant::now(),
+            reply: tx,
+        };
+        let mut pending = self
+            .shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if pending.push(job, &self.policy).is_err() {
+            return Err(ModelError::Overloaded(format!(
+                "the model's queue is full ({} requests waiting); retry shortly",
+                self.policy.capacity
+            )));
+        }
+        drop(pending);
+        self.shared.wake.notify_one();
+        Ok(rx)
+    }
+}
+
+impl Drop for ModelQueue {
+    fn drop(&mut self) {
+        self.shared
+            .pending
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .closed = true;
+        self.shared.wake.notify_all();
+    }
+}
+
+/// One instance: take due batches and run them until the queue closes and empties.
+fn serve(shared: &Shared, session: &dyn Session, stats: &Stats, p: &Policy, model: &str) {
+    loop {
+        let batch = {
+            let mut pending = shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                let now = Instant::now();
+                if let Some(b) = pending.take(now, p) {
+                    break b;
+                }
+                if pending.closed && pending.jobs.is_empty() {
+                    return;
+                }
+                pending = match pending.due(p) {
+                    Some(due) => shared
+                        .wake
+                        .wait_timeout(pending, due - now)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0),
+                    None => shared.wake.wait(pending).unwrap_or_else(|e| e.into_inner()),
+                };
+            }
+        };
+        // A panicking engine fails its batch (the callers hear it) and the instance keeps serving.
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(batch, session, stats, model)
+        }));
+        if ran.is_err() {
+            tracing::error!(model, "the engine panicked; the batch failed");
+        }
+    }
+}
+
+/// Join the jobs' inputs along the batch, run once, and give each job its rows of the outputs.
+fn run(batch: Vec<Job>, session: &dyn Session, stats: &Stats, model: &str) {
+    let t0 = Instant::now();
+    let rows: Vec<usize> = batch.iter().map(Job::rows).collect();
+    let total: usize = rows.iter().sum();
+    let mut sources: Vec<&str> = batch.iter().map(|j| j.source).collect();
+    sources.dedup();
+    metrics::histogram!(crate::metric_names::MODEL_BATCH_SIZE, "model" => model.to_string())
+        .record(total as f64);
+    if sources.len() > 1 {
+        stats.mixed_batch();
+    }
+    let mut joined: Vec<Tensor> = batch[0].inputs.clone();
+    for j in &batch[1..] {
+        for (a, b) in joined.iter_mut().zip(&j.inputs) {
+            a.shape[0] += b.shape[0];
+            a.data.extend_from_slice(&b.data);
+        }
+    }
+    let t1 = Instant::now();
+    let result = session.run(&joined);
+    let t2 = Instant::now();
+    match result {
+        Ok(outputs) => {
+            let mut start = 0;
+            for (job, n) in batch.into_iter().zip(rows) {
+                let mine = outputs
+                    .iter()
+                    .map(|o| {
+                        let rb = o.row_bytes();
+                        let mut shape = o.shape.clone();
+                        if let Some(first) = shape.first_mut() {
+                            *first = n;
+                        }
+                        Tensor {
+                            name: o.name.clone(),
+                            datatype: o.datatype,
+                            shape,
+                            data: o.data[start * rb..(start + n) * rb].to_vec(),
+                        }
+                    })
+                    .collect();
+                start += n;
+                let _ = job.reply.send(Ok(mine));
+            }
+        }
+        Err(e) => batch.into_iter().for_each(|j| {
+            let _ = j.reply.send(Err(e.clone()));
+        }),
+    }
+    stats.execution(ExecutionTimes {
+        rows: total,
+        input: t1 - t0,
+        infer: t2 - t1,
+        output: t2.elapsed(),
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tensor::DataType;
+
+    fn job(
+        rows: usize,
+        width: usize,
+        at: Instant,
+    ) -> (Job, tokio::sync::oneshot::Receiver<Answer>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let t = Tensor::new(
+            "x",
+            DataType::Uint8,
+            vec![rows, width],
+            vec![0; rows * width],
+        )
+        .unwrap();
+        (
+            Job {
+                inputs: vec![t],
+                source: "test",
+                enqueued: at,
+                reply: tx,
+            },
+            rx,
+        )
+    }
+
+    const P: Policy = Policy {
+        max_rows: 8,
+        enough: 4,
+        max_delay: Duration::from_millis(10),
+        capacity: 3,
+    };
+
+    #[test]
+    fn a_batch_waits_for_company_until_enough_rows_or_the_delay() {
+        let t = Instant::now();
+        let mut q = Pending::default();
+        let _r1 = q.push(job(1, 2, t).0, &P).map_err(drop);
+        assert!(q.take(t, &P).is_none(), "one row waits for company");
+        assert_eq!(q.due(&P), Some(t + P.max_delay));
+        assert_eq!(q.take(t + P.max_delay, &P).map(|b| b.len()), Some(1));
+        // Enough rows: due at once, and the batch takes everything that fits.
+        assert!(q.push(job(2, 2, t).0, &P).is_ok());
+        assert!(q.push(job(2, 2, t).0, &P).is_ok());
+        assert_eq!(q.take(t, &P).map(|b| b.len()), Some(2));
+    }
+
+    #[test]
+    fn batches_respect_max_rows_shapes_and_capacity() {
+        let t = Instant::now();
+        let mut q = Pending::default();
+        assert!(q.push(job(5, 2, t).0, &P).is_ok());
+        assert!(q.push(job(2, 3, t).0, &P).is_ok()); // another width: never joined
+        assert!(q.push(job(4, 2, t).0, &P).is_ok()); // 5 + 4 > 8 rows
+        assert!(q.push(job(1, 2, t).0, &P).is_err(), "the fourth is refused");
+        let b = q.take(t, &P).unwrap();
+        assert_eq!(b.iter().map(Job::rows).collect::<Vec<_>>(), vec![5]);
+        let later = t + P.max_delay;
+        let b = q.take(later, &P).unwrap();
+        assert_eq!(b.iter().map(Job::rows).collect::<Vec<_>>(), vec![2]);
+        let b = q.take(later, &P).unwrap();
+        assert_eq!(b.iter().map(Job::rows).collect::<Vec<_>>(), vec![4]);
+        assert!(q.take(later, &P).is_none());
+    }
+}
