@@ -7,6 +7,7 @@ pub mod config;
 mod facts;
 pub mod infer;
 mod labels;
+mod loaded;
 pub mod metric_names;
 pub mod oip;
 #[cfg(feature = "ort")]

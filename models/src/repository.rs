@@ -10,73 +10,15 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use serde::Serialize;
-use weir_gpu::{Device, Inventory};
+use weir_gpu::Inventory;
 
-use crate::backend::{Backends, ModelError, Session, Signature};
+use crate::backend::{Backends, ModelError};
 use crate::config::{ModelConfig, VersionPolicy};
 use crate::labels;
+pub use crate::loaded::LoadedModel;
+use crate::loaded::{QUEUE_CAPACITY, now_ms};
 use crate::metric_names as m;
 use crate::stats::Stats;
-
-/// One model version, loaded and ready.
-pub struct LoadedModel {
-    pub name: String,
-    pub version: u64,
-    pub config: Arc<ModelConfig>,
-    pub signature: Signature,
-    pub session: Arc<dyn Session>,
-    pub backend: &'static str,
-    pub device: Device,
-    pub labels: Option<Arc<Vec<String>>>,
-    pub stats: Arc<Stats>,
-    /// The dynamic batcher, when the config asks for `dynamic_batching`.
-    pub queue: Option<crate::queue::ModelQueue>,
-    /// What the budget counts: the model file's size (its weights as stored).
-    pub bytes: u64,
-    /// Milliseconds since the epoch of the last `get` (or the load).
-    last_used: AtomicU64,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
-/// Requests a model's dynamic batcher holds waiting; more are refused with 429.
-const QUEUE_CAPACITY: usize = 1024;
-
-impl LoadedModel {
-    /// Run one request's inputs (in the signature's order), through the dynamic batcher when the
-    /// model has one. Blocks: call it off the async runtime.
-    pub fn run_blocking(
-        &self,
-        inputs: Vec<crate::tensor::Tensor>,
-        source: &'static str,
-    ) -> Result<Vec<crate::tensor::Tensor>, ModelError> {
-        if let Some(q) = &self.queue {
-            return q
-                .submit(inputs, source)?
-                .blocking_recv()
-                .map_err(|_| ModelError::Run("the model's instance stopped".into()))?;
-        }
-        let rows = inputs
-            .first()
-            .and_then(|t| t.shape.first())
-            .copied()
-            .unwrap_or(1);
-        let t = Instant::now();
-        let out = self.session.run(&inputs);
-        self.stats.execution(crate::stats::ExecutionTimes {
-            rows,
-            input: std::time::Duration::ZERO,
-            infer: t.elapsed(),
-            output: std::time::Duration::ZERO,
-        });
-        out
-    }
-}
 
 /// Why a model was unloaded by the budget, as the index reports it.
 const EVICTED: &str =

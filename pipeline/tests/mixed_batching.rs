@@ -126,7 +126,12 @@ functions:
             }
         })
     };
-    // Uploads (twice each photo) through the webhook while the callers run.
+    // Once HTTP requests are flowing, uploads (twice each photo) through the webhook: from then
+    // on every batch window holds HTTP requests for an upload to join.
+    until("HTTP callers answered", async || {
+        (answered.load(Ordering::Relaxed) >= 1).then_some(())
+    })
+    .await;
     let store = weir_pipeline::store::LocalStore::open(&srv.data.path().join("objects")).unwrap();
     let mut records = Vec::new();
     for round in 0..2 {

@@ -102,15 +102,22 @@ pub async fn infer(
             );
         }
     };
-    // Parse and check on the CPU pool; run through the model's batcher (joining other requests,
+    // Parse and check on tokio's blocking threads, not the CPU pool: `classify` holds CPU-pool
+    // threads while its rows wait in the same model queue, and a request parsed behind them could
+    // never join their batch. Then run through the model's batcher (joining other requests,
     // uploads too) or, without one, on the CPU pool; encode here.
     let m = model.clone();
-    let prepared = on_cpu(&inf.cpu, move || {
+    let prepared = tokio::task::spawn_blocking(move || {
         let req = parse_request(&bytes, header_length).map_err(ModelError::BadInput)?;
         let id = req.id.clone();
         Ok((id, weir_models::infer::prepare(&m, req)?))
     })
-    .await;
+    .await
+    .unwrap_or_else(|e| {
+        Err(ModelError::Run(format!(
+            "the request could not be parsed: {e}"
+        )))
+    });
     let (id, mut prepared) = match prepared {
         Ok(p) => p,
         Err(e) => return model_error(e),
