@@ -40,6 +40,9 @@ impl Inference {
 
 const HEADER_LENGTH: &str = "inference-header-content-length";
 
+/// Bodies up to this size are parsed on the runtime thread that read them.
+const INLINE_PARSE: usize = 64 << 10;
+
 pub async fn infer(
     State(st): State<Shared>,
     Path(p): Path<HashMap<String, String>>,
@@ -102,22 +105,28 @@ pub async fn infer(
             );
         }
     };
-    // Parse and check on tokio's blocking threads, not the CPU pool: `classify` holds CPU-pool
-    // threads while its rows wait in the same model queue, and a request parsed behind them could
-    // never join their batch. Then run through the model's batcher (joining other requests,
-    // uploads too) or, without one, on the CPU pool; encode here.
+    let body_len = bytes.len();
+    // Small bodies are parsed right here (microseconds); large ones on tokio's blocking threads.
+    // Not on the CPU pool: `classify` holds CPU-pool threads while its rows wait in the same model
+    // queue, and a request parsed behind them could never join their batch. Then run through the
+    // model's batcher (joining other requests, uploads too) or, without one, on the CPU pool.
     let m = model.clone();
-    let prepared = tokio::task::spawn_blocking(move || {
+    let parse = move || {
         let req = parse_request(&bytes, header_length).map_err(ModelError::BadInput)?;
         let id = req.id.clone();
         Ok((id, weir_models::infer::prepare(&m, req)?))
-    })
-    .await
-    .unwrap_or_else(|e| {
-        Err(ModelError::Run(format!(
-            "the request could not be parsed: {e}"
-        )))
-    });
+    };
+    let prepared = if body_len <= INLINE_PARSE {
+        parse()
+    } else {
+        tokio::task::spawn_blocking(parse)
+            .await
+            .unwrap_or_else(|e| {
+                Err(ModelError::Run(format!(
+                    "the request could not be parsed: {e}"
+                )))
+            })
+    };
     let (id, mut prepared) = match prepared {
         Ok(p) => p,
         Err(e) => return model_error(e),
