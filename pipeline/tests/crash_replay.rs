@@ -106,12 +106,7 @@ async fn a_killed_server_finishes_every_accepted_event_after_restart() {
         .port();
     let mut first = serve(dir.path(), port);
     let records: Vec<String> = (0..N)
-        .map(|i| {
-            format!(
-                r#"{{"eventSource":"aws:s3","eventTime":"2026-11-24T10:00:00Z","eventName":"ObjectCreated:Put",
-                "s3":{{"bucket":{{"name":"uploads"}},"object":{{"key":"crash/{i}.jpg","size":1}}}}}}"#
-            )
-        })
+        .map(|i| s3_record("aws:s3", &format!("crash/{i}.jpg")))
         .collect();
     let client = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}/v1/events/s3");

@@ -23,23 +23,6 @@ fn store(srv: &TestServer) -> LocalStore {
 }
 
 /// One notification record as `source` sends it, with the key already encoded its way.
-fn record(source: &str, encoded_key: &str) -> String {
-    format!(
-        r#"{{"eventVersion":"2.1","eventSource":"{source}","eventTime":"2026-11-24T10:00:00.000Z",
-        "eventName":"ObjectCreated:Put","s3":{{"bucket":{{"name":"uploads"}},"object":{{"key":"{encoded_key}","size":1}}}}}}"#
-    )
-}
-
-async fn notify(srv: &TestServer, records: &[String]) -> reqwest::Response {
-    let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
-    srv.client
-        .post(format!("{}/v1/events/s3", srv.base))
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notified_uploads_become_thumbnails_under_their_keys() {
     let srv = start(CONFIG).await;
@@ -77,9 +60,9 @@ async fn notified_uploads_become_thumbnails_under_their_keys() {
     }
     let records: Vec<String> = cases
         .iter()
-        .map(|(_, _, enc, src)| record(src, enc))
+        .map(|(_, _, enc, src)| s3_record(src, enc))
         .collect();
-    let res = notify(&srv, &records).await;
+    let res = srv.notify(&records).await;
     assert_eq!(res.status(), 200);
     let reply = body_json(res).await;
     assert_eq!(
@@ -141,11 +124,11 @@ async fn the_bad_input_corpus_ends_in_the_dead_letters_with_reasons() {
     }
     let mut records: Vec<String> = bad
         .iter()
-        .map(|f| record("aws:s3", &format!("bad/{f}")))
+        .map(|f| s3_record("aws:s3", &format!("bad/{f}")))
         .collect();
-    records.push(record("aws:s3", "never-uploaded.jpg"));
-    records.push(record("aws:s3", "notes.txt")); // no trigger wants it
-    let reply = body_json(notify(&srv, &records).await).await;
+    records.push(s3_record("aws:s3", "never-uploaded.jpg"));
+    records.push(s3_record("aws:s3", "notes.txt")); // no trigger wants it
+    let reply = body_json(srv.notify(&records).await).await;
     assert_eq!(
         (reply["accepted"].as_u64(), reply["routed"].as_u64()),
         (Some(6), Some(5))

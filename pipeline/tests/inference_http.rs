@@ -324,18 +324,9 @@ async fn classify_gives_the_golden_labels_over_http_and_on_uploads() {
                 &fixture(&format!("images/{photo}")),
             )
             .unwrap();
-        records.push(json!({"eventName": "ObjectCreated:Put", "eventSource": "aws:s3",
-            "eventTime": "2026-11-25T00:00:00.000Z",
-            "s3": {"bucket": {"name": "uploads"}, "object": {"key": format!("in/{photo}"), "size": 1}}}));
+        records.push(s3_record("aws:s3", &format!("in/{photo}")));
     }
-    let res = srv
-        .client
-        .post(format!("{}/v1/events/s3", srv.base))
-        .body(json!({"Records": records}).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(srv.notify(&records).await.status(), 200);
     for (photo, label) in CONFIDENT {
         let key = format!("labels/in/{photo}.json");
         let bytes = until(&key, async || store.get("derived", &key, 1 << 20).ok()).await;

@@ -140,21 +140,10 @@ functions:
             store
                 .put("uploads", &key, &fixture(&format!("images/{photo}")))
                 .unwrap();
-            records.push(
-                json!({"eventName": "ObjectCreated:Put", "eventSource": "aws:s3",
-                "eventTime": "2026-11-25T00:00:00.000Z",
-                "s3": {"bucket": {"name": "uploads"}, "object": {"key": key, "size": 1}}}),
-            );
+            records.push(s3_record("aws:s3", &key));
         }
     }
-    let res = srv
-        .client
-        .post(format!("{}/v1/events/s3", srv.base))
-        .body(json!({ "Records": records }).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200);
+    assert_eq!(srv.notify(&records).await.status(), 200);
     for round in 0..2 {
         for (photo, label) in PHOTOS {
             let key = format!("labels/r{round}/{photo}.json");

@@ -65,6 +65,17 @@ impl TestServer {
             .expect("request sent")
     }
 
+    /// POST an S3 notification holding `records` (from `s3_record`) to the webhook.
+    pub async fn notify(&self, records: &[String]) -> reqwest::Response {
+        let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+        self.client
+            .post(format!("{}/v1/events/s3", self.base))
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub async fn json(&self, path: &str) -> serde_json::Value {
         let res = self
             .client
@@ -143,4 +154,13 @@ pub async fn until<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// One `ObjectCreated:Put` record for bucket `uploads` as `source` (`aws:s3`, `minio:s3`,
+/// `ceph:s3`) sends it; the key as that sender encodes it.
+pub fn s3_record(source: &str, encoded_key: &str) -> String {
+    format!(
+        r#"{{"eventVersion":"2.1","eventSource":"{source}","eventTime":"2026-11-24T10:00:00.000Z",
+        "eventName":"ObjectCreated:Put","s3":{{"bucket":{{"name":"uploads"}},"object":{{"key":"{encoded_key}","size":1}}}}}}"#
+    )
 }
