@@ -3,7 +3,11 @@
 
 # System packages the build needs: libwebp builds from source through cc, libjpeg-turbo through
 # cmake with nasm for its SIMD code (turbojpeg requires SIMD, so a build without nasm fails loudly).
-WEIR_APT_PACKAGES=(gcc g++ make pkg-config ca-certificates curl cmake nasm)
+# The keyframes function links the system FFmpeg libraries (bindings made by bindgen, which needs
+# libclang); the ffmpeg CLI is the benchmark's reference.
+WEIR_APT_PACKAGES=(gcc g++ make pkg-config ca-certificates curl cmake nasm
+  libavcodec-dev libavformat-dev libavutil-dev libswscale-dev libswresample-dev
+  libavfilter-dev libavdevice-dev libclang-dev ffmpeg)
 
 weir_as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else

@@ -115,6 +115,7 @@ impl Function for Classify {
         Limits {
             max_batch: 256,
             gpu_capable: false,
+            streams_input: false,
         }
     }
 
@@ -294,6 +295,7 @@ fn labelled(model: &LoadedModel, labels: &[String], logits: &[f32], k: usize) ->
             content_type: "application/json".into(),
             bytes,
             vars: Default::default(),
+            placement: Default::default(),
         }],
         summary,
     }

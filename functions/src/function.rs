@@ -1,6 +1,7 @@
 //! The seam every function kind implements.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -11,9 +12,13 @@ use crate::FnError;
 /// One input of a batch.
 #[derive(Debug, Clone)]
 pub struct Input {
+    /// The input's bytes; empty when it comes as a `source` instead.
     pub bytes: Bytes,
     /// What the sender said it is; functions sniff the bytes and treat this as a hint only.
     pub content_type: Option<String>,
+    /// An input read as it is needed rather than held whole (a video in the object store).
+    /// Given only to functions whose `Limits::streams_input` is set.
+    pub source: Option<Arc<dyn Source>>,
 }
 
 impl Input {
@@ -21,7 +26,88 @@ impl Input {
         Input {
             bytes: bytes.into(),
             content_type: None,
+            source: None,
         }
+    }
+
+    pub fn streamed(source: Arc<dyn Source>) -> Self {
+        Input {
+            bytes: Bytes::new(),
+            content_type: None,
+            source: Some(source),
+        }
+    }
+
+    /// The input as a reader that can seek, whichever way it came.
+    pub fn reader(&self) -> SourceReader {
+        let source: Arc<dyn Source> = match &self.source {
+            Some(s) => s.clone(),
+            None => Arc::new(self.bytes.clone()),
+        };
+        SourceReader { source, pos: 0 }
+    }
+}
+
+/// Random access to an input's bytes: the object store's ranged read, which lets FFmpeg read a
+/// multi-gigabyte video 32 KiB at a time instead of holding it.
+pub trait Source: Send + Sync + std::fmt::Debug {
+    fn len(&self) -> u64;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Read at `offset` into `buf`; 0 only at the end.
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
+}
+
+impl Source for Bytes {
+    fn len(&self) -> u64 {
+        Bytes::len(self) as u64
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(Bytes::len(self));
+        let n = buf.len().min(Bytes::len(self) - start);
+        buf[..n].copy_from_slice(&self[start..start + n]);
+        Ok(n)
+    }
+}
+
+/// `Read + Seek` over a `Source`, each reader with its own position.
+#[derive(Debug)]
+pub struct SourceReader {
+    source: Arc<dyn Source>,
+    pos: u64,
+}
+
+impl SourceReader {
+    pub fn len(&self) -> u64 {
+        self.source.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.source.is_empty()
+    }
+}
+
+impl std::io::Read for SourceReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.source.read_at(self.pos, buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for SourceReader {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let target = match to {
+            std::io::SeekFrom::Start(p) => Some(p),
+            std::io::SeekFrom::End(d) => self.source.len().checked_add_signed(d),
+            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        self.pos = target.ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
+        })?;
+        Ok(self.pos)
     }
 }
 
@@ -34,6 +120,19 @@ pub struct Artifact {
     pub bytes: Vec<u8>,
     /// Values for output key templates (`{size}` and the like).
     pub vars: BTreeMap<String, String>,
+    /// Where the artifact's key comes from.
+    pub placement: Placement,
+}
+
+/// How an artifact's output key is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Placement {
+    /// The output's key template, rendered with the artifact's `vars`.
+    #[default]
+    Template,
+    /// Beside the templated keys: the template's folder (up to its last `/`) plus the
+    /// artifact's name, e.g. a video's `manifest.json` next to its frames.
+    Beside,
 }
 
 /// Everything one input produced: its artifacts and a JSON summary.
@@ -50,6 +149,8 @@ pub struct Limits {
     pub max_batch: usize,
     /// Whether the function has a GPU path (placement refuses `cuda` otherwise).
     pub gpu_capable: bool,
+    /// Whether the function reads `Input::source` (objects are then opened, not read whole).
+    pub streams_input: bool,
 }
 
 /// Where and until when a batch runs.

@@ -60,6 +60,7 @@ impl Infer {
                 content_type: "application/json".into(),
                 bytes,
                 vars: Default::default(),
+                placement: Default::default(),
             }],
             summary,
         })
@@ -93,6 +94,7 @@ impl Function for Infer {
         Limits {
             max_batch: 64,
             gpu_capable: false,
+            streams_input: false,
         }
     }
 

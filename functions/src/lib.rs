@@ -7,7 +7,10 @@ pub mod classify;
 mod error;
 mod function;
 pub mod infer;
+pub mod keyframes;
 pub mod thumbnail;
 
 pub use error::{ErrorKind, FnError};
-pub use function::{Artifact, ExecCtx, Function, Input, Limits, Output};
+pub use function::{
+    Artifact, ExecCtx, Function, Input, Limits, Output, Placement, Source, SourceReader,
+};

@@ -26,6 +26,8 @@ pub struct Consumer {
     pub output_bucket: String,
     pub template: KeyTemplate,
     pub retries: Retries,
+    /// The function reads inputs as streams (`Limits::streams_input`).
+    pub streams_input: bool,
     /// Rung by the webhook when it records pairs for this function.
     pub wake: Arc<Notify>,
 }
@@ -88,6 +90,7 @@ pub fn start(
             output_bucket: out.bucket.clone(),
             template,
             retries: f.spec.resources.retries.clone(),
+            streams_input: f.function.limits().streams_input,
             wake: wake.clone(),
         });
         wakes.insert(f.spec.name.clone(), wake);
@@ -171,21 +174,21 @@ async fn attempt(c: &Consumer, admission: Admission, d: &Delivery) -> Result<(),
     let object = d.event.object.clone();
     let (store, limit) = (c.store.clone(), c.pool.config().max_input);
     let (bucket, key) = (object.bucket.clone(), object.key.clone());
-    let bytes = blocking(move || store.get(&bucket, &key, limit))
-        .await?
-        .map_err(read_error)?;
-    let output = admission
-        .run(Input {
-            bytes: bytes.into(),
-            content_type: None,
-        })
-        .await?;
+    // A function that streams (video) opens the object; the others get its bytes.
+    let input = if c.streams_input {
+        let file = blocking(move || store.open_object(&bucket, &key, limit)).await?;
+        Input::streamed(Arc::new(file.map_err(read_error)?))
+    } else {
+        let bytes = blocking(move || store.get(&bucket, &key, limit)).await?;
+        Input::new(bytes.map_err(read_error)?)
+    };
+    let output = admission.run(input).await?;
     let (store, out_bucket, template) =
         (c.store.clone(), c.output_bucket.clone(), c.template.clone());
     blocking(move || {
         for a in &output.artifacts {
             let key = template
-                .render(&object.bucket, &object.key, &a.vars)
+                .render_for(a, &object.bucket, &object.key)
                 .map_err(|e| FnError::bad_input(format!("output key: {e}")))?;
             store
                 .put(&out_bucket, &key, &a.bytes)

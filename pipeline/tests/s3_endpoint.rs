@@ -3,8 +3,6 @@
 
 mod common;
 
-use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart, EncodingType};
 use common::*;
@@ -20,34 +18,10 @@ functions:
     resources: { timeout: 60s }
 "#;
 
-fn client(srv: &TestServer, secret: &str) -> Client {
-    let creds = Credentials::new("test-access", secret, None, None, "test");
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(format!("http://{}", srv.running.s3_addr()))
-        .region(Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .force_path_style(true)
-        .build();
-    Client::from_conf(conf)
-}
-
-async fn object(c: &Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
-    let out = c.get_object().bucket(bucket).key(key).send().await.ok()?;
-    Some(out.body.collect().await.ok()?.into_bytes().to_vec())
-}
-
-async fn wait_for(c: &Client, bucket: &str, key: &str) -> Vec<u8> {
-    until(&format!("{key} in {bucket}"), async || {
-        object(c, bucket, key).await
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_become_thumbnails_and_keys_stay_in_their_bucket() {
     let srv = start(CONFIG).await;
-    let c = client(&srv, "test-secret-key");
+    let c = s3_client(&srv, "test-secret-key");
     let buckets = c.list_buckets().send().await.unwrap();
     let names: Vec<&str> = buckets.buckets().iter().filter_map(|b| b.name()).collect();
     assert!(
@@ -200,7 +174,7 @@ async fn uploads_become_thumbnails_and_keys_stay_in_their_bucket() {
     assert!(!srv.data.path().join("escaped.jpg").exists());
 
     // The wrong secret is refused.
-    let wrong = client(&srv, "not-the-secret");
+    let wrong = s3_client(&srv, "not-the-secret");
     assert!(wrong.list_buckets().send().await.is_err());
     assert_eq!(
         srv.json("/v1/dead-letters").await["items"]
@@ -217,7 +191,7 @@ async fn uploads_become_thumbnails_and_keys_stay_in_their_bucket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bad_input_corpus_through_uploads_ends_in_the_dead_letters() {
     let srv = start(CONFIG).await;
-    let c = client(&srv, "test-secret-key");
+    let c = s3_client(&srv, "test-secret-key");
     let images: Vec<String> = fixture_names("bad")
         .into_iter()
         .filter(|n| n.ends_with(".jpg") || n.ends_with(".png"))

@@ -206,7 +206,7 @@ impl Admission {
 
     async fn run_inner(self, input: Input) -> Result<Output, FnError> {
         let cfg = &self.shared.cfg;
-        let len = input.bytes.len() as u64;
+        let len = (input.source.as_ref()).map_or(input.bytes.len() as u64, |s| s.len());
         if len > cfg.max_input {
             return Err(FnError::new(
                 ErrorKind::TooLarge,

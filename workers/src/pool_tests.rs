@@ -38,6 +38,7 @@ impl Function for Gate {
         Limits {
             max_batch: 8,
             gpu_capable: false,
+            streams_input: false,
         }
     }
     fn call(&self, batch: &[Input], _ctx: &ExecCtx) -> Vec<Result<Output, FnError>> {

@@ -16,7 +16,8 @@ use rayon::prelude::*;
 use serde_json::json;
 
 pub use decode::{Layout, Picture, decode, dimensions};
-pub use resize::{shrink, upright};
+pub(crate) use encode::encode;
+pub use resize::{Frame, shrink, target_size, upright};
 
 const LANCZOS: fast_image_resize::FilterType = fast_image_resize::FilterType::Lanczos3;
 pub use params::{Chroma, Format, MAX_SIZE, ThumbnailParams};
@@ -88,6 +89,7 @@ impl Thumbnail {
                 content_type: p.format.content_type().to_string(),
                 bytes,
                 vars: BTreeMap::from([("size".to_string(), size.to_string())]),
+                placement: Default::default(),
             };
             made[k] = Some((artifact, info));
             drop(frame);
@@ -136,6 +138,7 @@ impl Function for Thumbnail {
         Limits {
             max_batch: 64,
             gpu_capable: false,
+            streams_input: false,
         }
     }
 

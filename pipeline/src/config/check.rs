@@ -8,6 +8,7 @@ use std::time::Duration;
 use weir_functions::Function;
 use weir_functions::classify::{Classify, ClassifyParams};
 use weir_functions::infer::{Infer, InferParams};
+use weir_functions::keyframes::{Keyframes, KeyframesParams};
 use weir_functions::thumbnail::{Thumbnail, ThumbnailParams};
 use weir_gpu::Inventory;
 use weir_models::Repository;
@@ -140,8 +141,11 @@ pub fn functions(
         if let Some(out) = &f.output {
             crate::store::check_bucket(&out.bucket)
                 .map_err(|m| err(path, &at("output.bucket"), m))?;
-            crate::store::KeyTemplate::parse(&out.key, f.kind.template_vars())
+            let template = crate::store::KeyTemplate::parse(&out.key, f.kind.template_vars())
                 .map_err(|e| err(path, &at("output.key"), e.to_string()))?;
+            if f.kind == Kind::Keyframes {
+                keyframes_template(&template).map_err(|m| err(path, &at("output.key"), m))?;
+            }
             for (t, trigger) in f.triggers.iter().enumerate() {
                 if let Trigger::S3(s3) = trigger
                     && crate::router::could_trigger_itself(s3, out)
@@ -160,6 +164,13 @@ pub fn functions(
                 let params: ThumbnailParams = params_of(path, &f.params, &at("params"))?;
                 Arc::new(
                     Thumbnail::new(params)
+                        .map_err(|(field, msg)| err(path, &at(&format!("params.{field}")), msg))?,
+                )
+            }
+            Kind::Keyframes => {
+                let params: KeyframesParams = params_of(path, &f.params, &at("params"))?;
+                Arc::new(
+                    Keyframes::new(params)
                         .map_err(|(field, msg)| err(path, &at(&format!("params.{field}")), msg))?,
                 )
             }
@@ -208,6 +219,28 @@ pub fn functions(
         });
     }
     Ok(out)
+}
+
+/// A video's pictures need a key each, and its `manifest.json` a folder of its own.
+fn keyframes_template(t: &crate::store::KeyTemplate) -> Result<(), String> {
+    if !t.uses("index") && !t.uses("pts_ms") {
+        return Err(
+            "expected {index} or {pts_ms} in the key: every picture of a video needs its own"
+                .into(),
+        );
+    }
+    let folder = t.folder();
+    if !folder.uses("key") && !folder.uses("stem") {
+        return Err(
+            "expected {key} or {stem} before the last '/': each video's manifest.json \
+             is written in that folder"
+                .into(),
+        );
+    }
+    if folder.uses("index") || folder.uses("pts_ms") {
+        return Err("expected {index} and {pts_ms} after the last '/' only".into());
+    }
+    Ok(())
 }
 
 fn params_of<T: serde::de::DeserializeOwned>(

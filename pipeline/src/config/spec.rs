@@ -36,6 +36,7 @@ pub enum Kind {
     Thumbnail,
     Classify,
     Infer,
+    Keyframes,
 }
 
 impl Kind {
@@ -44,6 +45,7 @@ impl Kind {
             Kind::Thumbnail => "thumbnail",
             Kind::Classify => "classify",
             Kind::Infer => "infer",
+            Kind::Keyframes => "keyframes",
         }
     }
 
@@ -51,6 +53,7 @@ impl Kind {
     pub fn template_vars(self) -> &'static [&'static str] {
         match self {
             Kind::Thumbnail => &["size"],
+            Kind::Keyframes => &["index", "pts_ms"],
             Kind::Classify | Kind::Infer => &[],
         }
     }

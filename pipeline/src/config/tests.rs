@@ -44,6 +44,54 @@ fn the_design_example_loads() {
     assert!(matches!(&f.spec.triggers[0], Trigger::S3(s) if s.suffix == [".jpg", ".png"]));
 }
 
+const VIDEO: &str = r#"
+data_dir: ./weir-data
+functions:
+  - name: frames
+    kind: keyframes
+    params: { mode: { interval: 2s }, max_width: 640 }
+    triggers:
+      - s3: { bucket: uploads, suffix: [.mp4, .webm] }
+    output: { bucket: derived, key: "keyframes/{key}/{index}.jpg" }
+"#;
+
+#[test]
+fn keyframes_keys_give_every_picture_and_manifest_a_place() {
+    let cfg = parse(VIDEO).expect("valid");
+    assert_eq!(cfg.functions[0].spec.kind, Kind::Keyframes);
+    for (key, says) in [
+        ("keyframes/{key}/frame.jpg", "{index} or {pts_ms}"),
+        (
+            "keyframes/{index}/{key}.jpg",
+            "{key} or {stem} before the last '/'",
+        ),
+        ("{key}-{index}.jpg", "{key} or {stem} before the last '/'"),
+        ("keyframes/{key}/{size}.jpg", "unknown variable {size}"),
+    ] {
+        let text = VIDEO.replace("keyframes/{key}/{index}.jpg", key);
+        let Err(e) = parse(&text) else {
+            panic!("{key} was accepted")
+        };
+        let e = e.to_string();
+        assert!(
+            e.contains("functions[0].output.key") && e.contains(says),
+            "{key}: {e}"
+        );
+    }
+    for (param, field) in [
+        ("mode: { interval: 2 }", "params.mode"),
+        ("mode: { scene: 3 }", "params.mode.scene"),
+        ("max_width: 0", "params.max_width"),
+    ] {
+        let text = VIDEO.replace("mode: { interval: 2s }, max_width: 640", param);
+        let Err(e) = parse(&text) else {
+            panic!("{param} was accepted")
+        };
+        let e = e.to_string();
+        assert!(e.contains(&format!("functions[0].{field}")), "{param}: {e}");
+    }
+}
+
 #[test]
 fn broken_configs_name_the_field() {
     let table: &[(&str, &str, &str, &str)] = &[

@@ -98,6 +98,7 @@ pub async fn handle(
         .run(Input {
             bytes,
             content_type,
+            source: None,
         })
         .await
     {

@@ -20,6 +20,27 @@ pub enum StoreError {
     },
 }
 
+/// An object opened by path, read by offset (the `Source` a streaming function reads).
+#[derive(Debug)]
+pub struct ObjectFile {
+    file: std::fs::File,
+    len: u64,
+    path: PathBuf,
+}
+
+impl weir_functions::Source for ObjectFile {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        // Never past the length seen at open: the file cannot grow under a reader.
+        let left = self.len.saturating_sub(offset);
+        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        self.file.read_at(&mut buf[..n], offset)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
@@ -73,16 +94,40 @@ impl LocalStore {
 
     /// The object's bytes, refusing more than `limit` before reading them.
     pub fn get(&self, bucket: &str, key: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
+        let object = self.open_object(bucket, key, limit)?;
+        let mut bytes = Vec::with_capacity(object.len as usize);
+        (&object.file)
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|source| io(&object.path, source))?;
+        if bytes.len() as u64 > limit {
+            return Err(StoreError::TooLarge {
+                key: key.into(),
+                size: bytes.len() as u64,
+                limit,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// The object opened for ranged reads, refusing more than `limit` bytes. The open file is a
+    /// snapshot: an upload replacing the key meanwhile renames a new file into place.
+    pub fn open_object(
+        &self,
+        bucket: &str,
+        key: &str,
+        limit: u64,
+    ) -> Result<ObjectFile, StoreError> {
         let path = self.path(bucket, key)?;
         let not_found = || StoreError::NotFound {
             bucket: bucket.into(),
             key: key.into(),
         };
-        let f = std::fs::File::open(&path).map_err(|e| match e.kind() {
+        let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => not_found(),
             _ => io(&path, e),
         })?;
-        let meta = f.metadata().map_err(|source| io(&path, source))?;
+        let meta = file.metadata().map_err(|source| io(&path, source))?;
         if !meta.is_file() {
             return Err(not_found());
         }
@@ -93,18 +138,11 @@ impl LocalStore {
                 limit,
             });
         }
-        let mut bytes = Vec::with_capacity(meta.len() as usize);
-        f.take(limit + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|source| io(&path, source))?;
-        if bytes.len() as u64 > limit {
-            return Err(StoreError::TooLarge {
-                key: key.into(),
-                size: bytes.len() as u64,
-                limit,
-            });
-        }
-        Ok(bytes)
+        Ok(ObjectFile {
+            file,
+            len: meta.len(),
+            path,
+        })
     }
 
     /// Keys under `prefix` in `bucket`, sorted, without Weir's temporary files.

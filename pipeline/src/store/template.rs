@@ -59,6 +59,44 @@ impl KeyTemplate {
         Ok(KeyTemplate { parts })
     }
 
+    /// The key of `artifact`, made from input `key` in `bucket` as its placement says.
+    pub fn render_for(
+        &self,
+        artifact: &weir_functions::Artifact,
+        bucket: &str,
+        key: &str,
+    ) -> Result<String, TemplateError> {
+        match artifact.placement {
+            weir_functions::Placement::Template => self.render(bucket, key, &artifact.vars),
+            weir_functions::Placement::Beside => {
+                let mut folder = self.folder();
+                folder.parts.push(Part::Text(artifact.name.clone()));
+                folder.render(bucket, key, &artifact.vars)
+            }
+        }
+    }
+
+    /// The template up to and including its last `/` (empty when it has none).
+    pub fn folder(&self) -> KeyTemplate {
+        let mut parts = self.parts.clone();
+        while let Some(last) = parts.pop() {
+            if let Part::Text(t) = last
+                && let Some(i) = t.rfind('/')
+            {
+                parts.push(Part::Text(t[..=i].to_string()));
+                break;
+            }
+        }
+        KeyTemplate { parts }
+    }
+
+    /// Whether the template uses `{name}`.
+    pub fn uses(&self, name: &str) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Var(v) if v == name))
+    }
+
     /// The key for an input `key` in `bucket`, with the artifact's own variables.
     pub fn render(
         &self,
@@ -126,6 +164,34 @@ mod tests {
         assert_eq!(
             t.render("up", ".hidden", &BTreeMap::new()).unwrap(),
             "up/.hidden..json"
+        );
+    }
+
+    #[test]
+    fn artifacts_placed_beside_go_in_the_templates_folder() {
+        let t = KeyTemplate::parse("keyframes/{key}/{index}.jpg", &["index"]).unwrap();
+        let mut a = weir_functions::Artifact {
+            name: "manifest.json".into(),
+            content_type: "application/json".into(),
+            bytes: vec![],
+            vars: BTreeMap::new(),
+            placement: weir_functions::Placement::Beside,
+        };
+        assert_eq!(
+            t.render_for(&a, "up", "v/clip.mp4").unwrap(),
+            "keyframes/v/clip.mp4/manifest.json"
+        );
+        assert!(t.uses("index") && !t.uses("size") && !t.folder().uses("index"));
+        let flat = KeyTemplate::parse("{stem}-{index}.jpg", &["index"]).unwrap();
+        assert_eq!(
+            flat.render_for(&a, "up", "v/clip.mp4").unwrap(),
+            "manifest.json"
+        );
+        a.placement = weir_functions::Placement::Template;
+        a.vars.insert("index".into(), "3".into());
+        assert_eq!(
+            t.render_for(&a, "up", "clip.mp4").unwrap(),
+            "keyframes/clip.mp4/3.jpg"
         );
     }
 

@@ -164,3 +164,31 @@ pub fn s3_record(source: &str, encoded_key: &str) -> String {
         "eventName":"ObjectCreated:Put","s3":{{"bucket":{{"name":"uploads"}},"object":{{"key":"{encoded_key}","size":1}}}}}}"#
     )
 }
+
+/// The AWS SDK's S3 client for the built-in endpoint (path-style, as it serves).
+pub fn s3_client(srv: &TestServer, secret: &str) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let creds = Credentials::new("test-access", secret, None, None, "test");
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(format!("http://{}", srv.running.s3_addr()))
+        .region(Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+/// The object's bytes, or None when it is not there (yet).
+pub async fn object(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
+    let out = c.get_object().bucket(bucket).key(key).send().await.ok()?;
+    Some(out.body.collect().await.ok()?.into_bytes().to_vec())
+}
+
+/// Waits until the object exists and returns its bytes.
+pub async fn wait_for(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8> {
+    until(&format!("{key} in {bucket}"), async || {
+        object(c, bucket, key).await
+    })
+    .await
+}

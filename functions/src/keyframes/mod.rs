@@ -1,0 +1,225 @@
+//! The `keyframes` function: a video in, pictures of its key frames (or one per interval, or one
+//! per scene) and a `manifest.json` out. Decoding runs on the calling thread while the pictures
+//! are encoded on the other cores; at most a few wait, so memory stays bounded.
+
+mod convert;
+mod open;
+mod params;
+mod pick;
+mod walk;
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rayon::prelude::*;
+use serde_json::json;
+
+pub use open::Info;
+pub use params::{KeyframesParams, Mode};
+
+use crate::thumbnail::{Chroma, Frame, encode, target_size};
+use crate::{Artifact, ExecCtx, FnError, Function, Input, Limits, Output, Placement};
+
+pub struct Keyframes {
+    params: KeyframesParams,
+}
+
+/// One picture made, before it is placed in the output.
+struct Made {
+    index: usize,
+    pts: f64,
+    key: bool,
+    width: u32,
+    height: u32,
+    bytes: Vec<u8>,
+}
+
+impl Keyframes {
+    pub fn new(params: KeyframesParams) -> Result<Self, (&'static str, String)> {
+        params.validate()?;
+        Ok(Keyframes { params })
+    }
+
+    pub fn params(&self) -> &KeyframesParams {
+        &self.params
+    }
+
+    /// One video to its pictures and manifest.
+    pub fn run_one(&self, input: &Input, ctx: &ExecCtx, i: usize) -> Result<Output, FnError> {
+        let p = &self.params;
+        let bounds = open::Bounds {
+            max_pixels: p.max_pixels,
+            max_duration: p.max_duration,
+            deadline: ctx.deadlines.get(i).copied().unwrap_or_else(far),
+        };
+        let mut video = open::open(input, &bounds, p.mode == Mode::Keyframes)?;
+        let info = video.info.clone();
+        let size = target_size(info.displayed(), p.max_width.unwrap_or(u32::MAX), false);
+        let made = Mutex::new(Vec::new());
+        let failed = Mutex::new(None);
+        let in_flight = AtomicUsize::new(0);
+        // Pictures waiting to be encoded beyond the cores busy with them.
+        let most_waiting = rayon::current_num_threads().max(1) * 2;
+        let mut converter = convert::Converter::default();
+        let mut grid_converter = convert::Converter::default();
+        let ended = rayon::in_place_scope(|scope| {
+            let mut index = 0;
+            let mut take = |picked: walk::Picked| -> Result<(), FnError> {
+                let frame = converter.upright_rgb(&picked.frame, size, info.rotation)?;
+                drop(picked.frame);
+                let job = Job {
+                    index,
+                    pts: picked.pts,
+                    key: picked.key,
+                    frame,
+                };
+                index += 1;
+                if in_flight.fetch_add(1, Ordering::AcqRel) >= most_waiting {
+                    // Enough are queued: encode this one here rather than hold more pictures.
+                    self.finish(job, &made, &failed);
+                    in_flight.fetch_sub(1, Ordering::AcqRel);
+                } else {
+                    let (made, failed, in_flight) = (&made, &failed, &in_flight);
+                    scope.spawn(move |_| {
+                        self.finish(job, made, failed);
+                        in_flight.fetch_sub(1, Ordering::AcqRel);
+                    });
+                }
+                Ok(())
+            };
+            let mut grid = |f: &ffmpeg_next::frame::Video| grid_converter.grey_grid(f, pick::GRID);
+            walk::walk(
+                &mut video,
+                walk::Walk {
+                    mode: p.mode,
+                    max_frames: p.max_frames,
+                    max_duration: p.max_duration.as_secs_f64(),
+                    ctx,
+                    index: i,
+                    grid: &mut grid,
+                    take: &mut take,
+                },
+            )
+        })?;
+        if let Some(e) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
+        }
+        let mut made = made.into_inner().unwrap_or_else(|e| e.into_inner());
+        made.sort_by_key(|m| m.index);
+        Ok(self.output(&info, made, &ended))
+    }
+
+    fn finish(&self, job: Job, made: &Mutex<Vec<Made>>, failed: &Mutex<Option<FnError>>) {
+        let p = &self.params;
+        match encode(&job.frame, p.format, p.quality, Chroma::Sub420) {
+            Ok(bytes) => made.lock().unwrap_or_else(|e| e.into_inner()).push(Made {
+                index: job.index,
+                pts: job.pts,
+                key: job.key,
+                width: job.frame.width,
+                height: job.frame.height,
+                bytes,
+            }),
+            Err(e) => {
+                failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert(e);
+            }
+        }
+    }
+
+    fn output(&self, info: &Info, made: Vec<Made>, ended: &walk::Ended) -> Output {
+        let p = &self.params;
+        let ext = p.format.extension();
+        let (width, height) = info.displayed();
+        let frames: Vec<_> = made
+            .iter()
+            .map(|m| {
+                json!({
+                    "index": m.index, "pts": round_ms(m.pts), "width": m.width,
+                    "height": m.height, "key": m.key, "name": format!("{}.{ext}", m.index),
+                })
+            })
+            .collect();
+        let mut manifest = json!({
+            "mode": p.mode.name(),
+            "duration": info.duration.map(round_ms),
+            "codec": info.codec,
+            "width": width,
+            "height": height,
+            "rotation": info.rotation,
+            "fps": info.fps.map(|f| (f * 1000.0).round() / 1000.0),
+            "frames": frames,
+            "truncated": ended.truncated,
+        });
+        if ended.capped {
+            manifest["capped"] = json!(true);
+        }
+        // The manifest first: `?return=first` over HTTP answers with it.
+        let manifest_artifact = Artifact {
+            name: "manifest.json".into(),
+            content_type: "application/json".into(),
+            bytes: serde_json::to_vec_pretty(&manifest).unwrap_or_default(),
+            vars: BTreeMap::new(),
+            placement: Placement::Beside,
+        };
+        let artifacts = std::iter::once(manifest_artifact)
+            .chain(made.into_iter().map(|m| Artifact {
+                name: format!("{}.{ext}", m.index),
+                content_type: p.format.content_type().to_string(),
+                bytes: m.bytes,
+                vars: BTreeMap::from([
+                    ("index".to_string(), m.index.to_string()),
+                    (
+                        "pts_ms".to_string(),
+                        ((m.pts * 1000.0).round() as i64).to_string(),
+                    ),
+                ]),
+                placement: Placement::Template,
+            }))
+            .collect();
+        Output {
+            artifacts,
+            summary: manifest,
+        }
+    }
+}
+
+struct Job {
+    index: usize,
+    pts: f64,
+    key: bool,
+    frame: Frame<'static>,
+}
+
+fn round_ms(seconds: f64) -> f64 {
+    (seconds * 1000.0).round() / 1000.0
+}
+
+fn far() -> std::time::Instant {
+    std::time::Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600)
+}
+
+impl Function for Keyframes {
+    fn kind(&self) -> &'static str {
+        "keyframes"
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_batch: 16,
+            gpu_capable: false,
+            streams_input: true,
+        }
+    }
+
+    fn call(&self, batch: &[Input], ctx: &ExecCtx) -> Vec<Result<Output, FnError>> {
+        batch
+            .par_iter()
+            .enumerate()
+            .map(|(i, input)| ctx.check(i).and_then(|_| self.run_one(input, ctx, i)))
+            .collect()
+    }
+}
