@@ -6,8 +6,8 @@
 //! Weir: the `keyframes` function in process (mode keyframes, no max width), pictures written to a
 //! folder. The CLI: `ffmpeg -skip_frame nokey -i IN -vsync vfr -q:v 2 OUT/%d.jpg`, one process per
 //! video, as a script would run it. Prints key frames per second for each and their ratio, for
-//! every video and in total. VP9's decoder ignores `-skip_frame nokey`, so there the CLI decodes
-//! and writes every frame; the totals are also given without VP9.
+//! every video and in total. The VP9 and AV1 (libdav1d) decoders ignore `-skip_frame nokey`, so
+//! there the CLI decodes and writes every frame; the totals are also given without those.
 
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -164,16 +164,19 @@ fn main() -> anyhow::Result<()> {
             t.keyframes,
             w / c
         );
-        let vp9 = t.cli_pictures != t.keyframes;
+        let skipped = t.cli_pictures == t.keyframes;
         for (k, total) in totals.iter_mut().enumerate() {
-            if k == 0 || !vp9 {
+            if k == 0 || skipped {
                 total.0 += t.keyframes;
                 total.1 += t.weir;
                 total.2 += t.cli;
             }
         }
     }
-    for (label, (n, w, c)) in ["all videos", "without the VP9 one"].iter().zip(totals) {
+    for (label, (n, w, c)) in ["all videos", "where ffmpeg skips non-key"]
+        .iter()
+        .zip(totals)
+    {
         let (w, c) = (rate(n, w), rate(n, c));
         println!("{label:<34} {n:>9} {w:>13.1} {c:>13.1} {:>6.2}x", w / c);
     }

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use weir_gpu::Device;
 
 use crate::FnError;
+use crate::source::{Source, SourceReader};
 
 /// One input of a batch.
 #[derive(Debug, Clone)]
@@ -44,70 +45,7 @@ impl Input {
             Some(s) => s.clone(),
             None => Arc::new(self.bytes.clone()),
         };
-        SourceReader { source, pos: 0 }
-    }
-}
-
-/// Random access to an input's bytes: the object store's ranged read, which lets FFmpeg read a
-/// multi-gigabyte video 32 KiB at a time instead of holding it.
-pub trait Source: Send + Sync + std::fmt::Debug {
-    fn len(&self) -> u64;
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// Read at `offset` into `buf`; 0 only at the end.
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize>;
-}
-
-impl Source for Bytes {
-    fn len(&self) -> u64 {
-        Bytes::len(self) as u64
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        let start = usize::try_from(offset)
-            .unwrap_or(usize::MAX)
-            .min(Bytes::len(self));
-        let n = buf.len().min(Bytes::len(self) - start);
-        buf[..n].copy_from_slice(&self[start..start + n]);
-        Ok(n)
-    }
-}
-
-/// `Read + Seek` over a `Source`, each reader with its own position.
-#[derive(Debug)]
-pub struct SourceReader {
-    source: Arc<dyn Source>,
-    pos: u64,
-}
-
-impl SourceReader {
-    pub fn len(&self) -> u64 {
-        self.source.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.source.is_empty()
-    }
-}
-
-impl std::io::Read for SourceReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.source.read_at(self.pos, buf)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
-impl std::io::Seek for SourceReader {
-    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
-        let target = match to {
-            std::io::SeekFrom::Start(p) => Some(p),
-            std::io::SeekFrom::End(d) => self.source.len().checked_add_signed(d),
-            std::io::SeekFrom::Current(d) => self.pos.checked_add_signed(d),
-        };
-        self.pos = target.ok_or_else(|| {
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, "seek before the start")
-        })?;
-        Ok(self.pos)
+        SourceReader::new(source)
     }
 }
 

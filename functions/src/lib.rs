@@ -8,9 +8,9 @@ mod error;
 mod function;
 pub mod infer;
 pub mod keyframes;
+mod source;
 pub mod thumbnail;
 
 pub use error::{ErrorKind, FnError};
-pub use function::{
-    Artifact, ExecCtx, Function, Input, Limits, Output, Placement, Source, SourceReader,
-};
+pub use function::{Artifact, ExecCtx, Function, Input, Limits, Output, Placement};
+pub use source::{FileSource, Source, SourceReader};

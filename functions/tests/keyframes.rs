@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use weir_functions::keyframes::{Keyframes, KeyframesParams, Mode};
-use weir_functions::{ErrorKind, ExecCtx, Input, Output, Source};
+use weir_functions::{ErrorKind, ExecCtx, FileSource, Input, Output};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
@@ -18,23 +18,10 @@ fn golden(name: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-/// A file read through `Source::read_at`, as the object store gives it: never read whole.
-#[derive(Debug)]
-struct FileSource(std::fs::File, u64);
-
-impl Source for FileSource {
-    fn len(&self) -> u64 {
-        self.1
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        std::os::unix::fs::FileExt::read_at(&self.0, buf, offset)
-    }
-}
-
 fn streamed(rel: &str) -> Input {
+    // Read through `Source::read_at`, as the object store gives it: never read whole.
     let f = std::fs::File::open(fixtures().join(rel)).unwrap();
-    let len = f.metadata().unwrap().len();
-    Input::streamed(std::sync::Arc::new(FileSource(f, len)))
+    Input::streamed(std::sync::Arc::new(FileSource::new(f).unwrap()))
 }
 
 fn run(params: KeyframesParams, input: &Input) -> Result<Output, weir_functions::FnError> {
@@ -105,6 +92,30 @@ fn key_frames_match_ffprobe_and_decode_at_the_displayed_size() {
         assert_eq!(
             serde_json::from_slice::<Value>(&manifest.bytes).unwrap(),
             out.summary
+        );
+    }
+}
+
+/// The containers and codec this repository adds (MOV, MKV, AV1; `tools/make_video_fixtures.sh`).
+#[test]
+fn mov_mkv_and_av1_give_their_key_frames() {
+    for v in golden("videos_local.json")["videos"].as_array().unwrap() {
+        let file = v["file"].as_str().unwrap();
+        let out = run(KeyframesParams::new(Mode::Keyframes), &streamed(file))
+            .unwrap_or_else(|e| panic!("{file}: {e}"));
+        let want: Vec<f64> = serde_json::from_value(v["keyframe_pts_time"].clone()).unwrap();
+        assert_eq!(pts(&out), want, "{file}");
+        assert_eq!(out.summary["codec"], v["codec"], "{file}");
+        let rotated = file.contains("rot90");
+        let (w, h) = (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap());
+        let shown = if rotated { (h, w) } else { (w, h) };
+        assert_eq!(
+            (
+                out.summary["width"].as_u64().unwrap(),
+                out.summary["height"].as_u64().unwrap()
+            ),
+            shown,
+            "{file}"
         );
     }
 }

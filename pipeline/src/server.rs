@@ -101,6 +101,11 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         &pools,
     )?);
     let closing: Vec<Pool> = pools.values().cloned().collect();
+    let spool_dir = settings.data_dir.join("tmp");
+    std::fs::create_dir_all(&spool_dir).map_err(|source| ServeError::DataDir {
+        path: spool_dir.clone(),
+        source,
+    })?;
     let state = std::sync::Arc::new(AppState {
         pools,
         listing,
@@ -110,6 +115,7 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         models: config.models.clone(),
         inference_token: settings.inference_token.clone(),
         inference: http::v2::Inference::new(cpu.clone()),
+        spool_dir,
     });
     let app = http::router(state, &extra_routes);
     let listener = tokio::net::TcpListener::bind(settings.http_listen)

@@ -17,6 +17,10 @@ functions:
       - s3: { bucket: uploads, suffix: [.mp4, .mov, .mkv, .webm, .m4a] }
     output: { bucket: derived, key: "keyframes/{key}/{index}.jpg" }
     resources: { timeout: 60s, max_input: 2GB, batch: { max_size: 1 } }
+  - name: small-videos
+    kind: keyframes
+    params: {}
+    resources: { max_input: 100KB }
 "#;
 
 fn golden_videos() -> Vec<Value> {

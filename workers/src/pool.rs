@@ -51,6 +51,8 @@ struct Shared {
     tx: mpsc::Sender<Job>,
     /// The most invocations ever admitted at once: evidence that admission bounds memory.
     peak: std::sync::atomic::AtomicUsize,
+    /// The function reads inputs as streams (`Limits::streams_input`).
+    streams_input: bool,
 }
 
 /// A function's pool. Cheap to clone.
@@ -82,6 +84,7 @@ impl Pool {
             name: name.clone(),
             tx,
             peak: Default::default(),
+            streams_input: function.limits().streams_input,
             cfg,
         });
         let workers = Arc::new(Semaphore::new(shared.cfg.workers));
@@ -98,6 +101,11 @@ impl Pool {
 
     pub fn config(&self) -> &PoolConfig {
         &self.shared.cfg
+    }
+
+    /// Whether the function reads its inputs as streams: callers then hand it a file, not bytes.
+    pub fn streams_input(&self) -> bool {
+        self.shared.streams_input
     }
 
     fn in_flight(&self) -> usize {

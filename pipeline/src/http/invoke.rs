@@ -6,8 +6,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use weir_functions::{ErrorKind, FnError, Input};
 
-use super::reply;
 use super::{Shared, error, fn_error};
+use super::{reply, spool};
 
 pub async fn by_name(
     st: State<Shared>,
@@ -68,43 +68,65 @@ pub async fn handle(
             retry_after,
         );
     }
-    let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-    let bytes =
+    let input = if pool.streams_input() {
+        let spooled = spool::spool(body, limit, &st.spool_dir);
+        match tokio::time::timeout(cfg.timeout, spooled).await {
+            Ok(Ok(file)) => Ok(Input::streamed(std::sync::Arc::new(file))),
+            Ok(Err(spool::SpoolError::TooLarge(_))) => Err(BodyError::TooLarge),
+            Ok(Err(e @ spool::SpoolError::Read(_))) => Err(BodyError::Read(e.to_string())),
+            Ok(Err(e @ spool::SpoolError::Disk(_))) => Err(BodyError::Disk(e.to_string())),
+            Err(_) => Err(BodyError::Late),
+        }
+    } else {
+        let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
         match tokio::time::timeout(cfg.timeout, axum::body::to_bytes(body, limit_usize)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) if is_length_limit(&e) => {
-                return fn_error(&admission.refuse(too_large("larger".into())), retry_after);
-            }
-            Ok(Err(e)) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    format!("could not read the request body: {e}"),
-                );
-            }
-            Err(_) => {
-                let msg = format!(
-                    "the request body did not arrive within the function's timeout of {:?}",
-                    cfg.timeout
-                );
-                return fn_error(&admission.refuse(FnError::timeout(msg)), retry_after);
-            }
-        };
-    let content_type = headers
+            Ok(Ok(bytes)) => Ok(Input {
+                bytes,
+                content_type: None,
+                source: None,
+            }),
+            Ok(Err(e)) if is_length_limit(&e) => Err(BodyError::TooLarge),
+            Ok(Err(e)) => Err(BodyError::Read(format!(
+                "could not read the request body: {e}"
+            ))),
+            Err(_) => Err(BodyError::Late),
+        }
+    };
+    let mut input = match input {
+        Ok(input) => input,
+        Err(BodyError::TooLarge) => {
+            return fn_error(&admission.refuse(too_large("larger".into())), retry_after);
+        }
+        Err(BodyError::Read(reason)) => {
+            return error(StatusCode::BAD_REQUEST, "bad_request", reason);
+        }
+        Err(BodyError::Disk(reason)) => {
+            return fn_error(&admission.refuse(FnError::transient(reason)), retry_after);
+        }
+        Err(BodyError::Late) => {
+            let msg = format!(
+                "the request body did not arrive within the function's timeout of {:?}",
+                cfg.timeout
+            );
+            return fn_error(&admission.refuse(FnError::timeout(msg)), retry_after);
+        }
+    };
+    input.content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    match admission
-        .run(Input {
-            bytes,
-            content_type,
-            source: None,
-        })
-        .await
-    {
+    match admission.run(input).await {
         Ok(output) => reply::render_off_runtime(form, name, output).await,
         Err(e) => fn_error(&e, retry_after),
     }
+}
+
+/// Why a request body could not become an input.
+enum BodyError {
+    TooLarge,
+    Read(String),
+    Disk(String),
+    Late,
 }
 
 /// Refusals of bodies up to this size drain them when no limit of the function applies.

@@ -5,6 +5,7 @@ pub mod events;
 mod invoke;
 mod reply;
 mod serve;
+mod spool;
 pub mod v2;
 
 pub use serve::{Limits, serve};
@@ -38,6 +39,8 @@ pub struct AppState {
     /// Guards the Open Inference endpoints when set (`http.inference_token`).
     pub inference_token: Option<String>,
     pub inference: v2::Inference,
+    /// Where request bodies of streaming functions are spooled (`<data>/tmp`).
+    pub spool_dir: std::path::PathBuf,
 }
 
 pub type Shared = Arc<AppState>;

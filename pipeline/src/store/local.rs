@@ -20,27 +20,6 @@ pub enum StoreError {
     },
 }
 
-/// An object opened by path, read by offset (the `Source` a streaming function reads).
-#[derive(Debug)]
-pub struct ObjectFile {
-    file: std::fs::File,
-    len: u64,
-    path: PathBuf,
-}
-
-impl weir_functions::Source for ObjectFile {
-    fn len(&self) -> u64 {
-        self.len
-    }
-    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<usize> {
-        use std::os::unix::fs::FileExt;
-        // Never past the length seen at open: the file cannot grow under a reader.
-        let left = self.len.saturating_sub(offset);
-        let n = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        self.file.read_at(&mut buf[..n], offset)
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct LocalStore {
     root: PathBuf,
@@ -94,12 +73,11 @@ impl LocalStore {
 
     /// The object's bytes, refusing more than `limit` before reading them.
     pub fn get(&self, bucket: &str, key: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
-        let object = self.open_object(bucket, key, limit)?;
-        let mut bytes = Vec::with_capacity(object.len as usize);
-        (&object.file)
-            .take(limit + 1)
+        let (file, path, len) = self.open_checked(bucket, key, limit)?;
+        let mut bytes = Vec::with_capacity(len as usize);
+        file.take(limit + 1)
             .read_to_end(&mut bytes)
-            .map_err(|source| io(&object.path, source))?;
+            .map_err(|source| io(&path, source))?;
         if bytes.len() as u64 > limit {
             return Err(StoreError::TooLarge {
                 key: key.into(),
@@ -117,7 +95,18 @@ impl LocalStore {
         bucket: &str,
         key: &str,
         limit: u64,
-    ) -> Result<ObjectFile, StoreError> {
+    ) -> Result<weir_functions::FileSource, StoreError> {
+        let (file, path, _) = self.open_checked(bucket, key, limit)?;
+        weir_functions::FileSource::new(file).map_err(|source| io(&path, source))
+    }
+
+    /// The object's file, its path and length, refusing more than `limit` bytes.
+    fn open_checked(
+        &self,
+        bucket: &str,
+        key: &str,
+        limit: u64,
+    ) -> Result<(std::fs::File, PathBuf, u64), StoreError> {
         let path = self.path(bucket, key)?;
         let not_found = || StoreError::NotFound {
             bucket: bucket.into(),
@@ -138,11 +127,7 @@ impl LocalStore {
                 limit,
             });
         }
-        Ok(ObjectFile {
-            file,
-            len: meta.len(),
-            path,
-        })
+        Ok((file, path, meta.len()))
     }
 
     /// Keys under `prefix` in `bucket`, sorted, without Weir's temporary files.

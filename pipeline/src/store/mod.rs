@@ -4,7 +4,7 @@
 mod local;
 mod template;
 
-pub use local::{LocalStore, ObjectFile, StoreError};
+pub use local::{LocalStore, StoreError};
 pub use template::{KeyTemplate, TemplateError};
 
 /// A key is safe when it cannot leave its bucket on a file system: no empty, `.` or `..`
