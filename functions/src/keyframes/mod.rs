@@ -21,6 +21,10 @@ pub use params::{KeyframesParams, Mode};
 use crate::thumbnail::{Chroma, Frame, encode, target_size};
 use crate::{Artifact, ExecCtx, FnError, Function, Input, Limits, Output, Placement};
 
+/// Pixels of one video waiting for another core to encode them, at most: twelve 1080p pictures,
+/// or one 8K picture encoded in line.
+const MAX_WAITING_BYTES: usize = 75 << 20;
+
 pub struct Keyframes {
     params: KeyframesParams,
 }
@@ -58,9 +62,8 @@ impl Keyframes {
         let size = target_size(info.displayed(), p.max_width.unwrap_or(u32::MAX), false);
         let made = Mutex::new(Vec::new());
         let failed = Mutex::new(None);
+        // Bytes of pictures handed to other cores and not yet encoded.
         let in_flight = AtomicUsize::new(0);
-        // Pictures waiting to be encoded beyond the cores busy with them.
-        let most_waiting = rayon::current_num_threads().max(1) * 2;
         let mut converter = convert::Converter::default();
         let mut grid_converter = convert::Converter::default();
         let ended = rayon::in_place_scope(|scope| {
@@ -75,15 +78,16 @@ impl Keyframes {
                     frame,
                 };
                 index += 1;
-                if in_flight.fetch_add(1, Ordering::AcqRel) >= most_waiting {
-                    // Enough are queued: encode this one here rather than hold more pictures.
+                let bytes = job.frame.pixels.len();
+                if in_flight.load(Ordering::Acquire) + bytes > MAX_WAITING_BYTES {
+                    // Enough are waiting: encode this one here rather than hold more pictures.
                     self.finish(job, &made, &failed);
-                    in_flight.fetch_sub(1, Ordering::AcqRel);
                 } else {
+                    in_flight.fetch_add(bytes, Ordering::AcqRel);
                     let (made, failed, in_flight) = (&made, &failed, &in_flight);
                     scope.spawn(move |_| {
                         self.finish(job, made, failed);
-                        in_flight.fetch_sub(1, Ordering::AcqRel);
+                        in_flight.fetch_sub(bytes, Ordering::AcqRel);
                     });
                 }
                 Ok(())
@@ -156,6 +160,9 @@ impl Keyframes {
         });
         if ended.capped {
             manifest["capped"] = json!(true);
+        }
+        if ended.damaged > 0 {
+            manifest["damaged_packets"] = json!(ended.damaged);
         }
         // The manifest first: `?return=first` over HTTP answers with it.
         let manifest_artifact = Artifact {

@@ -25,6 +25,8 @@ pub struct Ended {
     pub truncated: bool,
     /// `max_frames` was reached before the end.
     pub capped: bool,
+    /// Packets the decoder refused (damaged data); decoding went on at the next key frame.
+    pub damaged: usize,
 }
 
 /// Everything a walk needs besides the video.
@@ -98,21 +100,29 @@ pub fn walk(video: &mut Video, mut w: Walk<'_>) -> Result<Ended, FnError> {
             let end = t + packet.duration().max(0) as f64 * tb;
             state.read_until = Some(state.read_until.map_or(end, |u: f64| u.max(end)));
         }
-        if packet.is_corrupt() {
-            state.ended.truncated = true;
-        }
         if matches!(chooser, Chooser::Keys) && !packet.is_key() {
             continue;
         }
-        if let Err(e) = video.decoder.send_packet(&packet) {
-            // One damaged packet: the decoder resumes at the next key frame.
-            tracing::debug!(error = %e, "a packet could not be decoded");
-            state.ended.truncated |= !matches!(e, ffmpeg::Error::Other { .. });
-            continue;
-        }
-        if drain(video, &mut frame, &mut chooser, &mut state, &mut w, tb)? {
-            state.ended.capped = true;
-            return Ok(state.ended);
+        // The send/receive contract: a decoder whose output is full answers EAGAIN until its
+        // frames are taken, and then accepts the packet.
+        for _ in 0..2 {
+            let again = match video.decoder.send_packet(&packet) {
+                Ok(()) => false,
+                Err(ffmpeg::Error::Other { errno }) if errno == ffmpeg::error::EAGAIN => true,
+                Err(e) => {
+                    // A damaged packet: the decoder picks up again at the next key frame.
+                    tracing::debug!(error = %e, "a packet could not be decoded");
+                    state.ended.damaged += 1;
+                    false
+                }
+            };
+            if drain(video, &mut frame, &mut chooser, &mut state, &mut w, tb)? {
+                state.ended.capped = true;
+                return Ok(state.ended);
+            }
+            if !again {
+                break;
+            }
         }
     }
     let _ = video.decoder.send_eof();
