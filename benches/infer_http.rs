@@ -36,8 +36,10 @@ struct Run {
     p50_ms: f64,
 }
 
-/// `concurrency` clients sending `body` to `url` for `seconds`.
+/// `concurrency` clients sending `body` to `url` for `seconds`, on the clients' own runtime (so
+/// they do not borrow the server's worker threads, as a remote client would not).
 async fn load(
+    clients: &tokio::runtime::Handle,
     client: &reqwest::Client,
     url: &str,
     body: Option<(Vec<u8>, usize)>,
@@ -49,7 +51,7 @@ async fn load(
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (client, url, body) = (client.clone(), url.to_string(), body.clone());
-        tasks.push(tokio::spawn(async move {
+        tasks.push(clients.spawn(async move {
             let mut times = Vec::new();
             while Instant::now() < end {
                 let t = Instant::now();
@@ -93,11 +95,15 @@ async fn load(
 
 fn main() -> anyhow::Result<()> {
     let mut seconds = 5.0;
+    // `--batched-only`: the in-process rate and HTTP at concurrency 8, for interleaved pairs
+    // with `benches/ort_direct.py` on a machine whose speed drifts.
+    let mut batched_only = false;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--seconds" => seconds = it.next().context("--seconds needs a value")?.parse()?,
-            other => bail!("unknown flag {other}: use --seconds"),
+            "--batched-only" => batched_only = true,
+            other => bail!("unknown flag {other}: use --seconds or --batched-only"),
         }
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -143,6 +149,11 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(weir_gpu::cpu_threads())
+        .enable_all()
+        .build()?;
+    let clients = client_rt.handle().clone();
     rt.block_on(async {
         let running = server::start(&settings, &config).await?;
         let base = format!("http://{}", running.http_addr());
@@ -163,8 +174,9 @@ fn main() -> anyhow::Result<()> {
         let direct = n as f64 / t.elapsed().as_secs_f64();
         println!("{:<34} {:>12.1} inferences/s", "in process, one caller", direct);
         let url = format!("{base}/v2/models/efficientnet_lite0/infer");
-        for c in [1, 8, 32] {
-            let r = load(&client, &url, Some(request("input", &[1, 3, 224, 224], &image)), c, seconds).await?;
+        let levels: &[usize] = if batched_only { &[8] } else { &[1, 8, 32] };
+        for &c in levels {
+            let r = load(&clients, &client, &url, Some(request("input", &[1, 3, 224, 224], &image)), c, seconds).await?;
             println!(
                 "{:<34} {:>12.1} inferences/s  p50 {:>7.2} ms  ({:.2}x in process)",
                 format!("HTTP, concurrency {c}"),
@@ -173,10 +185,14 @@ fn main() -> anyhow::Result<()> {
                 r.per_sec / direct
             );
         }
+        if batched_only {
+            running.shutdown().await?;
+            return anyhow::Ok(());
+        }
         let unbatched = format!("{base}/v2/models/unbatched/infer");
         let body = request("input", &[1, 3, 224, 224], &image);
-        let off = load(&client, &unbatched, Some(body.clone()), 8, seconds).await?;
-        let on = load(&client, &url, Some(body), 8, seconds).await?;
+        let off = load(&clients, &client, &unbatched, Some(body.clone()), 8, seconds).await?;
+        let on = load(&clients, &client, &url, Some(body), 8, seconds).await?;
         println!(
             "dynamic batching at concurrency 8: {:.1} vs {:.1} inferences/s without ({:.2}x)",
             on.per_sec,
@@ -184,8 +200,11 @@ fn main() -> anyhow::Result<()> {
             on.per_sec / off.per_sec
         );
         println!("# server overhead per request: identity model (16 floats) beside GET /v2/health/live");
-        let live = load(&client, &format!("{base}/v2/health/live"), None, 1, seconds).await?;
+        let live = load(&clients, &client, &format!("{base}/v2/health/live"), None, 1, seconds).await?;
+        let stats_url = format!("{base}/v2/models/identity_fp32/stats");
+        let before = server_times(&client, &stats_url).await?;
         let ident = load(
+            &clients,
             &client,
             &format!("{base}/v2/models/identity_fp32/infer"),
             Some(request("INPUT0", &[1, 16], &[0.5; 16])),
@@ -196,8 +215,15 @@ fn main() -> anyhow::Result<()> {
         println!("{:<34} {:>12.1} requests/s    p50 {:>7.3} ms", "GET /v2/health/live", live.per_sec, live.p50_ms);
         println!("{:<34} {:>12.1} requests/s    p50 {:>7.3} ms", "identity infer", ident.per_sec, ident.p50_ms);
         println!(
-            "infer work beyond an HTTP round trip: {:.1} us per request",
+            "infer work beyond an HTTP round trip: {:.1} us per request (client and server)",
             (ident.p50_ms - live.p50_ms) * 1e3
+        );
+        let after = server_times(&client, &stats_url).await?;
+        let n = (after.0 - before.0).max(1) as f64;
+        println!(
+            "server-side overhead (request time less queue and compute, as perf_analyzer counts it): {:.1} us per request; compute {:.1} us",
+            (after.1 - before.1) as f64 / n / 1e3 - (after.2 - before.2) as f64 / n / 1e3,
+            (after.2 - before.2) as f64 / n / 1e3
         );
         running.shutdown().await?;
         anyhow::Ok(())
@@ -205,6 +231,17 @@ fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(data);
     let _ = std::fs::remove_dir_all(repo);
     Ok(())
+}
+
+/// From a model's statistics: (successful requests, their total ns, queue + compute ns).
+async fn server_times(client: &reqwest::Client, url: &str) -> anyhow::Result<(u64, u64, u64)> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&client.get(url).send().await?.bytes().await?)?;
+    let s = &v["model_stats"][0]["inference_stats"];
+    let ns = |k: &str| s[k]["ns"].as_u64().unwrap_or(0);
+    let count = s["success"]["count"].as_u64().unwrap_or(0);
+    let spent = ns("queue") + ns("compute_input") + ns("compute_infer") + ns("compute_output");
+    Ok((count, ns("success"), spent))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {

@@ -171,7 +171,6 @@ impl Function for Classify {
                     RequestTimes {
                         ok: result.is_ok(),
                         total: started.elapsed(),
-                        queue: std::time::Duration::ZERO,
                     },
                 );
                 result

@@ -2,7 +2,7 @@
 //! datatype, shape and batch), one run (through the model's dynamic batcher when it has one), the
 //! outputs asked for, statistics recorded.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::backend::{ModelError, Signature};
 use crate::oip::InferRequest;
@@ -44,6 +44,12 @@ pub fn prepare(model: &LoadedModel, req: InferRequest) -> Result<Prepared, Model
 }
 
 impl Prepared {
+    /// Counts the request from `arrived` (when its first byte came) rather than from its check.
+    pub fn since(mut self, arrived: Instant) -> Self {
+        self.started = arrived;
+        self
+    }
+
     /// The outputs asked for from a run's outputs, and the request's statistics.
     pub fn finish(
         self,
@@ -70,7 +76,6 @@ impl Prepared {
             RequestTimes {
                 ok: result.is_ok(),
                 total: self.started.elapsed(),
-                queue: Duration::ZERO,
             },
         );
         result

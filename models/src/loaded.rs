@@ -28,7 +28,13 @@ pub struct LoadedModel {
     pub bytes: u64,
     /// Milliseconds since the epoch of the last `get` (or the load).
     pub(crate) last_used: AtomicU64,
+    /// Nanoseconds the last run without a batcher took (`u64::MAX` before the first).
+    pub(crate) last_run_ns: AtomicU64,
 }
+
+/// A run at most this long may happen on the thread that asked for it (an async runtime thread
+/// included): handing it to another thread and back would cost more than the run.
+const INLINE_RUN: std::time::Duration = std::time::Duration::from_micros(50);
 
 pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -41,6 +47,14 @@ pub(crate) fn now_ms() -> u64 {
 pub(crate) const QUEUE_CAPACITY: usize = 1024;
 
 impl LoadedModel {
+    /// Whether a request may run on the caller's thread: the model has no batcher to join and
+    /// its last run took under 50 µs (an identity or a tiny tabular model, say).
+    pub fn runs_inline(&self) -> bool {
+        self.queue.is_none()
+            && self.last_run_ns.load(std::sync::atomic::Ordering::Relaxed)
+                <= INLINE_RUN.as_nanos() as u64
+    }
+
     /// Run one request's inputs (in the signature's order), through the dynamic batcher when the
     /// model has one. Blocks: call it off the async runtime.
     pub fn run_blocking(
@@ -59,12 +73,16 @@ impl LoadedModel {
             .and_then(|t| t.shape.first())
             .copied()
             .unwrap_or(1);
+        self.stats.queued(std::time::Duration::ZERO);
         let t = Instant::now();
         let out = self.session.run(&inputs);
+        let took = t.elapsed();
+        self.last_run_ns
+            .store(took.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
         self.stats.execution(crate::stats::ExecutionTimes {
             rows,
             input: std::time::Duration::ZERO,
-            infer: t.elapsed(),
+            infer: took,
             output: std::time::Duration::ZERO,
         });
         out

@@ -72,6 +72,9 @@ impl Backend for Ort {
             OrtSession::builder(env)
                 .and_then(|b| Ok(b.with_intra_threads(threads)?))
                 .and_then(|b| Ok(b.with_inter_threads(1)?))
+                // Spinning intra-op threads keep cores busy between runs, which in a server takes
+                // them from request handling, the batcher and the other models.
+                .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
                 .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::Level3)?))
                 .and_then(|mut b| b.commit_from_memory(bytes))
                 .map_err(|e| fail(e.to_string()))

@@ -223,7 +223,7 @@ fn serve(shared: &Shared, session: &dyn Session, stats: &Stats, p: &Policy, mode
 }
 
 /// Join the jobs' inputs along the batch, run once, and give each job its rows of the outputs.
-fn run(batch: Vec<Job>, session: &dyn Session, stats: &Stats, model: &str) {
+fn run(mut batch: Vec<Job>, session: &dyn Session, stats: &Stats, model: &str) {
     let t0 = Instant::now();
     let rows: Vec<usize> = batch.iter().map(Job::rows).collect();
     let total: usize = rows.iter().sum();
@@ -234,13 +234,10 @@ fn run(batch: Vec<Job>, session: &dyn Session, stats: &Stats, model: &str) {
     if sources.len() > 1 {
         stats.mixed_batch();
     }
-    let mut joined: Vec<Tensor> = batch[0].inputs.clone();
-    for j in &batch[1..] {
-        for (a, b) in joined.iter_mut().zip(&j.inputs) {
-            a.shape[0] += b.shape[0];
-            a.data.extend_from_slice(&b.data);
-        }
+    for j in &batch {
+        stats.queued(t0 - j.enqueued);
     }
+    let joined = join(&mut batch);
     let t1 = Instant::now();
     let result = session.run(&joined);
     let t2 = Instant::now();
@@ -278,6 +275,37 @@ fn run(batch: Vec<Job>, session: &dyn Session, stats: &Stats, model: &str) {
         infer: t2 - t1,
         output: t2.elapsed(),
     });
+}
+
+/// The jobs' inputs as one batch: a lone job's are taken as they are, several are copied once
+/// each into tensors sized for all of them.
+fn join(batch: &mut [Job]) -> Vec<Tensor> {
+    if let [only] = batch {
+        return std::mem::take(&mut only.inputs);
+    }
+    let mut joined: Vec<Tensor> = batch[0]
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, first)| {
+            let bytes = batch.iter().map(|j| j.inputs[i].data.len()).sum();
+            Tensor {
+                name: first.name.clone(),
+                datatype: first.datatype,
+                shape: first.shape.clone(),
+                data: Vec::with_capacity(bytes),
+            }
+        })
+        .collect();
+    for (k, j) in batch.iter().enumerate() {
+        for (a, b) in joined.iter_mut().zip(&j.inputs) {
+            if k > 0 {
+                a.shape[0] += b.shape[0];
+            }
+            a.data.extend_from_slice(&b.data);
+        }
+    }
+    joined
 }
 
 #[cfg(test)]
@@ -328,6 +356,20 @@ mod tests {
         assert!(q.push(job(2, 2, t).0, &P).is_ok());
         assert!(q.push(job(2, 2, t).0, &P).is_ok());
         assert_eq!(q.take(t, &P).map(|b| b.len()), Some(2));
+    }
+
+    #[test]
+    fn jobs_join_along_the_batch_in_order() {
+        let t = Instant::now();
+        let (mut a, mut b) = (job(2, 3, t).0, job(1, 3, t).0);
+        a.inputs[0].data = (0..6).collect();
+        b.inputs[0].data = vec![9; 3];
+        let mut batch = vec![a, b];
+        let joined = join(&mut batch);
+        assert_eq!(joined[0].shape, vec![3, 3]);
+        assert_eq!(joined[0].data, vec![0, 1, 2, 3, 4, 5, 9, 9, 9]);
+        let mut lone = vec![job(4, 2, t).0];
+        assert_eq!(join(&mut lone)[0].shape, vec![4, 2]);
     }
 
     #[test]

@@ -303,6 +303,7 @@ impl Repository {
             stats,
             bytes,
             last_used: AtomicU64::new(now_ms()),
+            last_run_ns: AtomicU64::new(u64::MAX),
         })
     }
 

@@ -49,11 +49,10 @@ pub struct Stats {
     mixed: AtomicU64,
 }
 
-/// How one request went.
+/// How one request went, from its arrival to its answer.
 pub struct RequestTimes {
     pub ok: bool,
     pub total: Duration,
-    pub queue: Duration,
 }
 
 /// How one execution (a batch on the engine) went.
@@ -74,10 +73,14 @@ impl Stats {
         if t.ok {
             self.inference_count.fetch_add(rows as u64, Relaxed);
             self.success.add(1, t.total);
-            self.queue.add(1, t.queue);
         } else {
             self.fail.add(1, t.total);
         }
+    }
+
+    /// How long one request waited before its execution began (zero when it ran at once).
+    pub fn queued(&self, d: Duration) {
+        self.queue.add(1, d);
     }
 
     /// A batch held requests from more than one source (HTTP and uploads, say).
@@ -177,7 +180,6 @@ mod tests {
                 RequestTimes {
                     ok: true,
                     total: ms(4),
-                    queue: ms(1),
                 },
             );
         }
@@ -186,9 +188,9 @@ mod tests {
             RequestTimes {
                 ok: false,
                 total: ms(1),
-                queue: ms(0),
             },
         );
+        s.queued(ms(1));
         s.execution(ExecutionTimes {
             rows: 5,
             input: ms(1),
@@ -200,6 +202,7 @@ mod tests {
         assert_eq!(snap.inference_stats.success.count, 2);
         assert_eq!(snap.inference_stats.success.ns, 8_000_000);
         assert_eq!(snap.inference_stats.fail.count, 1);
+        assert_eq!(snap.inference_stats.queue.ns, 1_000_000);
         assert_eq!(snap.batch_stats[0].batch_size, 5);
         assert_eq!(snap.batch_stats[0].compute_infer.ns, 2_000_000);
         assert!(snap.last_inference > 0);

@@ -49,6 +49,7 @@ pub async fn infer(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let arrived = std::time::Instant::now();
     let inf = &st.inference;
     let model = match lookup(&st, &p).await {
         Ok(m) => m,
@@ -114,7 +115,7 @@ pub async fn infer(
     let parse = move || {
         let req = parse_request(&bytes, header_length).map_err(ModelError::BadInput)?;
         let id = req.id.clone();
-        Ok((id, weir_models::infer::prepare(&m, req)?))
+        Ok((id, weir_models::infer::prepare(&m, req)?.since(arrived)))
     };
     let prepared = if body_len <= INLINE_PARSE {
         parse()
@@ -139,6 +140,13 @@ pub async fn infer(
                 .unwrap_or_else(|_| Err(ModelError::Run("the model's instance stopped".into()))),
             Err(e) => Err(e),
         },
+        // A model that runs in microseconds runs here: two thread hops would cost more.
+        None if model.runs_inline() => {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                model.run_blocking(inputs, "http")
+            }))
+            .unwrap_or_else(|_| Err(ModelError::Run("the engine panicked".into())))
+        }
         None => {
             let m = model.clone();
             on_cpu(&inf.cpu, move || m.run_blocking(inputs, "http")).await
