@@ -105,6 +105,11 @@ fn the_example_repository_loads_and_answers_requests() {
     );
     // Triton's quick-start model: sums and differences.
     let m = repo.get("simple", Some("1")).unwrap();
+    assert!(!m.runs_inline(), "no run yet: not known to be quick");
+    assert!(
+        !repo.get("efficientnet_lite0", None).unwrap().runs_inline(),
+        "a model with a batcher always goes through it"
+    );
     assert_eq!(m.signature.inputs[0].dims, vec![16]);
     assert_eq!(m.signature.inputs[0].datatype, DataType::Int32);
     let a: Vec<u8> = (0..16i32).flat_map(|v| v.to_le_bytes()).collect();
