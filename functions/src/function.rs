@@ -109,6 +109,21 @@ impl ExecCtx {
         }
     }
 
+    /// `one` for every input of the batch on the current rayon pool, each after its deadline
+    /// check: one result per input, in order.
+    pub fn par_each(
+        &self,
+        batch: &[Input],
+        one: impl Fn(&Input, usize) -> Result<Output, FnError> + Sync + Send,
+    ) -> Vec<Result<Output, FnError>> {
+        use rayon::prelude::*;
+        batch
+            .par_iter()
+            .enumerate()
+            .map(|(i, input)| self.check(i).and_then(|_| one(input, i)))
+            .collect()
+    }
+
     /// Fails once input `i` is past its deadline, so long work stops between stages.
     pub fn check(&self, i: usize) -> Result<(), FnError> {
         match self.deadlines.get(i) {

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use rayon::prelude::*;
 use serde_json::json;
 
 pub use open::Info;
@@ -223,10 +222,6 @@ impl Function for Keyframes {
     }
 
     fn call(&self, batch: &[Input], ctx: &ExecCtx) -> Vec<Result<Output, FnError>> {
-        batch
-            .par_iter()
-            .enumerate()
-            .map(|(i, input)| ctx.check(i).and_then(|_| self.run_one(input, ctx, i)))
-            .collect()
+        ctx.par_each(batch, |input, i| self.run_one(input, ctx, i))
     }
 }

@@ -12,7 +12,6 @@ mod webp_decode;
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
-use rayon::prelude::*;
 use serde_json::json;
 
 pub use decode::{Layout, Picture, decode, dimensions};
@@ -143,10 +142,6 @@ impl Function for Thumbnail {
     }
 
     fn call(&self, batch: &[Input], ctx: &ExecCtx) -> Vec<Result<Output, FnError>> {
-        batch
-            .par_iter()
-            .enumerate()
-            .map(|(i, input)| ctx.check(i).and_then(|_| self.run_one(input, ctx, i)))
-            .collect()
+        ctx.par_each(batch, |input, i| self.run_one(input, ctx, i))
     }
 }
