@@ -102,11 +102,15 @@ pub struct ExecCtx {
 impl ExecCtx {
     /// A context with no practical deadline, for direct calls (benchmarks, tests).
     pub fn unbounded(n: usize) -> Self {
-        let far = Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600);
         ExecCtx {
             device: Device::Cpu,
-            deadlines: vec![far; n],
+            deadlines: vec![far(); n],
         }
+    }
+
+    /// Input `i`'s deadline (none in practice when the context has fewer deadlines).
+    pub fn deadline(&self, i: usize) -> Instant {
+        self.deadlines.get(i).copied().unwrap_or_else(far)
     }
 
     /// `one` for every input of the batch on the current rayon pool, each after its deadline
@@ -133,6 +137,10 @@ impl ExecCtx {
             _ => Ok(()),
         }
     }
+}
+
+fn far() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600)
 }
 
 /// A function kind, ready to run (its params already validated).

@@ -54,7 +54,7 @@ impl Keyframes {
         let bounds = open::Bounds {
             max_pixels: p.max_pixels,
             max_duration: p.max_duration,
-            deadline: ctx.deadlines.get(i).copied().unwrap_or_else(far),
+            deadline: ctx.deadline(i),
         };
         let mut video = open::open(input, &bounds, p.mode == Mode::Keyframes)?;
         let info = video.info.clone();
@@ -202,10 +202,6 @@ struct Job {
 
 fn round_ms(seconds: f64) -> f64 {
     (seconds * 1000.0).round() / 1000.0
-}
-
-fn far() -> std::time::Instant {
-    std::time::Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600)
 }
 
 impl Function for Keyframes {
