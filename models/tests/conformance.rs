@@ -1,5 +1,5 @@
-//! tract and onnxruntime give the same answers (within 1e-4) on the example models, and both
-//! match onnxruntime-in-Python's golden logits. Built with `--features ort`; `./test.sh` points
+//! tract and onnxruntime give the same answers (within 1e-4) on the example models and the other
+//! fixture models, and both match onnxruntime-in-Python's golden logits. Built with `--features ort`; `./test.sh` points
 //! ORT_DYLIB_PATH at the library of the PyPI onnxruntime wheel in `.venv`.
 #![cfg(feature = "ort")]
 
@@ -97,6 +97,70 @@ fn both_engines_agree_on_every_example_model() {
             o.get(name, None).unwrap().signature,
             "{name}"
         );
+    }
+}
+
+/// Deterministic inputs for a signature: a smooth pattern in 0..1 (times `scale`) for each
+/// float input, with `rows` in the batch when the model batches.
+fn pattern_inputs(sig: &weir_models::Signature, rows: usize, scale: f32) -> Vec<Tensor> {
+    sig.inputs
+        .iter()
+        .map(|spec| {
+            let mut shape: Vec<usize> = spec.dims.iter().map(|d| *d as usize).collect();
+            if sig.max_batch_size > 0 {
+                shape.insert(0, rows);
+            }
+            let n: usize = shape.iter().product();
+            let values: Vec<f32> = (0..n)
+                .map(|i| ((i * 7919 % 1000) as f32 / 1000.0) * scale)
+                .collect();
+            Tensor::from_f32(spec.name.clone(), shape, &values)
+        })
+        .collect()
+}
+
+/// The other fixture models (`fixtures/models`: CenterFace, the PicoDet layout detector, Silero
+/// VAD): every output of both engines within 1e-4 (relative where a value is above 1).
+#[test]
+fn both_engines_agree_on_the_fixture_models() {
+    let open_fixtures = |b: Backends| {
+        Repository::open(
+            &root().join("fixtures/models"),
+            b,
+            Inventory::cpu_only("tests"),
+        )
+        .unwrap()
+    };
+    let (t, o) = (open_fixtures(Backends::tract()), open_fixtures(ort()));
+    for row in t.index().iter().chain(o.index().iter()) {
+        assert_eq!(row.state, "READY", "{row:?}");
+    }
+    // CenterFace takes pixels 0..255; the others values near 0..1.
+    for (name, rows, scale) in [
+        ("centerface", 2, 255.0),
+        ("layout_cdla", 1, 1.0),
+        ("silero_vad_16k", 1, 0.5),
+    ] {
+        let (mt, mo) = (t.get(name, None).unwrap(), o.get(name, None).unwrap());
+        assert_eq!(mt.signature, mo.signature, "{name}");
+        let inputs = pattern_inputs(&mt.signature, rows, scale);
+        let (ot, oo) = (
+            mt.session.run(&inputs).unwrap(),
+            mo.session.run(&inputs).unwrap(),
+        );
+        assert_eq!(ot.len(), mo.signature.outputs.len(), "{name}");
+        for (a, b) in ot.iter().zip(&oo) {
+            assert_eq!((&a.name, &a.shape), (&b.name, &b.shape), "{name}");
+            let output = a.name.clone();
+            let (a, b) = (a.to_f32().unwrap(), b.to_f32().unwrap());
+            let worst = a
+                .iter()
+                .zip(&b)
+                .map(|(x, y)| (x - y).abs() / x.abs().max(1.0))
+                .fold(0.0, f32::max);
+            assert!(worst <= 1e-4, "{name}: outputs differ by {worst}");
+            println!("{name} {output}: largest difference {worst:.1e}");
+        }
     }
 }
 

@@ -51,13 +51,34 @@ fn bad_file(what: &str, e: impl std::fmt::Display) -> ModelError {
     ModelError::Load(format!("{what}: {e}"))
 }
 
+/// Exporters write files where several nodes share a name (Silero VAD's has 98 `F0::anon`
+/// constants); onnxruntime accepts them, tract's graph compaction does not. Later ones get a
+/// `#n` suffix: names only label nodes, the graph is wired by tensor names.
+fn unique_node_names(graph: &mut tract_onnx::pb::GraphProto) {
+    let mut seen = std::collections::HashSet::new();
+    for node in &mut graph.node {
+        let mut k = 1;
+        while !node.name.is_empty() && !seen.insert(node.name.clone()) {
+            let base = node.name.split('#').next().unwrap_or_default().to_string();
+            node.name = format!("{base}#{k}");
+            k += 1;
+        }
+    }
+}
+
 fn prepare(bytes: &[u8], config: &ModelConfig) -> Result<TractSession, ModelError> {
     let onnx = tract_onnx::onnx()
         .with_ignore_value_info(true)
         .with_ignore_output_shapes(true);
-    let mut model = onnx
-        .model_for_read(&mut &bytes[..])
-        .map_err(|e| bad_file("model.onnx is not a readable ONNX model", format!("{e:#}")))?;
+    let unreadable =
+        |e: TractError| bad_file("model.onnx is not a readable ONNX model", format!("{e:#}"));
+    let mut proto = onnx
+        .proto_model_for_read(&mut &bytes[..])
+        .map_err(unreadable)?;
+    if let Some(graph) = proto.graph.as_mut() {
+        unique_node_names(graph);
+    }
+    let mut model = onnx.model_for_proto_model(&proto).map_err(unreadable)?;
     let batched = config.max_batch_size > 0;
     let n = model.sym("N");
     let outlets = model
@@ -290,4 +311,23 @@ fn to_tract(dt: DataType) -> Option<DatumType> {
         DataType::Fp64 => DatumType::F64,
         DataType::Bytes => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_node_names_become_unique_and_others_stay() {
+        let mut g = tract_onnx::pb::GraphProto::default();
+        for name in ["c", "c", "x", "c", ""] {
+            g.node.push(tract_onnx::pb::NodeProto {
+                name: name.into(),
+                ..Default::default()
+            });
+        }
+        unique_node_names(&mut g);
+        let names: Vec<&str> = g.node.iter().map(|n| n.name.as_str()).collect();
+        assert_eq!(names, ["c", "c#1", "x", "c#2", ""]);
+    }
 }
