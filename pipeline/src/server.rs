@@ -114,7 +114,11 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         events: Some(events.clone()),
         models: config.models.clone(),
         inference_token: settings.inference_token.clone(),
-        inference: http::v2::Inference::new(cpu.clone()),
+        inference: http::v2::Inference::new(
+            cpu.clone(),
+            config.file.http.max_inference_requests,
+            usize::try_from(config.file.http.max_inference_body).unwrap_or(usize::MAX),
+        ),
         spool_dir,
     });
     let app = http::router(state, &extra_routes);

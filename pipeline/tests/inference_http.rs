@@ -337,3 +337,109 @@ async fn classify_gives_the_golden_labels_over_http_and_on_uploads() {
     }
     assert_eq!(srv.json("/v1/dead-letters").await["items"], json!([]));
 }
+
+/// The front door of inference: `http.max_inference_requests` admits that many at once (a request
+/// counts from before its body is read) and refuses the next with 429; compressed bodies (what
+/// tritonclient sends with `request_compression_algorithm`) are inflated within
+/// `http.max_inference_body`, and unknown codings are refused with 415.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inference_admission_and_compressed_bodies() {
+    let yaml = format!(
+        "http: {{ max_inference_requests: 1, max_inference_body: 64KB }}\nmodels: {}\n",
+        root().join("examples/models").display()
+    );
+    let srv = start(&yaml).await;
+    let url = format!("{}/v2/models/simple/infer", srv.base);
+    // A request whose body never finishes holds the one place.
+    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
+    tx.unbounded_send(Ok(b"{\"inputs\": [".to_vec())).unwrap();
+    let stalled = tokio::spawn(
+        srv.client
+            .post(&url)
+            .body(reqwest::Body::wrap_stream(rx))
+            .send(),
+    );
+    let request = json!({"inputs": [
+        {"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "data": (0..16).collect::<Vec<i32>>()},
+        {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32", "data": vec![1; 16]},
+    ]})
+    .to_string()
+    .into_bytes();
+    let refused = until("the second request refused", async || {
+        let (code, headers, _) = post(&srv, "/v2/models/simple/infer", request.clone(), None).await;
+        (code == 429).then_some(headers)
+    })
+    .await;
+    assert_eq!(refused["retry-after"], "1");
+    drop(tx);
+    let _ = stalled.await;
+    // The place is free again; now gzip and deflate bodies, and answers compressed on request.
+    use std::io::{Read, Write};
+    let gz = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&request).unwrap();
+        e.finish().unwrap()
+    };
+    let deflated = {
+        let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(&request).unwrap();
+        e.finish().unwrap()
+    };
+    for (coding, body) in [("gzip", gz), ("deflate", deflated)] {
+        let res = srv
+            .client
+            .post(&url)
+            .header("content-encoding", coding)
+            .header("accept-encoding", coding)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{coding}");
+        assert_eq!(res.headers()["content-encoding"], coding);
+        let packed = res.bytes().await.unwrap();
+        let mut text = String::new();
+        let mut reader: Box<dyn std::io::Read> = if coding == "gzip" {
+            Box::new(flate2::read::GzDecoder::new(&packed[..]))
+        } else {
+            Box::new(flate2::read::ZlibDecoder::new(&packed[..]))
+        };
+        reader.read_to_string(&mut text).unwrap();
+        let v: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            ints(&v["outputs"][0]["data"]),
+            (1..17).collect::<Vec<i64>>(),
+            "{coding}"
+        );
+    }
+    // A bomb: 40 KB of gzip that inflates past the 64 KB limit.
+    let bomb = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(&vec![b' '; 50 << 20]).unwrap();
+        e.finish().unwrap()
+    };
+    assert!(bomb.len() < 64_000);
+    let res = srv
+        .client
+        .post(&url)
+        .header("content-encoding", "gzip")
+        .body(bomb)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    let res = srv
+        .client
+        .post(&url)
+        .header("content-encoding", "br")
+        .body(request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 415);
+    let text = res.text().await.unwrap();
+    assert!(
+        text.contains("Content-Encoding") && text.contains("br"),
+        "{text}"
+    );
+}

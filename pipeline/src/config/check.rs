@@ -39,6 +39,14 @@ pub fn http(path: &Path, file: &FileConfig) -> Result<(), ConfigError> {
         let msg = format!("expected 1 to 1000000, got {}", h.max_connections);
         return Err(err(path, "http.max_connections", msg));
     }
+    if h.max_inference_requests == 0 || h.max_inference_requests > 1_000_000 {
+        let msg = format!("expected 1 to 1000000, got {}", h.max_inference_requests);
+        return Err(err(path, "http.max_inference_requests", msg));
+    }
+    if h.max_inference_body == 0 || h.max_inference_body > 4 << 30 {
+        let msg = format!("expected 1 byte to 4GiB, got {}", h.max_inference_body);
+        return Err(err(path, "http.max_inference_body", msg));
+    }
     if h.header_timeout < Duration::from_millis(100) || h.header_timeout > Duration::from_secs(300)
     {
         let msg = format!(

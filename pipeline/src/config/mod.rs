@@ -55,6 +55,11 @@ pub struct HttpSection {
     /// How long a client may take to send a request's headers.
     #[serde(deserialize_with = "units::duration")]
     pub header_timeout: std::time::Duration,
+    /// Open Inference requests admitted at once (reading, waiting or running); more get 429.
+    pub max_inference_requests: usize,
+    /// The largest inference request body, after any decompression.
+    #[serde(deserialize_with = "units::bytes")]
+    pub max_inference_body: u64,
 }
 
 impl Default for HttpSection {
@@ -66,6 +71,8 @@ impl Default for HttpSection {
             inference_token: None,
             max_connections: limits.max_connections,
             header_timeout: limits.header_timeout,
+            max_inference_requests: 256,
+            max_inference_body: 64 << 20,
         }
     }
 }

@@ -69,6 +69,11 @@ for binary in (True, False):
     check((r.as_numpy("OUTPUT0") == a + b).all() and (r.as_numpy("OUTPUT1") == a - b).all(),
           f"simple infer, binary inputs={binary}")
     check(r.get_response()["id"] == "q1", "request id echoed")
+# Compressed requests and answers, as the client makes them.
+for algorithm in ("gzip", "deflate"):
+    r = c.infer("simple", inputs, request_compression_algorithm=algorithm,
+                response_compression_algorithm=algorithm)
+    check((r.as_numpy("OUTPUT0") == a + b).all(), f"simple infer compressed with {algorithm}")
 # No outputs named: the client asks for all of them as binary.
 r = c.infer("simple", inputs)
 check((r.as_numpy("OUTPUT0") == a + b).all() and r.as_numpy("OUTPUT1") is not None, "all outputs by default")

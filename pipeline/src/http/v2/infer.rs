@@ -14,7 +14,7 @@ use tokio::sync::Semaphore;
 use weir_models::ModelError;
 use weir_models::oip::{encode_response, parse_request};
 
-use super::{Shared, lookup, v2_error};
+use super::{Shared, encoding, lookup, v2_error};
 
 /// What bounds inference over HTTP.
 pub struct Inference {
@@ -28,11 +28,12 @@ pub struct Inference {
 }
 
 impl Inference {
-    pub fn new(cpu: Arc<rayon::ThreadPool>) -> Inference {
+    /// `requests` admitted at once, bodies of at most `max_body` bytes (decompressed).
+    pub fn new(cpu: Arc<rayon::ThreadPool>, requests: usize, max_body: usize) -> Inference {
         Inference {
-            gate: Arc::new(Semaphore::new(256)),
+            gate: Arc::new(Semaphore::new(requests)),
             cpu,
-            max_body: 64 << 20,
+            max_body,
             body_timeout: Duration::from_secs(30),
         }
     }
@@ -80,6 +81,11 @@ pub async fn infer(
             }
         },
     };
+    let coding = match encoding::request_coding(&headers) {
+        Ok(c) => c,
+        Err(m) => return v2_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, m),
+    };
+    let answer_coding = encoding::response_coding(&headers);
     let bytes = match tokio::time::timeout(
         inf.body_timeout,
         axum::body::to_bytes(body, inf.max_body),
@@ -111,26 +117,36 @@ pub async fn infer(
     // Not on the CPU pool: `classify` holds CPU-pool threads while its rows wait in the same model
     // queue, and a request parsed behind them could never join their batch. Then run through the
     // model's batcher (joining other requests, uploads too) or, without one, on the CPU pool.
-    let m = model.clone();
+    let (m, max_body) = (model.clone(), inf.max_body);
     let parse = move || {
-        let req = parse_request(&bytes, header_length).map_err(ModelError::BadInput)?;
-        let id = req.id.clone();
-        Ok((id, weir_models::infer::prepare(&m, req)?.since(arrived)))
+        let bytes = encoding::decode(coding, bytes, max_body).map_err(|e| match e {
+            encoding::DecodeError::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, e.to_string()),
+            e => (StatusCode::BAD_REQUEST, e.to_string()),
+        })?;
+        let parsed = parse_request(&bytes, header_length)
+            .map_err(ModelError::BadInput)
+            .and_then(|req| {
+                let id = req.id.clone();
+                Ok((id, weir_models::infer::prepare(&m, req)?.since(arrived)))
+            });
+        parsed.map_err(|e| (status_of(&e), e.to_string()))
     };
-    let prepared = if body_len <= INLINE_PARSE {
+    // Compressed bodies are always inflated off the runtime threads.
+    let prepared = if body_len <= INLINE_PARSE && coding == encoding::Coding::Identity {
         parse()
     } else {
         tokio::task::spawn_blocking(parse)
             .await
             .unwrap_or_else(|e| {
-                Err(ModelError::Run(format!(
-                    "the request could not be parsed: {e}"
-                )))
+                Err((
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the request could not be parsed: {e}"),
+                ))
             })
     };
     let (id, mut prepared) = match prepared {
         Ok(p) => p,
-        Err(e) => return model_error(e),
+        Err((code, message)) => return v2_error(code, message),
     };
     let inputs = std::mem::take(&mut prepared.inputs);
     let outputs = match &model.queue {
@@ -157,43 +173,61 @@ pub async fn infer(
         encode_response(&model.name, model.version, id.as_deref(), &outputs)
             .map_err(ModelError::BadInput)
     });
-    match encoded {
-        Ok((body, None)) => (
-            [(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/json"),
-            )],
-            body,
-        )
-            .into_response(),
-        Ok((body, Some(n))) => {
-            let mut res = (
-                [(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("application/octet-stream"),
-                )],
-                body,
-            )
-                .into_response();
-            res.headers_mut()
-                .insert("Inference-Header-Content-Length", HeaderValue::from(n));
-            res
-        }
-        Err(e) => model_error(e),
+    let (body, header_len) = match encoded {
+        Ok(b) => b,
+        Err(e) => return model_error(e),
+    };
+    let content_type = if header_len.is_some() {
+        "application/octet-stream"
+    } else {
+        "application/json"
+    };
+    let body = match answer_coding {
+        encoding::Coding::Identity => body,
+        c if body.len() <= INLINE_PARSE => encoding::encode(c, body),
+        c => tokio::task::spawn_blocking(move || encoding::encode(c, body))
+            .await
+            .unwrap_or_default(),
+    };
+    let mut res = (
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response();
+    // The header length counts the JSON before compression, as Triton's clients read it.
+    if let Some(n) = header_len {
+        res.headers_mut()
+            .insert("Inference-Header-Content-Length", HeaderValue::from(n));
+    }
+    if answer_coding != encoding::Coding::Identity {
+        res.headers_mut().insert(
+            header::CONTENT_ENCODING,
+            HeaderValue::from_static(answer_coding.name()),
+        );
+    }
+    res
+}
+
+fn status_of(e: &ModelError) -> StatusCode {
+    match e {
+        ModelError::BadInput(_) => StatusCode::BAD_REQUEST,
+        ModelError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 fn model_error(e: ModelError) -> Response {
-    match e {
-        ModelError::BadInput(m) => v2_error(StatusCode::BAD_REQUEST, m),
-        ModelError::Overloaded(m) => {
-            let mut res = v2_error(StatusCode::TOO_MANY_REQUESTS, m);
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-            res
-        }
-        e => v2_error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let code = status_of(&e);
+    let message = match e {
+        ModelError::BadInput(m) | ModelError::Overloaded(m) => m,
+        e => e.to_string(),
+    };
+    let mut res = v2_error(code, message);
+    if code == StatusCode::TOO_MANY_REQUESTS {
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
+    res
 }
 
 /// Run `f` on the CPU pool and wait for it without holding a runtime thread; a panic fails

@@ -2,6 +2,7 @@
 //! metadata, model configuration and statistics, inference, and the repository API. Errors are
 //! `{"error": "..."}`: 400 bad request, 404 unknown model, 429 overloaded, 503 not ready.
 
+mod encoding;
 mod infer;
 mod repository;
 mod triton_json;
