@@ -98,6 +98,18 @@ fn broken_configs_name_the_field() {
         // (what, replace this, with this, expected field)
         ("misspelt top key", "http:", "htpp:", "htpp"),
         (
+            "no inference admitted",
+            "listen: 127.0.0.1:8080 }",
+            "listen: 127.0.0.1:8080, max_inference_requests: 0 }",
+            "http.max_inference_requests",
+        ),
+        (
+            "inference body not a size",
+            "listen: 127.0.0.1:8080 }",
+            "listen: 127.0.0.1:8080, max_inference_body: big }",
+            "http.max_inference_body",
+        ),
+        (
             "misspelt function key",
             "    kind: thumbnail",
             "    knd: thumbnail",
