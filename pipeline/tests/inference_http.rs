@@ -350,15 +350,18 @@ async fn inference_admission_and_compressed_bodies() {
     );
     let srv = start(&yaml).await;
     let url = format!("{}/v2/models/simple/infer", srv.base);
-    // A request whose body never finishes holds the one place.
-    let (tx, rx) = futures::channel::mpsc::unbounded::<Result<Vec<u8>, std::io::Error>>();
-    tx.unbounded_send(Ok(b"{\"inputs\": [".to_vec())).unwrap();
-    let stalled = tokio::spawn(
-        srv.client
-            .post(&url)
-            .body(reqwest::Body::wrap_stream(rx))
-            .send(),
-    );
+    // A request whose body never finishes holds the one place: its headers and a first byte
+    // written on a raw socket, the rest never sent.
+    use tokio::io::AsyncWriteExt;
+    let mut stalled = tokio::net::TcpStream::connect(srv.running.http_addr())
+        .await
+        .unwrap();
+    stalled
+        .write_all(
+            b"POST /v2/models/simple/infer HTTP/1.1\r\nHost: weir\r\nContent-Length: 1000\r\n\r\n{",
+        )
+        .await
+        .unwrap();
     let request = json!({"inputs": [
         {"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "data": (0..16).collect::<Vec<i32>>()},
         {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32", "data": vec![1; 16]},
@@ -371,8 +374,13 @@ async fn inference_admission_and_compressed_bodies() {
     })
     .await;
     assert_eq!(refused["retry-after"], "1");
-    drop(tx);
-    let _ = stalled.await;
+    // Hanging up frees the place.
+    drop(stalled);
+    until("the place freed", async || {
+        let (code, _, _) = post(&srv, "/v2/models/simple/infer", request.clone(), None).await;
+        (code == 200).then_some(())
+    })
+    .await;
     // The place is free again; now gzip and deflate bodies, and answers compressed on request.
     use std::io::{Read, Write};
     let gz = {
