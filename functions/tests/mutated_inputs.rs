@@ -1,7 +1,8 @@
 //! Damaged copies of real photos (cut short, bytes flipped) through the whole thumbnail path,
 //! C decoders included: each must end in a thumbnail or a bad-input error, never a panic or a
 //! crash, and a truncated still picture is never thumbnailed (an animation cut after its first
-//! frame may still give that frame, which is all a thumbnail uses).
+//! frame may still give that frame, which is all a thumbnail uses). Damaged videos go through the
+//! keyframes path the same way.
 
 use std::path::Path;
 
@@ -58,6 +59,51 @@ fn damaged_photos_never_crash_and_truncated_ones_are_refused() {
                     "{file} flip case {case}: {e}"
                 );
             }
+        }
+    }
+}
+
+/// Damaged copies of the fixture videos (cut short, bytes flipped) through the keyframes path,
+/// FFmpeg's demuxers and decoders included: each must end in pictures or a bad-input error —
+/// never a panic, a crash, or a decode running into its deadline.
+#[test]
+fn damaged_videos_never_crash_or_hang() {
+    use weir_functions::keyframes::{Keyframes, KeyframesParams, Mode};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/videos");
+    let files = [
+        "h264_portrait_rot90_360x640.mp4",
+        "hevc_720p25_gop50.mp4",
+        "vp9_720p25_gop50.webm",
+        "av1_320x180_gop50.mkv",
+    ];
+    let mut params = KeyframesParams::new(Mode::Keyframes);
+    params.max_width = Some(64);
+    let f = Keyframes::new(params).unwrap();
+    let mut rng = Rng(0x0dd_ba11_5eed_0042);
+    let run = |bytes: Vec<u8>, what: &str| {
+        let mut ctx = ExecCtx::unbounded(1);
+        ctx.deadlines[0] = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        match f.run_one(&Input::new(bytes), &ctx, 0) {
+            Ok(out) => assert!(
+                out.summary["frames"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty())
+            ),
+            Err(e) => assert_eq!(e.kind(), ErrorKind::BadInput, "{what}: {e}"),
+        }
+    };
+    for file in files {
+        let good = std::fs::read(dir.join(file)).unwrap();
+        for cut in (1..10).map(|k| good.len() * k / 10) {
+            run(good[..cut].to_vec(), &format!("{file} cut at {cut}"));
+        }
+        for case in 0..25 {
+            let mut bad = good.clone();
+            for _ in 0..1 + rng.next() % 16 {
+                let at = (rng.next() as usize) % bad.len();
+                bad[at] ^= 1 << (rng.next() % 8);
+            }
+            run(bad, &format!("{file} flip case {case}"));
         }
     }
 }
