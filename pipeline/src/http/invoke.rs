@@ -68,30 +68,14 @@ pub async fn handle(
             retry_after,
         );
     }
-    let input = if pool.streams_input() {
-        let spooled = spool::spool(body, limit, &st.spool_dir);
-        match tokio::time::timeout(cfg.timeout, spooled).await {
-            Ok(Ok(file)) => Ok(Input::streamed(std::sync::Arc::new(file))),
-            Ok(Err(spool::SpoolError::TooLarge(_))) => Err(BodyError::TooLarge),
-            Ok(Err(e @ spool::SpoolError::Read(_))) => Err(BodyError::Read(e.to_string())),
-            Ok(Err(e @ spool::SpoolError::Disk(_))) => Err(BodyError::Disk(e.to_string())),
-            Err(_) => Err(BodyError::Late),
-        }
-    } else {
-        let limit_usize = usize::try_from(limit).unwrap_or(usize::MAX);
-        match tokio::time::timeout(cfg.timeout, axum::body::to_bytes(body, limit_usize)).await {
-            Ok(Ok(bytes)) => Ok(Input {
-                bytes,
-                content_type: None,
-                source: None,
-            }),
-            Ok(Err(e)) if is_length_limit(&e) => Err(BodyError::TooLarge),
-            Ok(Err(e)) => Err(BodyError::Read(format!(
-                "could not read the request body: {e}"
-            ))),
-            Err(_) => Err(BodyError::Late),
-        }
-    };
+    let input = read_input(
+        &st.spool_dir,
+        pool.streams_input(),
+        body,
+        limit,
+        cfg.timeout,
+    )
+    .await;
     let mut input = match input {
         Ok(input) => input,
         Err(BodyError::TooLarge) => {
@@ -119,6 +103,39 @@ pub async fn handle(
         Ok(output) => reply::render_off_runtime(form, name, output).await,
         Err(e) => fn_error(&e, retry_after),
     }
+}
+
+/// The body as the function's input, within `limit` bytes and `timeout`: spooled to a file for a
+/// function that streams its input, held as bytes otherwise.
+async fn read_input(
+    spool_dir: &std::path::Path,
+    streams: bool,
+    body: Body,
+    limit: u64,
+    timeout: std::time::Duration,
+) -> Result<Input, BodyError> {
+    let read = async {
+        if streams {
+            match spool::spool(body, limit, spool_dir).await {
+                Ok(file) => Ok(Input::streamed(std::sync::Arc::new(file))),
+                Err(spool::SpoolError::TooLarge(_)) => Err(BodyError::TooLarge),
+                Err(e @ spool::SpoolError::Read(_)) => Err(BodyError::Read(e.to_string())),
+                Err(e @ spool::SpoolError::Disk(_)) => Err(BodyError::Disk(e.to_string())),
+            }
+        } else {
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+            match axum::body::to_bytes(body, limit).await {
+                Ok(bytes) => Ok(Input::new(bytes)),
+                Err(e) if is_length_limit(&e) => Err(BodyError::TooLarge),
+                Err(e) => Err(BodyError::Read(format!(
+                    "could not read the request body: {e}"
+                ))),
+            }
+        }
+    };
+    tokio::time::timeout(timeout, read)
+        .await
+        .unwrap_or(Err(BodyError::Late))
 }
 
 /// Why a request body could not become an input.
