@@ -168,7 +168,7 @@ fn demux(mut io: StreamIo, deadline: Instant) -> Result<Demuxer, ffmpeg::Error> 
         let mut ps = ffi::avformat_alloc_context();
         if ps.is_null() {
             return Err(ffmpeg::Error::Other {
-                errno: libc_enomem(),
+                errno: ffmpeg::error::ENOMEM,
             });
         }
         (*ps).interrupt_callback = interrupt.interrupt;
@@ -183,10 +183,6 @@ fn demux(mut io: StreamIo, deadline: Instant) -> Result<Demuxer, ffmpeg::Error> 
             e => Err(ffmpeg::Error::from(e)),
         }
     }
-}
-
-fn libc_enomem() -> i32 {
-    12
 }
 
 /// The picture size a stream declares (0×0 when its header does not say).
