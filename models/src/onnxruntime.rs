@@ -75,7 +75,8 @@ impl Backend for Ort {
                 // Spinning intra-op threads keep cores busy between runs, which in a server takes
                 // them from request handling, the batcher and the other models.
                 .and_then(|b| Ok(b.with_intra_op_spinning(false)?))
-                .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::Level3)?))
+                // `All`, as onnxruntime's own default: ort's `Level3` is only ORT_ENABLE_LAYOUT.
+                .and_then(|b| Ok(b.with_optimization_level(GraphOptimizationLevel::All)?))
                 .and_then(|mut b| b.commit_from_memory(bytes))
                 .map_err(|e| fail(e.to_string()))
         };
