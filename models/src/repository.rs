@@ -335,6 +335,13 @@ impl Repository {
     }
 
     /// Whether the budget unloaded `name` (the next `get` loads it again, which takes a while).
+    /// Whether a request for `name` (and `version`) would be served, without loading an evicted
+    /// model or counting as a use: what readiness probes ask. An evicted model is servable (the
+    /// next request loads it again); polling it must not keep it, or every model, in memory.
+    pub fn is_servable(&self, name: &str, version: Option<&str>) -> bool {
+        self.is_evicted(name) || self.find(name, version).is_ok()
+    }
+
     pub fn is_evicted(&self, name: &str) -> bool {
         let models = self.models.read().unwrap_or_else(|p| p.into_inner());
         models

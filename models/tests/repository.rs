@@ -353,6 +353,10 @@ fn a_memory_budget_unloads_the_least_recently_used_idle_model() {
     assert_eq!(state("a").0, "UNAVAILABLE");
     assert!(state("a").1.contains("memory budget"), "{:?}", state("a"));
     assert_eq!((state("b").0, state("c").0), ("READY", "READY"));
+    // Asking whether a is ready neither loads it nor counts as a use.
+    assert!(repo.is_servable("a", None) && repo.is_servable("b", None));
+    assert!(!repo.is_servable("zzz", None));
+    assert_eq!(state("a").0, "UNAVAILABLE");
     // Use b, then ask for a: a loads again and c (now the oldest idle) goes.
     std::thread::sleep(std::time::Duration::from_millis(5));
     repo.get("b", None).unwrap();

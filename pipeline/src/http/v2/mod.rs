@@ -159,10 +159,17 @@ async fn model_metadata(State(st): State<Shared>, Path(p): Params) -> Response {
     Json(triton_json::metadata(&m, &versions)).into_response()
 }
 
+/// A readiness probe: answered from the repository's state, so polling neither reloads a model
+/// the memory budget unloaded nor keeps one "recently used".
 async fn model_ready(State(st): State<Shared>, Path(p): Params) -> Response {
-    match lookup(&st, &p).await {
-        Ok(_) => StatusCode::OK.into_response(),
-        Err(_) => v2_error(StatusCode::BAD_REQUEST, "Model version not ready"),
+    let servable = repo(&st).is_ok_and(|r| {
+        let name = p.get("model").map_or("", String::as_str);
+        r.is_servable(name, p.get("version").map(String::as_str))
+    });
+    if servable {
+        StatusCode::OK.into_response()
+    } else {
+        v2_error(StatusCode::BAD_REQUEST, "Model version not ready")
     }
 }
 
