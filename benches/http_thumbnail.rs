@@ -71,16 +71,7 @@ async fn run(cores: usize, requests: usize, concurrency: usize) -> anyhow::Resul
         CONFIG,
         &weir_gpu::Inventory::cpu_only("bench"),
     )?;
-    let settings = Settings {
-        data_dir: data.clone(),
-        http_listen: "127.0.0.1:0".parse()?,
-        s3_listen: "127.0.0.1:0".parse()?,
-        token: None,
-        inference_token: None,
-        insecure: false,
-        s3_keys: ("test-access".into(), "test-secret-key".into()),
-        http_limits: weir_pipeline::http::Limits::default(),
-    };
+    let settings = Settings::loopback(data.clone());
     let running = server::start(&settings, &config).await?;
     let url = format!("http://{}/v1/functions/thumbs/invoke", running.http_addr());
     let client = reqwest::Client::new();

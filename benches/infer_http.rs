@@ -133,16 +133,7 @@ fn main() -> anyhow::Result<()> {
         .context("no repository")?
         .get("efficientnet_lite0", None)?;
     let data = std::env::temp_dir().join(format!("weir-infer-bench-{}", std::process::id()));
-    let settings = Settings {
-        data_dir: data.clone(),
-        http_listen: "127.0.0.1:0".parse()?,
-        s3_listen: "127.0.0.1:0".parse()?,
-        token: None,
-        inference_token: None,
-        insecure: false,
-        s3_keys: ("bench".into(), "bench-secret".into()),
-        http_limits: weir_pipeline::http::Limits::default(),
-    };
+    let settings = Settings::loopback(data.clone());
     let image: Vec<f32> = (0..3 * 224 * 224)
         .map(|i| (i % 256) as f32 / 128.0 - 1.0)
         .collect();

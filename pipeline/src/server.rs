@@ -28,6 +28,24 @@ pub struct Settings {
     pub http_limits: http::Limits,
 }
 
+impl Settings {
+    /// Both endpoints on free loopback ports, no token, test keys for S3: a server for tests and
+    /// benchmarks, started in process.
+    pub fn loopback(data_dir: PathBuf) -> Settings {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        Settings {
+            data_dir,
+            http_listen: any,
+            s3_listen: any,
+            token: None,
+            inference_token: None,
+            insecure: false,
+            s3_keys: ("test-access".into(), "test-secret-key".into()),
+            http_limits: http::Limits::default(),
+        }
+    }
+}
+
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 pub const DEFAULT_S3: &str = "127.0.0.1:9000";
 

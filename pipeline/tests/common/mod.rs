@@ -36,14 +36,9 @@ pub async fn start_with(
         Config::parse(Path::new("test.yaml"), yaml, &Inventory::cpu_only("tests")).expect("config");
     let data = tempfile::tempdir().unwrap();
     let settings = Settings {
-        data_dir: data.path().to_path_buf(),
-        http_listen: "127.0.0.1:0".parse().unwrap(),
-        s3_listen: "127.0.0.1:0".parse().unwrap(),
         token: token.map(str::to_string),
-        inference_token: None,
-        insecure: false,
-        s3_keys: ("test-access".into(), "test-secret-key".into()),
         http_limits,
+        ..Settings::loopback(data.path().to_path_buf())
     };
     let running = server::start(&settings, &cfg).await.expect("server starts");
     let base = format!("http://{}", running.http_addr());
