@@ -3,6 +3,12 @@
 //! costs the server, from an identity model beside a health probe, in one run.
 //!
 //!   cargo run --release -p weir-benches --bin infer-http-bench -- [--seconds S]
+//!       [--python .venv/bin/python [--pairs N]] [--threads N]
+//!
+//! With `--python`, onnxruntime called directly from Python (`benches/ort_direct.py`, batch 8,
+//! the same intra-op threads) alternates with HTTP at concurrency 8, N pairs, each HTTP figure
+//! divided by the mean of the Python runs on either side: the machine's speed drifts.
+//! `--threads N` gives onnxruntime N intra-op threads on both sides (default: every core).
 //!
 //! The server runs in this process on 127.0.0.1 with `examples/models`; clients share the cores.
 
@@ -19,7 +25,7 @@ use weir_pipeline::config::Config;
 use weir_pipeline::server::{self, Settings};
 
 /// A binary-tensor request body for one FP32 input, and its JSON header's length.
-fn request(input: &str, shape: &[usize], values: &[f32]) -> (Vec<u8>, usize) {
+fn request(input: &str, shape: &[usize], values: &[f32]) -> (bytes::Bytes, usize) {
     let head = serde_json::json!({
         "inputs": [{"name": input, "shape": shape, "datatype": "FP32",
                     "parameters": {"binary_data_size": values.len() * 4}}],
@@ -28,7 +34,7 @@ fn request(input: &str, shape: &[usize], values: &[f32]) -> (Vec<u8>, usize) {
     .to_string();
     let mut body = head.clone().into_bytes();
     body.extend(values.iter().flat_map(|v| v.to_le_bytes()));
-    (body, head.len())
+    (body.into(), head.len())
 }
 
 struct Run {
@@ -42,7 +48,7 @@ async fn load(
     clients: &tokio::runtime::Handle,
     client: &reqwest::Client,
     url: &str,
-    body: Option<(Vec<u8>, usize)>,
+    body: Option<(bytes::Bytes, usize)>,
     concurrency: usize,
     seconds: f64,
 ) -> anyhow::Result<Run> {
@@ -98,12 +104,18 @@ fn main() -> anyhow::Result<()> {
     // `--batched-only`: the in-process rate and HTTP at concurrency 8, for interleaved pairs
     // with `benches/ort_direct.py` on a machine whose speed drifts.
     let mut batched_only = false;
+    let (mut python, mut pairs, mut threads) = (None, 5, weir_gpu::cpu_threads());
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
             "--seconds" => seconds = it.next().context("--seconds needs a value")?.parse()?,
             "--batched-only" => batched_only = true,
-            other => bail!("unknown flag {other}: use --seconds or --batched-only"),
+            "--python" => python = Some(it.next().context("--python needs a path")?),
+            "--pairs" => pairs = it.next().context("--pairs needs a count")?.parse()?,
+            "--threads" => threads = it.next().context("--threads needs a count")?.parse()?,
+            other => bail!(
+                "unknown flag {other}: use --seconds, --batched-only, --python, --pairs or --threads"
+            ),
         }
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -124,6 +136,12 @@ fn main() -> anyhow::Result<()> {
         .map(|l| format!("{l}\n"))
         .collect();
     std::fs::write(repo.join("unbatched/config.yaml"), cfg)?;
+    for m in ["efficientnet_lite0", "unbatched"] {
+        let path = repo.join(m).join("config.yaml");
+        let cfg = std::fs::read_to_string(&path)?;
+        let extra = format!("parameters: {{ intra_op_thread_count: {threads} }}\n");
+        std::fs::write(&path, cfg + &extra)?;
+    }
     let yaml = format!("models: {}\n", repo.display());
     let inventory = weir_gpu::Inventory::cpu_only("benchmark");
     let config = Config::parse(Path::new("bench.yaml"), &yaml, &inventory)?;
@@ -137,10 +155,13 @@ fn main() -> anyhow::Result<()> {
     let image: Vec<f32> = (0..3 * 224 * 224)
         .map(|i| (i % 256) as f32 / 128.0 - 1.0)
         .collect();
+    // Named threads, so that the CPU each part takes can be told apart (`cpu_by_thread`).
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("server-http")
         .enable_all()
         .build()?;
     let client_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("bench-client")
         .worker_threads(weir_gpu::cpu_threads())
         .enable_all()
         .build()?;
@@ -151,7 +172,7 @@ fn main() -> anyhow::Result<()> {
         let client = reqwest::Client::new();
         let cores = weir_gpu::cpu_threads();
         println!(
-            "# efficientnet_lite0 ({}), one 224x224 image per request, binary tensors, {cores} cores, {seconds} s per row",
+            "# efficientnet_lite0 ({}, {threads} intra-op threads), one 224x224 image per request, binary tensors, {cores} cores, {seconds} s per row",
             model.backend
         );
         // In process, one caller: the engine alone (tract: one thread; ort: its intra-op threads).
@@ -174,6 +195,58 @@ fn main() -> anyhow::Result<()> {
                 r.per_sec,
                 r.p50_ms,
                 r.per_sec / direct
+            );
+        }
+        let stats_url = format!("{base}/v2/models/efficientnet_lite0/stats");
+        let before = engine_times(&client, &stats_url).await?;
+        let cpu_before = cpu_by_thread();
+        let t = Instant::now();
+        let body = request("input", &[1, 3, 224, 224], &image);
+        let r = load(&clients, &client, &url, Some(body.clone()), 8, seconds).await?;
+        let after = engine_times(&client, &stats_url).await?;
+        let cpu = cpu_by_thread();
+        let batches = (after.0 - before.0).max(1) as f64;
+        println!(
+            "at concurrency 8: {:.1} rows per batch, {:.1} ms on the engine per batch; the engine ran {:.0}% of the wall time ({:.1} inferences/s)",
+            (after.1 - before.1) as f64 / batches,
+            (after.2 - before.2) as f64 / batches / 1e6,
+            (after.2 - before.2) as f64 / 1e9 / t.elapsed().as_secs_f64() * 100.0,
+            r.per_sec
+        );
+        let done = (after.1 - before.1).max(1) as f64;
+        let split: Vec<String> = cpu
+            .iter()
+            .map(|(name, ms)| {
+                let was = cpu_before.get(name).copied().unwrap_or(0.0);
+                format!("{name} {:.2}", (ms - was) / done)
+            })
+            .filter(|s| !s.ends_with(" 0.00"))
+            .collect();
+        println!("CPU ms per inference by thread (kernel time included): {}", split.join(", "));
+        if let Some(python) = &python {
+            println!("# against onnxruntime from Python (batch 8, {threads} intra-op threads), alternating");
+            let mut py = vec![python_rate(python, &root, threads, seconds)?];
+            let mut ratios = Vec::new();
+            for _ in 0..pairs {
+                let http = load(&clients, &client, &url, Some(body.clone()), 8, seconds).await?;
+                py.push(python_rate(python, &root, threads, seconds)?);
+                let around = (py[py.len() - 2] + py[py.len() - 1]) / 2.0;
+                ratios.push(http.per_sec / around);
+                println!(
+                    "python {:>6.1}   http@8 {:>6.1}   python {:>6.1}   ratio {:.2}",
+                    py[py.len() - 2],
+                    http.per_sec,
+                    py[py.len() - 1],
+                    http.per_sec / around
+                );
+            }
+            ratios.sort_by(f64::total_cmp);
+            println!(
+                "batched HTTP against direct onnxruntime: median {:.2}x over {} pairs (range {:.2}-{:.2})",
+                ratios[ratios.len() / 2],
+                ratios.len(),
+                ratios[0],
+                ratios[ratios.len() - 1]
             );
         }
         if batched_only {
@@ -222,6 +295,69 @@ fn main() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(data);
     let _ = std::fs::remove_dir_all(repo);
     Ok(())
+}
+
+/// From a model's statistics: (executions, rows, ns inside the engine).
+async fn engine_times(client: &reqwest::Client, url: &str) -> anyhow::Result<(u64, u64, u64)> {
+    let v: serde_json::Value =
+        serde_json::from_slice(&client.get(url).send().await?.bytes().await?)?;
+    let m = &v["model_stats"][0];
+    let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
+    Ok((
+        n(&m["execution_count"]),
+        n(&m["inference_count"]),
+        n(&m["inference_stats"]["compute_infer"]["ns"]),
+    ))
+}
+
+/// CPU milliseconds (user + system) this process's threads have used, summed by thread name:
+/// `bench-client` the clients, `server-http` Weir's HTTP runtime, `weir-model-*` the batcher's
+/// thread (onnxruntime's calling thread), the rest mostly onnxruntime's pool (its threads take the
+/// name of the thread that loaded the model).
+fn cpu_by_thread() -> std::collections::BTreeMap<String, f64> {
+    let mut by = std::collections::BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return by;
+    };
+    for task in tasks.flatten() {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        // Fields after the name: state is the 3rd of stat(5); utime and stime the 14th and 15th.
+        let f: Vec<&str> = stat[close + 2..].split(' ').collect();
+        let ticks: f64 = [11, 12]
+            .iter()
+            .filter_map(|&i| f.get(i)?.parse::<f64>().ok())
+            .sum();
+        // Linux reports these in USER_HZ, 100 per second on every mainstream architecture.
+        *by.entry(name).or_insert(0.0) += ticks * 10.0;
+    }
+    by
+}
+
+/// Images per second from `benches/ort_direct.py` at batch 8.
+fn python_rate(python: &str, root: &Path, threads: usize, seconds: f64) -> anyhow::Result<f64> {
+    let out = std::process::Command::new(python)
+        .current_dir(root)
+        .arg("benches/ort_direct.py")
+        .args([threads.to_string(), "8".into(), seconds.to_string()])
+        .output()
+        .with_context(|| format!("running {python} benches/ort_direct.py"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    ensure!(
+        out.status.success(),
+        "ort_direct.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text.split(": ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|r| r.parse().ok())
+        .with_context(|| format!("no rate in {text:?}"))
 }
 
 /// From a model's statistics: (successful requests, their total ns, queue + compute ns).

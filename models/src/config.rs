@@ -36,6 +36,18 @@ pub struct ModelConfig {
     pub labels: Option<String>,
     #[serde(default)]
     pub version_policy: VersionPolicy,
+    #[serde(default)]
+    pub parameters: EngineParameters,
+}
+
+/// Engine settings, named as Triton's onnxruntime backend names its `parameters`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EngineParameters {
+    /// onnxruntime's threads within one run, per instance. Default: the cores shared out among
+    /// the instances; fewer leave cores to request handling and to other models.
+    #[serde(default)]
+    pub intra_op_thread_count: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
@@ -271,6 +283,12 @@ impl ModelConfig {
         if self.instance_group.count == 0 {
             return Err(("instance_group.count".into(), "must be at least 1".into()));
         }
+        if self.parameters.intra_op_thread_count == Some(0) {
+            return Err((
+                "parameters.intra_op_thread_count".into(),
+                "must be at least 1".into(),
+            ));
+        }
         if let Some(p) = &self.preprocess {
             if p.resize == 0 || p.crop == 0 || p.crop > p.resize {
                 return Err((
@@ -377,6 +395,12 @@ version_policy: all
                 "non-zero",
             ),
             ("backend: onnx", "backend", "unknown variant"),
+            (
+                "parameters: { intra_op_thread_count: 0 }",
+                "parameters.intra_op_thread_count",
+                "at least 1",
+            ),
+            ("parameters: { threads: 2 }", "parameters", "unknown field"),
         ] {
             let e = parse(yaml).unwrap_err();
             assert!(

@@ -65,7 +65,10 @@ impl Backend for Ort {
     ) -> Result<Arc<dyn Session>, ModelError> {
         let env = environment().map_err(ModelError::Load)?;
         let count = config.instance_group.count;
-        let threads = (weir_gpu::cpu_threads() / count).max(1);
+        let threads = config
+            .parameters
+            .intra_op_thread_count
+            .unwrap_or_else(|| (weir_gpu::cpu_threads() / count).max(1));
         let open = || -> Result<OrtSession, ModelError> {
             let fail =
                 |e: String| ModelError::Load(format!("onnxruntime cannot load the model: {e}"));

@@ -1,9 +1,10 @@
 //! Dynamic batching per model, across every source: HTTP infer requests and `classify` calls
-//! (uploads) wait in one bounded queue and run together. A batch is taken when it reaches the
-//! largest preferred size (or `max_batch_size` rows), or when its oldest request has waited
-//! `max_queue_delay`; it runs on the model's own threads (one per instance), so callers waiting on
-//! a CPU pool can never starve the engine. Requests whose shapes beyond the batch dimension differ
-//! are never mixed.
+//! (uploads) wait in one bounded queue and run together. Batches form as Triton's dynamic batcher
+//! forms them: as soon as the waiting rows make any preferred size, the largest one they make goes
+//! at once; otherwise everything that fits goes when the oldest request has waited
+//! `max_queue_delay`. Batches run on the model's own threads (one per instance), so callers
+//! waiting on a CPU pool can never starve the engine. Requests whose shapes beyond the batch
+//! dimension differ are never mixed.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -40,14 +41,51 @@ impl Job {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     pub max_rows: usize,
-    /// Rows at which a batch goes without waiting (the largest preferred size, or `max_rows`).
-    pub enough: usize,
+    /// Batch sizes that go without waiting, ascending; empty means `max_rows` alone (Triton's
+    /// default). Only the largest used to count, so a batch of 8 under `[8, 16]` idled for the
+    /// whole delay, about 5% of the batched throughput at concurrency 8.
+    pub preferred: Vec<usize>,
     pub max_delay: Duration,
     /// Requests waiting at most; more are refused (429).
     pub capacity: usize,
+}
+
+impl Policy {
+    pub fn new(max_rows: usize, preferred: &[usize], max_delay: Duration, capacity: usize) -> Self {
+        let mut preferred: Vec<usize> = preferred
+            .iter()
+            .copied()
+            .filter(|&n| n > 0 && n <= max_rows)
+            .collect();
+        preferred.sort_unstable();
+        preferred.dedup();
+        if preferred.is_empty() {
+            preferred.push(max_rows);
+        }
+        Policy {
+            max_rows,
+            preferred,
+            max_delay,
+            capacity,
+        }
+    }
+
+    fn largest_preferred(&self) -> usize {
+        self.preferred.last().copied().unwrap_or(self.max_rows)
+    }
+}
+
+/// What the queue's head could run now: how many requests of its kind, in arrival order.
+struct Plan {
+    /// Requests making the largest preferred size reachable (or stopping short of overshooting
+    /// the largest one); these go without waiting.
+    ready: Option<usize>,
+    /// Requests that fit in `max_rows`; these go once the oldest has waited `max_delay`.
+    fitting: usize,
+    oldest: Instant,
 }
 
 /// The queue's pure state: what is waiting, and which batch to take next.
@@ -66,42 +104,65 @@ impl Pending {
         Ok(())
     }
 
-    /// Rows waiting that could join the oldest request's batch.
-    fn joinable_rows(&self) -> usize {
-        let Some(first) = self.jobs.front() else {
-            return 0;
-        };
+    /// Walk the oldest request's kind in arrival order, as Triton's `GetDynamicBatch` does.
+    fn plan(&self, p: &Policy) -> Option<Plan> {
+        let first = self.jobs.front()?;
         let key = first.key();
-        self.jobs
-            .iter()
-            .filter(|j| j.key() == key)
-            .map(Job::rows)
-            .sum()
+        let largest = p.largest_preferred();
+        let (mut rows, mut fitting, mut ready) = (0, 0, None);
+        for j in self.jobs.iter().filter(|j| j.key() == key) {
+            let r = j.rows();
+            if fitting > 0 && rows + r > p.max_rows {
+                break;
+            }
+            if fitting > 0 && ready.is_none() && rows + r > largest {
+                ready = Some(fitting);
+            }
+            rows += r;
+            fitting += 1;
+            if rows <= largest && p.preferred.contains(&rows) {
+                ready = Some(fitting);
+            }
+        }
+        if ready.is_none() && rows >= largest {
+            ready = Some(fitting);
+        }
+        Some(Plan {
+            ready,
+            fitting,
+            oldest: first.enqueued,
+        })
     }
 
     /// When the oldest request stops waiting for company; `None` when nothing waits.
     pub fn due(&self, p: &Policy) -> Option<Instant> {
-        let first = self.jobs.front()?;
-        if self.joinable_rows() >= p.enough {
-            return Some(first.enqueued);
-        }
-        Some(first.enqueued + p.max_delay)
+        let plan = self.plan(p)?;
+        Some(match plan.ready {
+            Some(_) => plan.oldest,
+            None => plan.oldest + p.max_delay,
+        })
     }
 
-    /// The next batch if one is due at `now`: the oldest request and every later one that fits.
+    /// The next batch if one is due at `now`: a preferred size at once, or after the delay
+    /// every request of the oldest one's kind that fits.
     pub fn take(&mut self, now: Instant, p: &Policy) -> Option<Vec<Job>> {
-        if self.due(p)? > now {
-            return None;
-        }
-        let first = self.jobs.pop_front()?;
-        let key: Vec<Vec<usize>> = first.key().into_iter().map(<[usize]>::to_vec).collect();
-        let mut rows = first.rows();
-        let mut batch = vec![first];
+        let plan = self.plan(p)?;
+        let waited = now >= plan.oldest + p.max_delay;
+        let n = match plan.ready {
+            _ if waited => plan.fitting,
+            Some(n) => n,
+            None => return None,
+        };
+        let key: Vec<Vec<usize>> = self.jobs[0]
+            .key()
+            .into_iter()
+            .map(<[usize]>::to_vec)
+            .collect();
+        let mut batch = Vec::with_capacity(n);
         let mut rest = VecDeque::with_capacity(self.jobs.len());
         while let Some(j) = self.jobs.pop_front() {
             let same = j.key().iter().zip(&key).all(|(a, b)| *a == b.as_slice());
-            if same && rows + j.rows() <= p.max_rows {
-                rows += j.rows();
+            if same && batch.len() < n {
                 batch.push(j);
             } else {
                 rest.push_back(j);
@@ -137,7 +198,7 @@ impl ModelQueue {
         });
         for i in 0..instances.max(1) {
             let (shared, session, stats) = (shared.clone(), session.clone(), stats.clone());
-            let model = name.to_string();
+            let (model, policy) = (name.to_string(), policy.clone());
             let spawned = std::thread::Builder::new()
                 .name(format!("weir-model-{name}-{i}"))
                 .spawn(move || serve(&shared, session.as_ref(), &stats, &policy, &model));
@@ -337,25 +398,23 @@ mod tests {
         )
     }
 
-    const P: Policy = Policy {
-        max_rows: 8,
-        enough: 4,
-        max_delay: Duration::from_millis(10),
-        capacity: 3,
-    };
+    fn policy(preferred: &[usize]) -> Policy {
+        Policy::new(8, preferred, Duration::from_millis(10), 3)
+    }
 
     #[test]
     fn a_batch_waits_for_company_until_enough_rows_or_the_delay() {
+        let p = &policy(&[4]);
         let t = Instant::now();
         let mut q = Pending::default();
-        let _r1 = q.push(job(1, 2, t).0, &P).map_err(drop);
-        assert!(q.take(t, &P).is_none(), "one row waits for company");
-        assert_eq!(q.due(&P), Some(t + P.max_delay));
-        assert_eq!(q.take(t + P.max_delay, &P).map(|b| b.len()), Some(1));
+        let _r1 = q.push(job(1, 2, t).0, p).map_err(drop);
+        assert!(q.take(t, p).is_none(), "one row waits for company");
+        assert_eq!(q.due(p), Some(t + p.max_delay));
+        assert_eq!(q.take(t + p.max_delay, p).map(|b| b.len()), Some(1));
         // Enough rows: due at once, and the batch takes everything that fits.
-        assert!(q.push(job(2, 2, t).0, &P).is_ok());
-        assert!(q.push(job(2, 2, t).0, &P).is_ok());
-        assert_eq!(q.take(t, &P).map(|b| b.len()), Some(2));
+        assert!(q.push(job(2, 2, t).0, p).is_ok());
+        assert!(q.push(job(2, 2, t).0, p).is_ok());
+        assert_eq!(q.take(t, p).map(|b| b.len()), Some(2));
     }
 
     #[test]
@@ -374,19 +433,69 @@ mod tests {
 
     #[test]
     fn batches_respect_max_rows_shapes_and_capacity() {
+        let p = &policy(&[4]);
         let t = Instant::now();
         let mut q = Pending::default();
-        assert!(q.push(job(5, 2, t).0, &P).is_ok());
-        assert!(q.push(job(2, 3, t).0, &P).is_ok()); // another width: never joined
-        assert!(q.push(job(4, 2, t).0, &P).is_ok()); // 5 + 4 > 8 rows
-        assert!(q.push(job(1, 2, t).0, &P).is_err(), "the fourth is refused");
-        let b = q.take(t, &P).unwrap();
+        assert!(q.push(job(5, 2, t).0, p).is_ok());
+        assert!(q.push(job(2, 3, t).0, p).is_ok()); // another width: never joined
+        assert!(q.push(job(4, 2, t).0, p).is_ok()); // 5 + 4 > 8 rows
+        assert!(q.push(job(1, 2, t).0, p).is_err(), "the fourth is refused");
+        let b = q.take(t, p).unwrap();
         assert_eq!(b.iter().map(Job::rows).collect::<Vec<_>>(), vec![5]);
-        let later = t + P.max_delay;
-        let b = q.take(later, &P).unwrap();
+        let later = t + p.max_delay;
+        let b = q.take(later, p).unwrap();
         assert_eq!(b.iter().map(Job::rows).collect::<Vec<_>>(), vec![2]);
-        let b = q.take(later, &P).unwrap();
+        let b = q.take(later, p).unwrap();
         assert_eq!(b.iter().map(Job::rows).collect::<Vec<_>>(), vec![4]);
-        assert!(q.take(later, &P).is_none());
+        assert!(q.take(later, p).is_none());
+    }
+
+    /// Triton's rule: any preferred size goes at once (the largest the queue makes), not only the
+    /// largest configured; the rest waits for company.
+    #[test]
+    fn any_preferred_size_goes_at_once_and_the_rest_waits() {
+        let p = &policy(&[2, 4]);
+        let t = Instant::now();
+        let mut q = Pending::default();
+        for _ in 0..3 {
+            assert!(q.push(job(1, 2, t).0, p).is_ok());
+        }
+        assert_eq!(q.due(p), Some(t));
+        assert_eq!(
+            q.take(t, p).map(|b| b.len()),
+            Some(2),
+            "2 of 3 rows: a preferred size"
+        );
+        assert!(q.take(t, p).is_none(), "the third waits for company");
+        assert_eq!(q.take(t + p.max_delay, p).map(|b| b.len()), Some(1));
+    }
+
+    #[test]
+    fn rows_that_would_overshoot_the_largest_preferred_size_go_without_the_extra() {
+        let p = &policy(&[4]);
+        let t = Instant::now();
+        let mut q = Pending::default();
+        assert!(q.push(job(3, 2, t).0, p).is_ok());
+        assert!(q.take(t, p).is_none(), "3 rows wait for a fourth");
+        assert!(q.push(job(3, 2, t).0, p).is_ok());
+        let b = q.take(t, p).unwrap();
+        assert_eq!(b.iter().map(Job::rows).collect::<Vec<_>>(), vec![3]);
+        // After the delay, everything that fits in max_rows goes together.
+        assert!(q.push(job(3, 2, t).0, p).is_ok());
+        let b = q.take(t + p.max_delay, p).unwrap();
+        assert_eq!(b.iter().map(Job::rows).collect::<Vec<_>>(), vec![3, 3]);
+    }
+
+    #[test]
+    fn without_preferred_sizes_a_batch_waits_for_max_rows() {
+        let p = &policy(&[]);
+        assert_eq!(p.preferred, vec![8]);
+        let t = Instant::now();
+        let mut q = Pending::default();
+        assert!(q.push(job(4, 2, t).0, p).is_ok());
+        assert!(q.push(job(3, 2, t).0, p).is_ok());
+        assert!(q.take(t, p).is_none());
+        assert!(q.push(job(1, 2, t).0, p).is_ok());
+        assert_eq!(q.take(t, p).map(|b| b.len()), Some(3));
     }
 }

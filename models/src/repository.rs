@@ -285,18 +285,12 @@ impl Repository {
             device,
             labels,
             queue: config.dynamic_batching.as_ref().map(|b| {
-                let max_rows = config.max_batch_size.max(1);
-                let policy = crate::queue::Policy {
-                    max_rows,
-                    enough: b
-                        .preferred_batch_size
-                        .iter()
-                        .copied()
-                        .max()
-                        .unwrap_or(max_rows),
-                    max_delay: b.max_queue_delay,
-                    capacity: QUEUE_CAPACITY,
-                };
+                let policy = crate::queue::Policy::new(
+                    config.max_batch_size.max(1),
+                    &b.preferred_batch_size,
+                    b.max_queue_delay,
+                    QUEUE_CAPACITY,
+                );
                 let count = config.instance_group.count;
                 crate::queue::ModelQueue::start(name, session.clone(), stats.clone(), policy, count)
             }),

@@ -88,6 +88,9 @@ pub fn config(m: &LoadedModel) -> Value {
         "parameters": {},
         "model_warmup": [],
     });
+    if let Some(n) = c.parameters.intra_op_thread_count {
+        out["parameters"]["intra_op_thread_count"] = json!({"string_value": n.to_string()});
+    }
     if let Some(b) = &c.dynamic_batching {
         out["dynamic_batching"] = json!({
             "preferred_batch_size": b.preferred_batch_size,
