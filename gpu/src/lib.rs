@@ -7,7 +7,10 @@
 use std::fmt;
 use std::str::FromStr;
 
+mod meter;
 mod probe;
+
+pub use meter::GpuMemory;
 
 /// A concrete place to run work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -8,6 +8,7 @@ mod facts;
 pub mod infer;
 mod labels;
 mod loaded;
+pub mod memory;
 pub mod metric_names;
 pub mod oip;
 #[cfg(feature = "ort")]

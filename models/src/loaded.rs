@@ -24,7 +24,8 @@ pub struct LoadedModel {
     pub stats: Arc<Stats>,
     /// The dynamic batcher, when the config asks for `dynamic_batching`.
     pub queue: Option<crate::queue::ModelQueue>,
-    /// What the budget counts: the model file's size (its weights as stored).
+    /// What the budget counts: how much its device's memory grew while it loaded and warmed up,
+    /// never less than the file's size (`memory::Footprint`).
     pub bytes: u64,
     /// Milliseconds since the epoch of the last `get` (or the load).
     pub(crate) last_used: AtomicU64,
@@ -44,9 +45,78 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 /// Requests a model's dynamic batcher holds waiting; more are refused with 429.
-pub(crate) const QUEUE_CAPACITY: usize = 1024;
+const QUEUE_CAPACITY: usize = 1024;
+
+/// What a loaded model is made of, once its session is up.
+pub(crate) struct Parts<'a> {
+    pub name: &'a str,
+    pub version: u64,
+    pub config: Arc<ModelConfig>,
+    pub session: Arc<dyn Session>,
+    pub backend: &'static str,
+    pub device: Device,
+    pub labels: Option<Arc<Vec<String>>>,
+    pub bytes: u64,
+}
 
 impl LoadedModel {
+    /// Check the labels against the model's classes and start its batcher, if configured.
+    pub(crate) fn assemble(p: Parts<'_>) -> Result<LoadedModel, ModelError> {
+        let signature = p.session.signature().clone();
+        if let (Some(l), Some(out)) = (&p.labels, signature.outputs.first())
+            && let Some(&classes) = out.dims.last()
+            && classes > 0
+            && l.len() as i64 != classes
+        {
+            return Err(ModelError::Load(format!(
+                "labels: {} lines, but output '{}' has {classes} classes",
+                l.len(),
+                out.name
+            )));
+        }
+        let stats = Arc::new(Stats::default());
+        let queue = p.config.dynamic_batching.as_ref().map(|b| {
+            let policy = crate::queue::Policy::new(
+                p.config.max_batch_size.max(1),
+                &b.preferred_batch_size,
+                b.max_queue_delay,
+                QUEUE_CAPACITY,
+            );
+            let count = p.config.instance_group.count;
+            crate::queue::ModelQueue::start(p.name, p.session.clone(), stats.clone(), policy, count)
+        });
+        Ok(LoadedModel {
+            name: p.name.to_string(),
+            version: p.version,
+            config: p.config,
+            signature,
+            session: p.session,
+            backend: p.backend,
+            device: p.device,
+            labels: p.labels,
+            stats,
+            queue,
+            bytes: p.bytes,
+            last_used: AtomicU64::new(now_ms()),
+            last_run_ns: AtomicU64::new(u64::MAX),
+        })
+    }
+
+    /// The statistics Triton's `/v2/models/{m}/stats` gives, with the memory it is counted as taking.
+    pub fn statistics(&self) -> crate::stats::ModelStats {
+        let mut s = self.stats.snapshot(&self.name, self.version);
+        let (kind, id) = match self.device {
+            Device::Cpu => ("CPU", 0),
+            Device::Cuda(n) => ("GPU", n),
+        };
+        s.memory_usage.push(crate::stats::MemoryUsage {
+            kind,
+            id,
+            byte_size: self.bytes,
+        });
+        s
+    }
+
     /// Whether a request may run on the caller's thread: the model has no batcher to join and
     /// its last run took under 50 µs (an identity or a tiny tabular model, say).
     pub fn runs_inline(&self) -> bool {

@@ -3,22 +3,23 @@
 //! shared by all callers. A model that cannot load is reported with its reason and the others
 //! still serve; a failed reload keeps the versions that were serving.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use serde::Serialize;
 use weir_gpu::Inventory;
 
 use crate::backend::{Backends, ModelError};
+use crate::budget::Budget;
 use crate::config::{ModelConfig, VersionPolicy};
 use crate::labels;
 pub use crate::loaded::LoadedModel;
-use crate::loaded::{QUEUE_CAPACITY, now_ms};
+use crate::loaded::now_ms;
+use crate::memory::Footprint;
 use crate::metric_names as m;
-use crate::stats::Stats;
 
 /// Why a model was unloaded by the budget, as the index reports it.
 const EVICTED: &str =
@@ -66,8 +67,11 @@ pub struct Repository {
     root: PathBuf,
     backends: Backends,
     inventory: Inventory,
-    /// Bytes of loaded models allowed before idle ones are unloaded; `None`: no limit.
-    budget: Option<u64>,
+    /// Model memory allowed per device before idle models are unloaded.
+    budget: Budget,
+    /// The largest footprint measured per model version, kept across unloads (a reload can land
+    /// in memory the allocator kept and seem to take nothing).
+    footprints: Mutex<HashMap<(String, u64), Footprint>>,
     models: RwLock<BTreeMap<String, Entry>>,
 }
 
@@ -79,21 +83,22 @@ impl Repository {
         backends: Backends,
         inventory: Inventory,
     ) -> Result<Repository, RepoError> {
-        Self::open_with_budget(root, backends, inventory, None)
+        Self::open_with_budget(root, backends, inventory, Budget::default())
     }
 
-    /// As `open`, unloading the least recently used idle models past `budget` bytes.
+    /// As `open`, unloading the least recently used idle models on a device past its budget.
     pub fn open_with_budget(
         root: &Path,
         backends: Backends,
         inventory: Inventory,
-        budget: Option<u64>,
+        budget: Budget,
     ) -> Result<Repository, RepoError> {
         let repo = Repository {
             root: root.to_path_buf(),
             backends,
             inventory,
             budget,
+            footprints: Mutex::new(HashMap::new()),
             models: RwLock::new(BTreeMap::new()),
         };
         for name in repo.names()? {
@@ -167,7 +172,7 @@ impl Repository {
                     metrics::histogram!(m::MODEL_LOAD, "model" => name.to_string(), "backend" => m.backend)
                         .record(started.elapsed().as_secs_f64());
                     tracing::info!(model = name, version = v, backend = m.backend, device = %m.device,
-                        ms = started.elapsed().as_millis() as u64, "model ready");
+                        ms = started.elapsed().as_millis() as u64, memory_mib = m.bytes >> 20, "model ready");
                     State::Ready(Arc::new(m))
                 }
                 Err(e) => {
@@ -199,7 +204,7 @@ impl Repository {
         Ok(())
     }
 
-    /// Unload the least recently used idle models until the loaded ones fit the budget.
+    /// Unload the least recently used idle models until each device's fit its budget.
     fn enforce_budget(&self, models: &mut BTreeMap<String, Entry>, keep: &str) {
         let resident: Vec<crate::budget::Resident> = models
             .iter()
@@ -207,6 +212,7 @@ impl Repository {
             .filter_map(|(name, s)| match s {
                 State::Ready(m) => Some(crate::budget::Resident {
                     name: name.clone(),
+                    device: m.device,
                     bytes: m.bytes,
                     last_used: m.last_used.load(Ordering::Relaxed),
                     // The map holds one reference; any other is a request using it.
@@ -215,26 +221,47 @@ impl Repository {
                 State::Unavailable(_) => None,
             })
             .collect();
-        if let Some(budget) = self.budget {
-            for name in crate::budget::evictions(&resident, budget, keep) {
-                if let Some(e) = models.get_mut(&name) {
-                    e.versions.clear();
-                    e.reason = Some(EVICTED.into());
-                    metrics::counter!(m::MODEL_UNLOADS, "model" => name.clone(), "reason" => "budget")
-                        .increment(1);
-                    tracing::info!(model = %name, "unloaded to stay within the model memory budget");
-                }
+        let evicted = crate::budget::evictions(&resident, &self.budget, keep);
+        for name in &evicted {
+            if let Some(e) = models.get_mut(name) {
+                e.versions.clear();
+                e.reason = Some(EVICTED.into());
+                metrics::counter!(m::MODEL_UNLOADS, "model" => name.clone(), "reason" => "budget")
+                    .increment(1);
+                tracing::info!(model = %name, "unloaded to stay within the model memory budget");
             }
         }
-        let total: u64 = models
-            .values()
-            .flat_map(|e| e.versions.values())
-            .filter_map(|s| match s {
-                State::Ready(m) => Some(m.bytes),
-                State::Unavailable(_) => None,
-            })
-            .sum();
-        metrics::gauge!(m::MODEL_MEMORY, "device" => "cpu").set(total as f64);
+        self.record_memory(models);
+    }
+
+    /// The memory gauge per device: what the loaded models take there (0 on a device with none).
+    fn record_memory(&self, models: &BTreeMap<String, Entry>) {
+        let mut per_device: BTreeMap<String, u64> = std::iter::once(weir_gpu::Device::Cpu)
+            .chain(
+                self.inventory
+                    .gpus
+                    .iter()
+                    .map(|g| weir_gpu::Device::Cuda(g.index)),
+            )
+            .map(|d| (d.to_string(), 0))
+            .collect();
+        for s in models.values().flat_map(|e| e.versions.values()) {
+            if let State::Ready(m) = s {
+                *per_device.entry(m.device.to_string()).or_default() += m.bytes;
+            }
+        }
+        for (device, total) in per_device {
+            metrics::gauge!(m::MODEL_MEMORY, "device" => device).set(total as f64);
+        }
+    }
+
+    /// This load's footprint, or the larger one measured for the same file before.
+    fn footprint(&self, name: &str, version: u64, file: u64, measured: Option<u64>) -> Footprint {
+        let mut known = self.footprints.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (name.to_string(), version);
+        let f = Footprint { file, measured }.or_larger(known.get(&key).copied());
+        known.insert(key, f);
+        f
     }
 
     fn load_version(
@@ -257,47 +284,24 @@ impl Repository {
         if onnx.is_empty() {
             return Err(ModelError::Load("model.onnx is empty (0 bytes)".into()));
         }
-        let session = backend.load(&onnx, config, device)?;
-        let signature = session.signature().clone();
-        if let (Some(l), Some(out)) = (&labels, signature.outputs.first())
-            && let Some(&classes) = out.dims.last()
-            && classes > 0
-            && l.len() as i64 != classes
-        {
-            return Err(ModelError::Load(format!(
-                "labels: {} lines, but output '{}' has {classes} classes",
-                l.len(),
-                out.name
-            )));
-        }
-        if config.warmup {
-            crate::warmup::run(session.as_ref())?;
-        }
-        let bytes = onnx.len() as u64;
-        let stats = Arc::new(Stats::default());
-        Ok(LoadedModel {
-            name: name.to_string(),
+        let (session, measured) = crate::memory::measure(device, || {
+            let session = backend.load(&onnx, config, device)?;
+            if config.warmup {
+                crate::warmup::run(session.as_ref())?;
+            }
+            Ok::<_, ModelError>(session)
+        });
+        let session = session?;
+        let footprint = self.footprint(name, version, onnx.len() as u64, measured);
+        LoadedModel::assemble(crate::loaded::Parts {
+            name,
             version,
             config: config.clone(),
-            signature,
-            session: session.clone(),
+            session,
             backend: backend.name(),
             device,
             labels,
-            queue: config.dynamic_batching.as_ref().map(|b| {
-                let policy = crate::queue::Policy::new(
-                    config.max_batch_size.max(1),
-                    &b.preferred_batch_size,
-                    b.max_queue_delay,
-                    QUEUE_CAPACITY,
-                );
-                let count = config.instance_group.count;
-                crate::queue::ModelQueue::start(name, session.clone(), stats.clone(), policy, count)
-            }),
-            stats,
-            bytes,
-            last_used: AtomicU64::new(now_ms()),
-            last_run_ns: AtomicU64::new(u64::MAX),
+            bytes: footprint.bytes(),
         })
     }
 
@@ -310,6 +314,7 @@ impl Repository {
                 e.reason = Some("unloaded".into());
                 metrics::counter!(m::MODEL_UNLOADS, "model" => name.to_string(), "reason" => "request")
                     .increment(1);
+                self.record_memory(&models);
                 Ok(())
             }
             None if self.root.join(name).is_dir() => Ok(()),

@@ -119,6 +119,7 @@ impl Stats {
                 cache_miss: Duration2::default(),
             },
             mixed_source_batches: self.mixed.load(Relaxed),
+            memory_usage: Vec::new(),
             batch_stats: batches
                 .iter()
                 .map(|(rows, c)| BatchStats {
@@ -144,6 +145,17 @@ pub struct ModelStats {
     pub batch_stats: Vec<BatchStats>,
     /// Weir's own: batches that joined requests from different sources.
     pub mixed_source_batches: u64,
+    /// Triton's: what the model takes on its device (`LoadedModel::statistics` fills it).
+    pub memory_usage: Vec<MemoryUsage>,
+}
+
+/// Triton's `MemoryUsage`: `{"type": "CPU" | "GPU", "id", "byte_size"}`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MemoryUsage {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub id: u32,
+    pub byte_size: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -127,6 +127,12 @@ async fn triton_shaped_metadata_config_and_json_inference() {
     );
     assert_eq!(s["inference_stats"]["success"]["count"], 1);
     assert_eq!(s["batch_stats"][0]["batch_size"], 1);
+    // What the model is counted as taking, as Triton reports it: at least its file.
+    let file = std::fs::metadata(root().join("examples/models/simple/1/model.onnx"))
+        .unwrap()
+        .len();
+    assert_eq!(s["memory_usage"][0]["type"], "CPU");
+    assert!(s["memory_usage"][0]["byte_size"].as_u64().unwrap() >= file);
     assert!(
         srv.json("/v2/models/stats").await["model_stats"]
             .as_array()

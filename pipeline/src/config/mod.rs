@@ -34,14 +34,11 @@ pub struct FileConfig {
     pub functions_dir: Option<PathBuf>,
     /// The model repository (Triton's layout), relative to this file.
     pub models: Option<PathBuf>,
-    /// Bytes of loaded models (weights as stored) before the least recently used idle ones are
-    /// unloaded, e.g. `2GB`; no limit when left out.
-    #[serde(default, deserialize_with = "opt_bytes")]
-    pub model_memory_budget: Option<u64>,
-}
-
-fn opt_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    units::bytes(d).map(Some)
+    /// Memory for loaded models (as measured while each loaded) before the least recently used
+    /// idle ones on that device are unloaded: `2GB` on every device, or by device, `{ cpu: 8GB,
+    /// cuda: 20GB, "cuda:1": 40GB }`; no limit when left out.
+    #[serde(default, deserialize_with = "units::budget")]
+    pub model_memory_budget: weir_models::budget::Budget,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,7 +143,7 @@ impl Config {
                     &dir,
                     Backends::available(),
                     inventory.clone(),
-                    file.model_memory_budget,
+                    file.model_memory_budget.clone(),
                 )
                 .map_err(|e| err(path, "models", e.to_string()))?;
                 Some(Arc::new(repo))

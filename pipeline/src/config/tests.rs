@@ -104,6 +104,24 @@ fn broken_configs_name_the_field() {
             "http.max_inference_requests",
         ),
         (
+            "budget not a size",
+            "data_dir: ./weir-data",
+            "data_dir: ./weir-data\nmodel_memory_budget: lots",
+            "model_memory_budget",
+        ),
+        (
+            "budget for an unknown device",
+            "data_dir: ./weir-data",
+            "data_dir: ./weir-data\nmodel_memory_budget: { tpu: 1GB }",
+            "model_memory_budget",
+        ),
+        (
+            "budget for a device not a size",
+            "data_dir: ./weir-data",
+            "data_dir: ./weir-data\nmodel_memory_budget: { cpu: 1GB, cuda: most }",
+            "model_memory_budget",
+        ),
+        (
             "inference body not a size",
             "listen: 127.0.0.1:8080 }",
             "listen: 127.0.0.1:8080, max_inference_body: big }",
@@ -262,6 +280,38 @@ fn broken_configs_name_the_field() {
         assert_eq!(e.field, *field, "{what}: {e}");
         assert!(!e.message.is_empty(), "{what}");
     }
+}
+
+#[test]
+fn a_memory_budget_is_one_size_or_sizes_by_device() {
+    use weir_models::budget::Budget;
+    let with = |b: &str| {
+        parse(&GOOD.replacen(
+            "data_dir: ./weir-data",
+            &format!("data_dir: ./weir-data\nmodel_memory_budget: {b}"),
+            1,
+        ))
+    };
+    let every = with("2GB").unwrap().file.model_memory_budget;
+    assert_eq!(every, Budget::every(2_000_000_000));
+    assert_eq!(every.limit(Device::Cuda(3)), Some(2_000_000_000));
+    let by = with(r#"{ cpu: 8GB, cuda: 20GB, "cuda:1": 40GB }"#)
+        .unwrap()
+        .file
+        .model_memory_budget;
+    assert_eq!(by.limit(Device::Cpu), Some(8_000_000_000));
+    assert_eq!(by.limit(Device::Cuda(0)), Some(20_000_000_000));
+    assert_eq!(by.limit(Device::Cuda(1)), Some(40_000_000_000));
+    let gpu_only = with("{ cuda: 1GiB }").unwrap().file.model_memory_budget;
+    assert_eq!(
+        gpu_only.limit(Device::Cpu),
+        None,
+        "no limit where none is given"
+    );
+    assert_eq!(
+        parse(GOOD).unwrap().file.model_memory_budget,
+        Budget::default()
+    );
 }
 
 #[test]

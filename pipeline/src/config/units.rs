@@ -41,6 +41,27 @@ pub fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+/// A model memory budget: one size for every device, or sizes by device name.
+pub fn budget<'de, D: Deserializer<'de>>(d: D) -> Result<weir_models::budget::Budget, D::Error> {
+    use serde::de::Error;
+    use weir_models::budget::Budget;
+    match serde_yaml::Value::deserialize(d)? {
+        serde_yaml::Value::Mapping(m) => {
+            let mut limits = std::collections::BTreeMap::new();
+            for (k, v) in m {
+                let name = k
+                    .as_str()
+                    .ok_or_else(|| D::Error::custom("device names are strings: cpu, cuda, cuda:N"))?
+                    .to_string();
+                let size = bytes(v).map_err(|e| D::Error::custom(format!("{name}: {e}")))?;
+                limits.insert(name, size);
+            }
+            Budget::per_device(limits).map_err(D::Error::custom)
+        }
+        one => bytes(one).map(Budget::every).map_err(D::Error::custom),
+    }
+}
+
 /// One string or a list of them (`suffix: .jpg` or `suffix: [.jpg, .png]`).
 pub fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]

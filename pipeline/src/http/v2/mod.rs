@@ -191,7 +191,7 @@ async fn model_stats(State(st): State<Shared>, Path(p): Params) -> Response {
         .ready()
         .iter()
         .filter(|m| m.name == name && version.is_none_or(|v| *v == m.version.to_string()))
-        .map(|m| m.stats.snapshot(&m.name, m.version))
+        .map(|m| m.statistics())
         .collect();
     if stats.is_empty() {
         return v2_error(
@@ -209,7 +209,7 @@ async fn all_stats(State(st): State<Shared>) -> Response {
         .map(|r| r.ready())
         .unwrap_or_default()
         .iter()
-        .map(|m| m.stats.snapshot(&m.name, m.version))
+        .map(|m| m.statistics())
         .collect();
     Json(json!({ "model_stats": stats })).into_response()
 }
