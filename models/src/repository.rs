@@ -284,6 +284,7 @@ impl Repository {
         if onnx.is_empty() {
             return Err(ModelError::Load("model.onnx is empty (0 bytes)".into()));
         }
+        crate::memory::prime(backend.as_ref(), device);
         let (session, measured) = crate::memory::measure(device, || {
             let session = backend.load(&onnx, config, device)?;
             if config.warmup {
