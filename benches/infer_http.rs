@@ -6,9 +6,10 @@
 //!       [--python .venv/bin/python [--pairs N]] [--threads N]
 //!
 //! With `--python`, onnxruntime called directly from Python (`benches/ort_direct.py`, batch 8,
-//! the same intra-op threads) alternates with HTTP at concurrency 8, N pairs, each HTTP figure
+//! the same intra-op threads) alternates with HTTP at concurrency 8 (`--concurrency C`), N pairs, each HTTP figure
 //! divided by the mean of the Python runs on either side: the machine's speed drifts.
-//! `--threads N` gives onnxruntime N intra-op threads on both sides (default: every core).
+//! `--threads N` gives onnxruntime N intra-op threads on both sides (default: every core);
+//! `--preferred 8,16` replaces the classifier's preferred batch sizes (the example's are 8 and 16).
 //!
 //! The server runs in this process on 127.0.0.1 with `examples/models`; clients share the cores.
 
@@ -52,14 +53,19 @@ async fn load(
     concurrency: usize,
     seconds: f64,
 ) -> anyhow::Result<Run> {
-    let end = Instant::now() + Duration::from_secs_f64(seconds);
+    // Counted as perf_analyzer counts: requests completed inside a window that opens after a
+    // warm-up (the first batches still filling) and closes before the clients drain, divided by
+    // the window. Counting the fill and the drain made a run with 75 ms latencies read ~3% low.
+    let window = Duration::from_secs_f64(seconds);
+    let opens = Instant::now() + WARM_UP;
+    let closes = opens + window;
     let body = Arc::new(body);
     let mut tasks = Vec::new();
     for _ in 0..concurrency {
         let (client, url, body) = (client.clone(), url.to_string(), body.clone());
         tasks.push(clients.spawn(async move {
             let mut times = Vec::new();
-            while Instant::now() < end {
+            while Instant::now() < closes {
                 let t = Instant::now();
                 let res = match body.as_ref() {
                     Some((b, n)) => {
@@ -79,25 +85,29 @@ async fn load(
                     "{status}: {}",
                     String::from_utf8_lossy(&bytes)
                 );
-                times.push(t.elapsed());
+                let done = Instant::now();
+                if done >= opens && done < closes {
+                    times.push(done - t);
+                }
             }
             anyhow::Ok(times)
         }));
     }
-    let started = Instant::now();
     let mut all = Vec::new();
     for t in tasks {
         all.extend(t.await??);
     }
-    let wall = started.elapsed().as_secs_f64();
     all.sort();
     Ok(Run {
-        per_sec: all.len() as f64 / wall,
+        per_sec: all.len() as f64 / window.as_secs_f64(),
         p50_ms: all
             .get(all.len() / 2)
             .map_or(0.0, |d| d.as_secs_f64() * 1e3),
     })
 }
+
+/// Requests before the counting window opens.
+const WARM_UP: Duration = Duration::from_millis(500);
 
 fn main() -> anyhow::Result<()> {
     let mut seconds = 5.0;
@@ -105,6 +115,8 @@ fn main() -> anyhow::Result<()> {
     // with `benches/ort_direct.py` on a machine whose speed drifts.
     let mut batched_only = false;
     let (mut python, mut pairs, mut threads) = (None, 5, weir_gpu::cpu_threads());
+    let mut preferred: Option<String> = None;
+    let mut batched_at = 8;
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -113,8 +125,12 @@ fn main() -> anyhow::Result<()> {
             "--python" => python = Some(it.next().context("--python needs a path")?),
             "--pairs" => pairs = it.next().context("--pairs needs a count")?.parse()?,
             "--threads" => threads = it.next().context("--threads needs a count")?.parse()?,
+            "--preferred" => preferred = Some(it.next().context("--preferred needs sizes")?),
+            "--concurrency" => {
+                batched_at = it.next().context("--concurrency needs a count")?.parse()?
+            }
             other => bail!(
-                "unknown flag {other}: use --seconds, --batched-only, --python, --pairs or --threads"
+                "unknown flag {other}: use --seconds, --batched-only, --python, --pairs, --threads, --preferred or --concurrency"
             ),
         }
     }
@@ -139,8 +155,14 @@ fn main() -> anyhow::Result<()> {
     for m in ["efficientnet_lite0", "unbatched"] {
         let path = repo.join(m).join("config.yaml");
         let cfg = std::fs::read_to_string(&path)?;
-        let extra = format!("parameters: {{ intra_op_thread_count: {threads} }}\n");
-        std::fs::write(&path, cfg + &extra)?;
+        let mut cfg = cfg + &format!("parameters: {{ intra_op_thread_count: {threads} }}\n");
+        if let Some(p) = &preferred {
+            cfg = cfg.replace(
+                "preferred_batch_size: [8, 16]",
+                &format!("preferred_batch_size: [{p}]"),
+            );
+        }
+        std::fs::write(&path, cfg)?;
     }
     let yaml = format!("models: {}\n", repo.display());
     let inventory = weir_gpu::Inventory::cpu_only("benchmark");
@@ -202,12 +224,12 @@ fn main() -> anyhow::Result<()> {
         let cpu_before = cpu_by_thread();
         let t = Instant::now();
         let body = request("input", &[1, 3, 224, 224], &image);
-        let r = load(&clients, &client, &url, Some(body.clone()), 8, seconds).await?;
+        let r = load(&clients, &client, &url, Some(body.clone()), batched_at, seconds).await?;
         let after = engine_times(&client, &stats_url).await?;
         let cpu = cpu_by_thread();
         let batches = (after.0 - before.0).max(1) as f64;
         println!(
-            "at concurrency 8: {:.1} rows per batch, {:.1} ms on the engine per batch; the engine ran {:.0}% of the wall time ({:.1} inferences/s)",
+            "at concurrency {batched_at}: {:.1} rows per batch, {:.1} ms on the engine per batch; the engine ran {:.0}% of the wall time ({:.1} inferences/s)",
             (after.1 - before.1) as f64 / batches,
             (after.2 - before.2) as f64 / batches / 1e6,
             (after.2 - before.2) as f64 / 1e9 / t.elapsed().as_secs_f64() * 100.0,
@@ -228,12 +250,13 @@ fn main() -> anyhow::Result<()> {
             let mut py = vec![python_rate(python, &root, threads, seconds)?];
             let mut ratios = Vec::new();
             for _ in 0..pairs {
-                let http = load(&clients, &client, &url, Some(body.clone()), 8, seconds).await?;
+                let http =
+                    load(&clients, &client, &url, Some(body.clone()), batched_at, seconds).await?;
                 py.push(python_rate(python, &root, threads, seconds)?);
                 let around = (py[py.len() - 2] + py[py.len() - 1]) / 2.0;
                 ratios.push(http.per_sec / around);
                 println!(
-                    "python {:>6.1}   http@8 {:>6.1}   python {:>6.1}   ratio {:.2}",
+                    "python {:>6.1}   http@{batched_at} {:>6.1}   python {:>6.1}   ratio {:.2}",
                     py[py.len() - 2],
                     http.per_sec,
                     py[py.len() - 1],
