@@ -81,6 +81,10 @@ pub trait Session: Send + Sync {
     /// Run one batch. `inputs` are in the signature's order with their full shapes (batch first
     /// when batched); outputs come back in the signature's order.
     fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError>;
+    /// CPU cores one run keeps busy (its engine's threads), for `cores::Cores`.
+    fn cores(&self) -> usize {
+        1
+    }
 }
 
 /// An inference engine.

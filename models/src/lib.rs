@@ -4,6 +4,7 @@
 pub mod backend;
 pub mod budget;
 pub mod config;
+pub mod cores;
 mod facts;
 pub mod infer;
 mod labels;

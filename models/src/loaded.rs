@@ -143,10 +143,16 @@ impl LoadedModel {
             .and_then(|t| t.shape.first())
             .copied()
             .unwrap_or(1);
-        self.stats.queued(std::time::Duration::ZERO);
+        // A run too short to matter (one that may run on an async runtime thread) never waits
+        // for cores; any other waits its turn, and that wait is its queue time.
+        let arrived = Instant::now();
+        let held = (!self.runs_inline())
+            .then(|| crate::cores::Cores::machine().take(self.session.cores()));
         let t = Instant::now();
+        self.stats.queued(t - arrived);
         let out = self.session.run(&inputs);
         let took = t.elapsed();
+        drop(held);
         self.last_run_ns
             .store(took.as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
         self.stats.execution(crate::stats::ExecutionTimes {

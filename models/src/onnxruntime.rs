@@ -43,6 +43,8 @@ pub fn environment() -> Result<&'static Environment, String> {
 }
 
 struct OrtModel {
+    /// Intra-op threads per session: the cores one run keeps busy.
+    threads: usize,
     sessions: Vec<Mutex<OrtSession>>,
     next: AtomicUsize,
     signature: Signature,
@@ -126,6 +128,7 @@ impl Backend for Ort {
             sessions.push(Mutex::new(open()?));
         }
         Ok(Arc::new(OrtModel {
+            threads,
             sessions,
             next: AtomicUsize::new(0),
             signature: Signature {
@@ -140,6 +143,10 @@ impl Backend for Ort {
 impl Session for OrtModel {
     fn signature(&self) -> &Signature {
         &self.signature
+    }
+
+    fn cores(&self) -> usize {
+        self.threads
     }
 
     fn run(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>, ModelError> {

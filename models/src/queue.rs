@@ -285,6 +285,8 @@ fn serve(shared: &Shared, session: &dyn Session, stats: &Stats, p: &Policy, mode
 
 /// Join the jobs' inputs along the batch, run once, and give each job its rows of the outputs.
 fn run(mut batch: Vec<Job>, session: &dyn Session, stats: &Stats, model: &str) {
+    // Waiting for cores (another model's batch holds them) counts as queue time.
+    let held = crate::cores::Cores::machine().take(session.cores());
     let t0 = Instant::now();
     let rows: Vec<usize> = batch.iter().map(Job::rows).collect();
     let total: usize = rows.iter().sum();
@@ -301,6 +303,7 @@ fn run(mut batch: Vec<Job>, session: &dyn Session, stats: &Stats, model: &str) {
     let joined = join(&mut batch);
     let t1 = Instant::now();
     let result = session.run(&joined);
+    drop(held);
     let t2 = Instant::now();
     match result {
         Ok(outputs) => {
