@@ -279,12 +279,24 @@ fn main() -> anyhow::Result<()> {
         let unbatched = format!("{base}/v2/models/unbatched/infer");
         let body = request("input", &[1, 3, 224, 224], &image);
         let off = load(&clients, &client, &unbatched, Some(body.clone()), 8, seconds).await?;
-        let on = load(&clients, &client, &url, Some(body), 8, seconds).await?;
+        let on = load(&clients, &client, &url, Some(body.clone()), 8, seconds).await?;
         println!(
             "dynamic batching at concurrency 8: {:.1} vs {:.1} inferences/s without ({:.2}x)",
             on.per_sec,
             off.per_sec,
             on.per_sec / off.per_sec
+        );
+        // Two models busy at once, each with threads for every core: they take turns on the cores.
+        let (a, b) = tokio::join!(
+            load(&clients, &client, &url, Some(body.clone()), 8, seconds),
+            load(&clients, &client, &unbatched, Some(body), 8, seconds)
+        );
+        let (a, b) = (a?, b?);
+        println!(
+            "two models at once (batched and unbatched copies, concurrency 8 each): {:.1} + {:.1} = {:.1} inferences/s",
+            a.per_sec,
+            b.per_sec,
+            a.per_sec + b.per_sec
         );
         println!("# server overhead per request: identity model (16 floats) beside GET /v2/health/live");
         let live = load(&clients, &client, &format!("{base}/v2/health/live"), None, 1, seconds).await?;
