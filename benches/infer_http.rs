@@ -334,9 +334,7 @@ fn main() -> anyhow::Result<()> {
 
 /// From a model's statistics: (executions, rows, ns inside the engine).
 async fn engine_times(client: &reqwest::Client, url: &str) -> anyhow::Result<(u64, u64, u64)> {
-    let v: serde_json::Value =
-        serde_json::from_slice(&client.get(url).send().await?.bytes().await?)?;
-    let m = &v["model_stats"][0];
+    let m = &model_stats(client, url).await?;
     let n = |v: &serde_json::Value| v.as_u64().unwrap_or(0);
     Ok((
         n(&m["execution_count"]),
@@ -397,13 +395,18 @@ fn python_rate(python: &str, root: &Path, threads: usize, seconds: f64) -> anyho
 
 /// From a model's statistics: (successful requests, their total ns, queue + compute ns).
 async fn server_times(client: &reqwest::Client, url: &str) -> anyhow::Result<(u64, u64, u64)> {
-    let v: serde_json::Value =
-        serde_json::from_slice(&client.get(url).send().await?.bytes().await?)?;
-    let s = &v["model_stats"][0]["inference_stats"];
+    let s = &model_stats(client, url).await?["inference_stats"];
     let ns = |k: &str| s[k]["ns"].as_u64().unwrap_or(0);
     let count = s["success"]["count"].as_u64().unwrap_or(0);
     let spent = ns("queue") + ns("compute_input") + ns("compute_infer") + ns("compute_output");
     Ok((count, ns("success"), spent))
+}
+
+/// The one model's entry of `GET /v2/models/{m}/stats`.
+async fn model_stats(client: &reqwest::Client, url: &str) -> anyhow::Result<serde_json::Value> {
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&client.get(url).send().await?.bytes().await?)?;
+    Ok(v["model_stats"][0].take())
 }
 
 fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
