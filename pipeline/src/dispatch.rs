@@ -53,10 +53,10 @@ pub enum StartError {
 /// with S3 triggers. The buckets named by triggers and outputs exist when this returns.
 pub fn start(
     data_dir: &std::path::Path,
+    store: &LocalStore,
     functions: &[crate::config::LoadedFunction],
     pools: &std::collections::HashMap<String, Pool>,
 ) -> Result<crate::http::events::EventsState, StartError> {
-    let store = LocalStore::open(&data_dir.join("objects"))?;
     let bus = Bus::open(&data_dir.join("bus.redb"))?;
     let (mut routes, mut wakes) = (Vec::new(), std::collections::HashMap::new());
     for f in functions {
@@ -192,7 +192,11 @@ async fn attempt(c: &Consumer, admission: Admission, d: &Delivery) -> Result<(),
                 .map_err(|e| FnError::bad_input(format!("output key: {e}")))?;
             store
                 .put(&out_bucket, &key, &a.bytes)
-                .map_err(|e| FnError::transient(e.to_string()))?;
+                .map_err(|e| match e {
+                    // An output key S3 cannot hold (over 1024 bytes) fails the same way every time.
+                    StoreError::BadName(m) => FnError::bad_input(format!("output key: {m}")),
+                    e => FnError::transient(e.to_string()),
+                })?;
         }
         Ok(())
     })
@@ -207,8 +211,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 
 fn read_error(e: StoreError) -> FnError {
     match e {
-        StoreError::NotFound { .. } | StoreError::BadName(_) => FnError::bad_input(e.to_string()),
+        StoreError::NotFound { .. } | StoreError::NoSuchBucket(_) | StoreError::BadName(_) => {
+            FnError::bad_input(e.to_string())
+        }
         StoreError::TooLarge { .. } => FnError::new(ErrorKind::TooLarge, e.to_string()),
-        StoreError::Io { .. } => FnError::transient(e.to_string()),
+        _ => FnError::transient(e.to_string()),
     }
 }

@@ -61,8 +61,8 @@ pub enum ServeError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("{0}")]
-    S3(#[from] crate::s3_endpoint::EndpointError),
+    #[error("cannot open the object store: {0}")]
+    Store(#[from] crate::store::StoreError),
     #[error("cannot start storage events: {0}")]
     Events(#[from] crate::dispatch::StartError),
     #[error("cannot create the data directory {path}: {source}")]
@@ -78,6 +78,7 @@ pub struct Running {
     /// How long shutdown waits for admitted work: the longest function timeout, plus a margin.
     grace: Duration,
     s3_addr: SocketAddr,
+    store: crate::store::LocalStore,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -113,11 +114,14 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
             upkeep.run_upkeep();
         }
     });
+    let store = crate::store::LocalStore::open(&settings.data_dir.join("objects"))?;
     let events = std::sync::Arc::new(crate::dispatch::start(
         &settings.data_dir,
+        &store,
         &config.functions,
         &pools,
     )?);
+    spawn_upload_expiry(store.clone(), config.file.s3.multipart_expiry);
     let closing: Vec<Pool> = pools.values().cloned().collect();
     let spool_dir = settings.data_dir.join("tmp");
     std::fs::create_dir_all(&spool_dir).map_err(|source| ServeError::DataDir {
@@ -132,12 +136,19 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         events: Some(events.clone()),
         models: config.models.clone(),
         inference_token: settings.inference_token.clone(),
-        inference: http::v2::Inference::new(
-            cpu.clone(),
-            config.file.http.max_inference_requests,
-            usize::try_from(config.file.http.max_inference_body).unwrap_or(usize::MAX),
-        ),
+        inference: http::v2::Inference {
+            body_timeout: config.file.http.body_timeout,
+            ..http::v2::Inference::new(
+                cpu.clone(),
+                config.file.http.max_inference_requests,
+                usize::try_from(config.file.http.max_inference_body).unwrap_or(usize::MAX),
+            )
+        },
         spool_dir,
+        bodies: http::body::BodyLimits {
+            timeout: config.file.http.body_timeout,
+            max_event_body: usize::try_from(config.file.http.max_event_body).unwrap_or(usize::MAX),
+        },
     });
     let app = http::router(state, &extra_routes);
     let listener = tokio::net::TcpListener::bind(settings.http_listen)
@@ -179,7 +190,10 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         addr: settings.s3_listen,
         source,
     })?;
-    let endpoint = crate::s3_endpoint::Endpoint::new(&settings.data_dir.join("objects"), events)?;
+    let limits = crate::s3_endpoint::EndpointLimits {
+        body_timeout: config.file.s3.body_timeout,
+    };
+    let endpoint = crate::s3_endpoint::Endpoint::new(store.clone(), events, limits);
     let service = endpoint.service(&settings.s3_keys.0, &settings.s3_keys.1);
     tasks.push(tokio::spawn(http::serve(
         s3,
@@ -197,10 +211,30 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
     Ok(Running {
         addr,
         s3_addr,
+        store,
         grace,
         stop,
         tasks,
     })
+}
+
+/// Removes multipart uploads older than `expiry`, checking a few times per expiry period.
+fn spawn_upload_expiry(store: crate::store::LocalStore, expiry: Duration) {
+    let every = (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(3600));
+    tokio::spawn(async move {
+        loop {
+            let s = store.clone();
+            match tokio::task::spawn_blocking(move || s.expire_uploads(expiry)).await {
+                Ok(Ok(0)) => {}
+                Ok(Ok(n)) => {
+                    tracing::info!(uploads = n, ?expiry, "removed expired multipart uploads")
+                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "cannot expire multipart uploads"),
+                Err(_) => return,
+            }
+            tokio::time::sleep(every).await;
+        }
+    });
 }
 
 fn pool_config(f: &LoadedFunction) -> PoolConfig {
@@ -243,6 +277,11 @@ fn describe(f: &LoadedFunction, pool: &Pool) -> serde_json::Value {
 impl Running {
     pub fn http_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The object store that the S3 endpoint serves and functions read and write.
+    pub fn store(&self) -> &crate::store::LocalStore {
+        &self.store
     }
 
     /// Where the built-in S3 endpoint listens.

@@ -24,10 +24,6 @@ functions:
     resources: { workers: { max: 1 }, batch: { max_size: 1 }, queue: 2, timeout: 60s }
 "#;
 
-fn serve(dir: &std::path::Path, port: u16) -> Child {
-    serve_with_s3(dir, port, 0)
-}
-
 fn serve_with_s3(dir: &std::path::Path, port: u16, s3_port: u16) -> Child {
     let mut child = Command::new(WEIR)
         .args(["serve", "--config"])
@@ -52,32 +48,59 @@ fn serve_with_s3(dir: &std::path::Path, port: u16, s3_port: u16) -> Child {
     child
 }
 
-fn done(store: &LocalStore) -> usize {
-    (0..N)
-        .filter(|i| {
-            store
-                .get("derived", &format!("thumbs/crash/{i}.jpg/256.jpg"), 1 << 24)
-                .is_ok()
-        })
-        .count()
+/// Outputs finished, read from the store while no server holds it.
+fn done_offline(dir: &std::path::Path) -> usize {
+    let store = LocalStore::open(&dir.join("data/objects")).unwrap();
+    store.list("derived", "thumbs/crash/").unwrap().len()
+}
+
+/// Outputs finished, listed through the running server's S3 endpoint: one key per output.
+async fn done(s3: &aws_sdk_s3::Client) -> usize {
+    match s3
+        .list_objects_v2()
+        .bucket("derived")
+        .prefix("thumbs/crash/")
+        .send()
+        .await
+    {
+        Ok(l) => l.contents().len(),
+        Err(_) => 0,
+    }
+}
+
+fn s3_client(s3_port: u16) -> aws_sdk_s3::Client {
+    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+    let creds = Credentials::new("crash", "crash-secret", None, None, "test");
+    let conf = aws_sdk_s3::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(format!("http://127.0.0.1:{s3_port}"))
+        .region(Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
 }
 
 /// After the restart: every output appears, once, and the server stops cleanly on SIGTERM.
-async fn all_done_after_restart(store: &LocalStore, mut second: Child, before: usize, what: &str) {
+async fn all_done_after_restart(
+    s3: &aws_sdk_s3::Client,
+    mut second: Child,
+    before: usize,
+    what: &str,
+) {
     let start = Instant::now();
-    while done(store) < N {
+    loop {
+        let n = done(s3).await;
+        assert!(n <= N, "{n} outputs for {N} {what}s: duplicates");
+        if n == N {
+            break;
+        }
         assert!(
             start.elapsed() < Duration::from_secs(120),
-            "only {} of {N} after the restart",
-            done(store)
+            "only {n} of {N} after the restart"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(
-        store.list("derived", "thumbs/crash/").unwrap().len(),
-        N,
-        "one output per {what}, no duplicates"
-    );
     eprintln!("{what}s: {before} of {N} were done before the kill; the rest after the restart");
     let killed = Command::new("kill")
         .args(["-TERM", &second.id().to_string()])
@@ -91,20 +114,19 @@ async fn all_done_after_restart(store: &LocalStore, mut second: Child, before: u
 async fn a_killed_server_finishes_every_accepted_event_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("weir.yaml"), CONFIG).unwrap();
-    let store = LocalStore::open(&dir.path().join("data/objects")).unwrap();
-    store.create_bucket("uploads").unwrap();
-    let photo = fixture("images/dandelions_5312x2988.jpg");
-    for i in 0..N {
-        store
-            .put("uploads", &format!("crash/{i}.jpg"), &photo)
-            .unwrap();
+    {
+        // Objects put straight into the store before any server holds it.
+        let store = LocalStore::open(&dir.path().join("data/objects")).unwrap();
+        store.create_bucket("uploads").unwrap();
+        let photo = fixture("images/dandelions_5312x2988.jpg");
+        for i in 0..N {
+            store
+                .put("uploads", &format!("crash/{i}.jpg"), &photo)
+                .unwrap();
+        }
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut first = serve(dir.path(), port);
+    let (port, s3_port) = (free_port(), free_port());
+    let mut first = serve_with_s3(dir.path(), port, s3_port);
     let records: Vec<String> = (0..N)
         .map(|i| s3_record("aws:s3", &format!("crash/{i}.jpg")))
         .collect();
@@ -120,20 +142,21 @@ async fn a_killed_server_finishes_every_accepted_event_after_restart() {
     // Killed right after the 200: one worker cannot have thumbnailed twelve 16 MP photos yet.
     first.kill().unwrap();
     first.wait().unwrap();
-    let before = done(&store);
+    let before = done_offline(dir.path());
     assert!(
         before < N,
         "everything finished before the kill; the test proves nothing"
     );
 
-    let second = serve(dir.path(), port);
+    let second = serve_with_s3(dir.path(), port, s3_port);
     let base = format!("http://127.0.0.1:{port}");
+    let s3 = s3_client(s3_port);
     let start = Instant::now();
-    while done(&store) < N {
+    while done(&s3).await < N {
         assert!(
             start.elapsed() < Duration::from_secs(120),
             "only {} of {N} after the restart",
-            done(&store)
+            done(&s3).await
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -145,7 +168,7 @@ async fn a_killed_server_finishes_every_accepted_event_after_restart() {
         .json_body()
         .await;
     assert_eq!(dead["items"].as_array().unwrap().len(), 0, "{dead}");
-    all_done_after_restart(&store, second, before, "event").await;
+    all_done_after_restart(&s3, second, before, "event").await;
 }
 
 trait JsonBody {
@@ -160,25 +183,11 @@ impl JsonBody for reqwest::Response {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uploads_answered_200_survive_a_kill() {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("weir.yaml"), CONFIG).unwrap();
     let (port, s3_port) = (free_port(), free_port());
     let mut first = serve_with_s3(dir.path(), port, s3_port);
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(format!("http://127.0.0.1:{s3_port}"))
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "crash",
-            "crash-secret",
-            None,
-            None,
-            "test",
-        ))
-        .force_path_style(true)
-        .build();
-    let s3 = aws_sdk_s3::Client::from_conf(conf);
+    let s3 = s3_client(s3_port);
     let photo = fixture("images/dandelions_5312x2988.jpg");
     // All at once: the uploads finish long before one worker could thumbnail them all.
     let puts = (0..N).map(|i| {
@@ -195,13 +204,12 @@ async fn uploads_answered_200_survive_a_kill() {
     // Every upload has had its 200; kill before one worker can have done all twelve.
     first.kill().unwrap();
     first.wait().unwrap();
-    let store = LocalStore::open(&dir.path().join("data/objects")).unwrap();
-    let before = done(&store);
+    let before = done_offline(dir.path());
     assert!(
         before < N,
         "everything finished before the kill; the test proves nothing"
     );
 
     let second = serve_with_s3(dir.path(), port, s3_port);
-    all_done_after_restart(&store, second, before, "upload").await;
+    all_done_after_restart(&s3, second, before, "upload").await;
 }

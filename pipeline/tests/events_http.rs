@@ -19,7 +19,7 @@ functions:
 "#;
 
 fn store(srv: &TestServer) -> LocalStore {
-    LocalStore::open(&srv.data.path().join("objects")).unwrap()
+    srv.running.store().clone()
 }
 
 /// One notification record as `source` sends it, with the key already encoded its way.

@@ -16,7 +16,8 @@ pub struct PoolConfig {
     pub max_delay: Duration,
     /// Inputs admitted but not yet running, beyond those the workers hold (`resources.queue`).
     pub max_queue: usize,
-    /// Per-invocation deadline, from admission (`resources.timeout`).
+    /// Per-invocation deadline (`resources.timeout`): from admission for HTTP callers, from the
+    /// start of the batch for queue consumers.
     pub timeout: Duration,
     /// Largest input in bytes (`resources.max_input`).
     pub max_input: u64,

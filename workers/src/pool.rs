@@ -25,11 +25,48 @@ pub fn cpu_pool(threads: usize) -> Arc<rayon::ThreadPool> {
 
 struct Job {
     input: Input,
-    deadline: Instant,
+    deadline: Deadline,
     admitted: Instant,
     reply: oneshot::Sender<Result<Output, FnError>>,
     /// Held until the work ends, even if the caller gave up: admission counts real work.
     _ticket: Ticket,
+}
+
+/// When an invocation's time is up: fixed at admission (a caller waiting on HTTP, whose wait
+/// counts), or `timeout` after its batch starts (a queue consumer: waiting is bounded by
+/// admission, and never spends the function's timeout). The sender tells the caller when the
+/// clock started.
+enum Deadline {
+    At(Instant),
+    FromStart(std::time::Duration, Option<oneshot::Sender<Instant>>),
+}
+
+impl Job {
+    fn expired(&self, now: Instant) -> bool {
+        matches!(self.deadline, Deadline::At(d) if d <= now)
+    }
+
+    /// Starts the clock (once) and gives the deadline.
+    fn start(&mut self, now: Instant) -> Instant {
+        match &mut self.deadline {
+            Deadline::At(d) => *d,
+            Deadline::FromStart(t, started) => {
+                let d = now + *t;
+                if let Some(tx) = started.take() {
+                    let _ = tx.send(d);
+                }
+                self.deadline = Deadline::At(d);
+                d
+            }
+        }
+    }
+}
+
+/// Which clock an admission's timeout runs on (see `Deadline`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Clock {
+    Admission,
+    Run,
 }
 
 /// One admitted invocation's hold on the pool's capacity.
@@ -121,7 +158,7 @@ impl Pool {
     }
 
     /// An admission holding `permit`, counted in the in-flight gauge and the peak.
-    fn admitted(&self, permit: OwnedSemaphorePermit) -> Admission {
+    fn admitted(&self, permit: OwnedSemaphorePermit, clock: Clock) -> Admission {
         let name = &self.shared.name;
         self.shared
             .peak
@@ -134,11 +171,13 @@ impl Pool {
                 function: name.clone(),
             },
             admitted: Instant::now(),
+            clock,
         }
     }
 
     /// Wait for a place (queue consumers: a full pool stops them pulling, nothing is lost).
-    /// Fails only when the pool is closed.
+    /// The timeout of work admitted this way counts from when its batch starts, not from
+    /// admission: a backlog waits, it does not time out. Fails only when the pool is closed.
     pub async fn admit(&self) -> Result<Admission, FnError> {
         let name = &self.shared.name;
         let permit = self
@@ -153,14 +192,15 @@ impl Pool {
                     format!("function {name} is shutting down"),
                 )
             })?;
-        Ok(self.admitted(permit))
+        Ok(self.admitted(permit, Clock::Run))
     }
 
-    /// Reserve a place, or refuse at once. Call before reading the request body.
+    /// Reserve a place, or refuse at once. Call before reading the request body. The timeout
+    /// counts from here: the caller's wait is part of it.
     pub fn try_admit(&self) -> Result<Admission, FnError> {
         let name = &self.shared.name;
         match self.shared.admission.clone().try_acquire_owned() {
-            Ok(permit) => Ok(self.admitted(permit)),
+            Ok(permit) => Ok(self.admitted(permit, Clock::Admission)),
             Err(TryAcquireError::NoPermits) => {
                 let err = FnError::new(
                     ErrorKind::Overloaded,
@@ -194,6 +234,7 @@ pub struct Admission {
     shared: Arc<Shared>,
     ticket: Ticket,
     admitted: Instant,
+    clock: Clock,
 }
 
 impl Admission {
@@ -204,7 +245,8 @@ impl Admission {
         err
     }
 
-    /// Run one input through the function, within the pool's timeout (counted from admission).
+    /// Run one input through the function, within the pool's timeout (from admission, or from
+    /// the start of its batch; see `Pool::admit`).
     pub async fn run(self, input: Input) -> Result<Output, FnError> {
         let name = self.shared.name.clone();
         let result = self.run_inner(input).await;
@@ -224,7 +266,13 @@ impl Admission {
                 ),
             ));
         }
-        let deadline = self.admitted + cfg.timeout;
+        let (deadline, started) = match self.clock {
+            Clock::Admission => (Deadline::At(self.admitted + cfg.timeout), None),
+            Clock::Run => {
+                let (tx, rx) = oneshot::channel();
+                (Deadline::FromStart(cfg.timeout, Some(tx)), Some(rx))
+            }
+        };
         let (reply, rx) = oneshot::channel();
         let job = Job {
             input,
@@ -245,6 +293,18 @@ impl Admission {
                 format!("function {} cannot take work now", cfg.name),
             ));
         }
+        let deadline = match started {
+            None => self.admitted + cfg.timeout,
+            Some(started) => match started.await {
+                Ok(d) => d,
+                // Dropped unstarted (the pool closed): the reply says why.
+                Err(_) => {
+                    return rx.await.unwrap_or_else(|_| {
+                        Err(FnError::transient("the worker stopped before answering"))
+                    });
+                }
+            },
+        };
         match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(FnError::transient("the worker stopped before answering")),
@@ -276,7 +336,7 @@ fn dispatch(
     // Inputs past their deadline, or whose caller hung up, are not worth running.
     let (live, dropped): (Vec<Job>, Vec<Job>) = batch
         .into_iter()
-        .partition(|j| j.deadline > now && !j.reply.is_closed());
+        .partition(|j| !j.expired(now) && !j.reply.is_closed());
     for job in dropped {
         answer(job, Err(FnError::timeout("timed out while queued")));
     }
@@ -293,10 +353,12 @@ fn dispatch(
     let function = function.clone();
     cpu.spawn(move || {
         let _enter = span.enter();
+        let mut live = live;
+        let begun = Instant::now();
         let inputs: Vec<Input> = live.iter().map(|j| j.input.clone()).collect();
         let ctx = ExecCtx {
             device,
-            deadlines: live.iter().map(|j| j.deadline.into_std()).collect(),
+            deadlines: live.iter_mut().map(|j| j.start(begun).into_std()).collect(),
         };
         let started = std::time::Instant::now();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| function.call(&inputs, &ctx)));

@@ -149,6 +149,28 @@ async fn inputs_that_expire_in_the_queue_never_run() {
     assert_eq!(gate.seen(), vec!["first"]);
 }
 
+/// Work a queue consumer admitted waits behind a busy worker for longer than the timeout and
+/// still runs: its clock starts with its batch. A run that overstays the timeout still fails.
+#[tokio::test]
+async fn consumer_work_times_its_run_not_its_wait() {
+    let gate = Arc::new(Gate::default());
+    let p = pool(&gate, 1, 1, 1, 200);
+    let first = tokio::spawn(p.admit().await.unwrap().run(Input::new(b"first".to_vec())));
+    let second = tokio::spawn(p.admit().await.unwrap().run(Input::new(b"second".to_vec())));
+    assert_eq!(
+        first.await.unwrap().unwrap_err().kind(),
+        ErrorKind::Timeout,
+        "ran too long"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gate.release();
+    let out = second
+        .await
+        .unwrap()
+        .expect("waited 500 ms behind a 200 ms timeout, then ran");
+    assert_eq!(out.summary["echo"], "second");
+}
+
 #[tokio::test]
 async fn one_bad_input_does_not_fail_its_batch_neighbours() {
     let gate = Arc::new(Gate::default());

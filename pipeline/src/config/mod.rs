@@ -57,6 +57,13 @@ pub struct HttpSection {
     /// The largest inference request body, after any decompression.
     #[serde(deserialize_with = "units::bytes")]
     pub max_inference_body: u64,
+    /// How long a request body may take to arrive (webhook, invoke, Open Inference); then 408
+    /// (504 for an invocation, whose function timeout also bounds it).
+    #[serde(deserialize_with = "units::duration")]
+    pub body_timeout: std::time::Duration,
+    /// The largest S3 notification body on the webhook; larger ones get 413.
+    #[serde(deserialize_with = "units::bytes")]
+    pub max_event_body: u64,
 }
 
 impl Default for HttpSection {
@@ -70,17 +77,38 @@ impl Default for HttpSection {
             header_timeout: limits.header_timeout,
             max_inference_requests: 256,
             max_inference_body: 64 << 20,
+            body_timeout: std::time::Duration::from_secs(30),
+            max_event_body: 8 << 20,
         }
     }
 }
 
-/// The built-in S3 endpoint (served by the storage issue; its settings are read and kept now).
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The built-in S3 endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct S3Section {
     pub listen: Option<SocketAddr>,
     pub access_key: Option<String>,
     pub secret_key: Option<String>,
+    /// How long one request's body (a PUT, a part) may take to arrive; then 400 RequestTimeout.
+    #[serde(deserialize_with = "units::duration")]
+    pub body_timeout: std::time::Duration,
+    /// Multipart uploads neither completed nor aborted this long after they began are removed
+    /// with their parts.
+    #[serde(deserialize_with = "units::duration")]
+    pub multipart_expiry: std::time::Duration,
+}
+
+impl Default for S3Section {
+    fn default() -> Self {
+        S3Section {
+            listen: None,
+            access_key: None,
+            secret_key: None,
+            body_timeout: std::time::Duration::from_secs(300),
+            multipart_expiry: std::time::Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// A config mistake: where, and what was expected.

@@ -5,7 +5,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -50,7 +49,12 @@ impl EventsState {
     }
 }
 
-pub async fn s3_webhook(State(st): State<Shared>, body: Bytes) -> Response {
+pub async fn s3_webhook(State(st): State<Shared>, body: axum::body::Body) -> Response {
+    let limits = st.bodies;
+    let body = match super::body::read(body, limits.max_event_body, limits.timeout).await {
+        Ok(b) => b,
+        Err(res) => return res,
+    };
     let Some(ev) = &st.events else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,

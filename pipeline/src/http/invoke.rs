@@ -68,12 +68,14 @@ pub async fn handle(
             retry_after,
         );
     }
+    // The function's timeout bounds the whole invocation; `http.body_timeout` bounds any body.
+    let body_deadline = cfg.timeout.min(st.bodies.timeout);
     let input = read_input(
         &st.spool_dir,
         pool.streams_input(),
         body,
         limit,
-        cfg.timeout,
+        body_deadline,
     )
     .await;
     let mut input = match input {
@@ -89,8 +91,8 @@ pub async fn handle(
         }
         Err(BodyError::Late) => {
             let msg = format!(
-                "the request body did not arrive within the function's timeout of {:?}",
-                cfg.timeout
+                "the request body did not arrive within {body_deadline:?} (the function's \
+                 timeout or http.body_timeout, whichever is shorter)"
             );
             return fn_error(&admission.refuse(FnError::timeout(msg)), retry_after);
         }

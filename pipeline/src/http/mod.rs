@@ -1,6 +1,7 @@
 //! The HTTP API: function invocation, the function list, health and metrics.
 
 mod auth;
+pub mod body;
 pub mod events;
 mod invoke;
 mod reply;
@@ -41,6 +42,8 @@ pub struct AppState {
     pub inference: v2::Inference,
     /// Where request bodies of streaming functions are spooled (`<data>/tmp`).
     pub spool_dir: std::path::PathBuf,
+    /// Deadlines and sizes of bodies read whole.
+    pub bodies: body::BodyLimits,
 }
 
 pub type Shared = Arc<AppState>;
