@@ -110,7 +110,14 @@ pub fn start(
 }
 
 async fn run(c: Arc<Consumer>) {
+    // Take from the bus only what can start soon: as many as the workers run at once. The rest
+    // of a backlog waits on the bus, where waiting costs no lease, no attempt and no timeout.
+    let cfg = c.pool.config();
+    let soon = Arc::new(tokio::sync::Semaphore::new(cfg.workers * cfg.max_batch));
     loop {
+        let Ok(slot) = soon.clone().acquire_owned().await else {
+            return;
+        };
         // Waits while the pool is full; ends when the pool closes (shutdown).
         let Ok(admission) = c.pool.admit().await else {
             return;
@@ -118,10 +125,10 @@ async fn run(c: Arc<Consumer>) {
         let (bus, f) = (c.bus.clone(), c.function.clone());
         match tokio::task::spawn_blocking(move || bus.claim(&f, 1)).await {
             Ok(Ok(mut claimed)) if !claimed.is_empty() => {
-                tokio::spawn(process(c.clone(), admission, claimed.remove(0)));
+                tokio::spawn(process(c.clone(), admission, claimed.remove(0), slot));
             }
             Ok(Ok(_)) => {
-                drop(admission);
+                drop((admission, slot));
                 let _ = tokio::time::timeout(IDLE_POLL, c.wake.notified()).await;
             }
             Ok(Err(e)) => {
@@ -134,7 +141,12 @@ async fn run(c: Arc<Consumer>) {
     }
 }
 
-async fn process(c: Arc<Consumer>, admission: Admission, d: Delivery) {
+async fn process(
+    c: Arc<Consumer>,
+    admission: Admission,
+    d: Delivery,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
     let label = c.function.clone();
     let result = attempt(&c, admission, &d).await;
     let recorded = match &result {
@@ -154,6 +166,8 @@ async fn process(c: Arc<Consumer>, admission: Admission, d: Delivery) {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map(|t| t.as_millis() as u64)
                 .unwrap_or(0);
+            counter!(m::EVENTS_RETRIED, "function" => label, "kind" => e.kind().label())
+                .increment(1);
             tracing::warn!(function = %c.function, key = %d.event.object.key, error = %e, ?backoff, "retrying");
             c.bus.retry(&d, due_ms).await
         }

@@ -21,6 +21,8 @@ pub const EVENTS_ROUTED: &str = "weir_events_routed_total";
 pub const EVENTS_DONE: &str = "weir_events_done_total";
 /// Counter: pairs given up on. Labels `function`, `kind`.
 pub const EVENTS_DEAD_LETTERED: &str = "weir_events_dead_lettered_total";
+/// Storage events sent back to the bus for another attempt, by function and error kind.
+pub const EVENTS_RETRIED: &str = "weir_events_retried_total";
 /// Gauge: pairs on the bus not yet finished.
 pub const BUS_DEPTH: &str = "weir_bus_depth";
 /// Histogram (seconds): from the event's time to its outputs written. Label `function`.
