@@ -429,3 +429,87 @@ async fn webhook_bodies_over_the_limit_get_a_json_413() {
         "{body}"
     );
 }
+
+/// A JPEG whose frame header claims `w`x`h`, its data unchanged.
+fn claims(file: &str, w: u16, h: u16) -> Vec<u8> {
+    let mut jpeg = fixture(file);
+    let sof = jpeg.windows(2).position(|m| m == [0xFF, 0xC0]).unwrap();
+    jpeg[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+    jpeg[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+    jpeg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_size_header_the_data_cannot_fill_is_bad_input() {
+    let config = format!(
+        r#"{CONFIG}
+  - name: labels
+    kind: classify
+    params: {{ model: efficientnet_lite0, top_k: 3 }}
+    triggers:
+      - s3: {{ bucket: uploads, suffix: .jpg }}
+    output: {{ bucket: derived, key: "labels/{{key}}.json" }}
+    resources: {{ timeout: 60s, retries: {{ max: 1, backoff: 50ms }} }}
+models: {}
+"#,
+        root().join("examples/models").display()
+    );
+    let srv = start(&config).await;
+    // 1.9 KB of data cannot fill 9000x9000 (found from the marker walk); a 640x427 photo whose
+    // header says 640x854 runs out halfway (found by libjpeg-turbo as it decodes).
+    let cases = [
+        (
+            "tiny.jpg",
+            claims("images/chelsea_tiny_32x21.jpg", 9000, 9000),
+            "9000x9000",
+        ),
+        (
+            "rocket.jpg",
+            claims("images/rocket_640x427.jpg", 640, 854),
+            "640x854",
+        ),
+    ];
+    for (_, body, size) in &cases {
+        for function in ["thumbs", "labels"] {
+            let res = srv.invoke(function, body.clone()).await;
+            let status = res.status();
+            let reply = body_json(res).await;
+            assert_eq!(status, 422, "{function} {size}: {reply}");
+            assert_eq!(reply["kind"], "bad_input", "{reply}");
+            let reason = reply["error"].as_str().unwrap();
+            assert!(reason.contains(size), "{function}: {reason}");
+        }
+    }
+    let c = s3_client(&srv, "test-secret-key");
+    for (key, body, _) in &cases {
+        c.put_object()
+            .bucket("uploads")
+            .key(*key)
+            .body(ByteStream::from(body.clone()))
+            .send()
+            .await
+            .unwrap();
+    }
+    let dead = until("four dead letters", async || {
+        let items = srv.json("/v1/dead-letters").await["items"]
+            .as_array()
+            .unwrap()
+            .clone();
+        (items.len() >= 4).then_some(items)
+    })
+    .await;
+    assert_eq!(dead.len(), 4, "{dead:?}");
+    for (key, _, size) in &cases {
+        for function in ["thumbs", "labels"] {
+            let d = dead
+                .iter()
+                .find(|d| d["key"] == *key && d["function"] == function)
+                .unwrap_or_else(|| panic!("no dead letter for {function} {key}: {dead:?}"));
+            assert_eq!(d["kind"], "bad_input", "{d}");
+            assert!(d["reason"].as_str().unwrap().contains(size), "{d}");
+        }
+    }
+    // No thumbnail and no label for either.
+    let listed = c.list_objects_v2().bucket("derived").send().await.unwrap();
+    assert_eq!(listed.key_count(), Some(0), "{:?}", listed.contents());
+}

@@ -105,7 +105,12 @@ pub fn decode(
         }
     };
     if format == ImageFormat::Jpeg {
-        jpeg_markers::check_complete(data).map_err(FnError::bad_input)?;
+        let stream = jpeg_markers::check_complete(data).map_err(FnError::bad_input)?;
+        // The size limit first, so an oversized claim says so; then whether the data can fill it.
+        if let Some(f) = stream.frame {
+            check_size(f.width, f.height, max_pixels)?;
+        }
+        stream.check_fills().map_err(FnError::bad_input)?;
         if let Some(pic) = decode_turbo(data, max_pixels, largest_width)? {
             return Ok(pic);
         }
@@ -203,7 +208,8 @@ fn decode_webp(
 
 /// The libjpeg-turbo path. `None` hands the file to the general decoder: CMYK and YCCK (which
 /// libjpeg-turbo will not turn into RGB), and anything it fails on, so that a file it finds
-/// fault with is judged by the same rules as before rather than refused outright.
+/// fault with is judged by the same rules as before rather than refused outright — except data
+/// that ends before the frame is full, which the general decoder would pad with grey.
 fn decode_turbo(
     data: &[u8],
     max_pixels: u64,
@@ -229,8 +235,15 @@ fn decode_turbo(
         Some(t) if t < shown_w => turbo::scale_for(shown_w, t),
         _ => turbojpeg::ScalingFactor::ONE,
     };
-    let Ok((sw, sh, layout, pixels)) = turbo::decode(data, &header, scale) else {
-        return Ok(None);
+    let (sw, sh, layout, pixels) = match turbo::decode(data, &header, scale) {
+        Ok(decoded) => decoded,
+        Err(e) if turbo::is_premature_end(&e) => {
+            return Err(FnError::bad_input(format!(
+                "the JPEG's image data ends before its {w}x{h} pixels are filled \
+                 (a corrupt or tampered size header): {e}"
+            )));
+        }
+        Err(_) => return Ok(None),
     };
     let ratio = scale.num() as f64 / scale.denom() as f64;
     let exact = (f64::from(w) * ratio, f64::from(h) * ratio);

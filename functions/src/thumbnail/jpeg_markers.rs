@@ -1,16 +1,57 @@
-//! Walks over a JPEG's markers without decoding. Two uses: a completeness check (decoders fill
+//! Walks over a JPEG's markers without decoding. Three uses: a completeness check (decoders fill
 //! missing rows with grey and may report success on a cut-off file; reaching the end-of-image
-//! marker after the image data proves it is all there), and the EXIF orientation (libjpeg-turbo
-//! exposes no markers, and a full EXIF parser would scan far more than the one tag needed).
+//! marker after the image data proves it is all there), a check that the image data can fill the
+//! size the header claims (a tampered header), and the EXIF orientation (libjpeg-turbo exposes no
+//! markers, and a full EXIF parser would scan far more than the one tag needed).
 
-/// `Ok` when the stream has every segment it declares and reaches its end marker after the image
-/// data; otherwise the reason, in words.
-pub fn check_complete(data: &[u8]) -> Result<(), String> {
+/// What the marker walk learnt: the frame header and how many bytes of entropy-coded data follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stream {
+    /// The first start-of-frame marker (0xC0..=0xCF less DHT, JPG and DAC) and its size.
+    pub frame: Option<Frame>,
+    /// Bytes of entropy-coded data over all scans (stuffing and restart markers included).
+    pub scan_bytes: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub marker: u8,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Stream {
+    /// `Ok` when the scans hold at least the data the frame's size needs. Every 8x8 block of the
+    /// full-resolution component codes at least a one-bit DC difference in Huffman coding
+    /// (baseline, extended and progressive alike), so a frame of `w`x`h` needs at least
+    /// ceil(w/8)·ceil(h/8) bits. Arithmetic and lossless coding can go below that: not judged.
+    pub fn check_fills(&self) -> Result<(), String> {
+        let Some(f) = self.frame else { return Ok(()) };
+        if !matches!(f.marker, 0xC0..=0xC2) {
+            return Ok(());
+        }
+        let blocks = u64::from(f.width.div_ceil(8)) * u64::from(f.height.div_ceil(8));
+        let needed = blocks.div_ceil(8);
+        if (self.scan_bytes as u64) < needed {
+            return Err(format!(
+                "the JPEG's header claims {}x{} pixels, but its {} bytes of image data cannot \
+                 fill them (at least {needed} are needed): a corrupt or tampered size header",
+                f.width, f.height, self.scan_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The stream's frame and scan sizes when it has every segment it declares and reaches its end
+/// marker after the image data; otherwise the reason, in words.
+pub fn check_complete(data: &[u8]) -> Result<Stream, String> {
     if data.len() < 4 || data[0] != 0xFF || data[1] != 0xD8 {
         return Err("not a JPEG stream (no start-of-image marker)".into());
     }
     let mut pos = 2;
     let mut seen_scan = false;
+    let mut stream = Stream::default();
     loop {
         // Markers may be preceded by any number of 0xFF fill bytes.
         while pos < data.len() && data[pos] == 0xFF && data.get(pos + 1) == Some(&0xFF) {
@@ -28,7 +69,7 @@ pub fn check_complete(data: &[u8]) -> Result<(), String> {
         }
         let marker = data[pos + 1];
         match marker {
-            0xD9 if seen_scan => return Ok(()),
+            0xD9 if seen_scan => return Ok(stream),
             0xD9 => return Err("the JPEG ends before any image data".into()),
             0x01 | 0xD0..=0xD7 => pos += 2,
             _ => {
@@ -45,14 +86,29 @@ pub fn check_complete(data: &[u8]) -> Result<(), String> {
                         "the JPEG stops inside a 0x{marker:02X} segment (truncated file)"
                     ));
                 }
+                if stream.frame.is_none() && is_frame(marker) && len >= 7 {
+                    let be = |at: usize| u32::from(u16::from_be_bytes([data[at], data[at + 1]]));
+                    stream.frame = Some(Frame {
+                        marker,
+                        height: be(pos + 5),
+                        width: be(pos + 7),
+                    });
+                }
                 pos += 2 + len;
                 if marker == 0xDA {
                     seen_scan = true;
-                    pos = skip_entropy_data(data, pos);
+                    let end = skip_entropy_data(data, pos);
+                    stream.scan_bytes += end - pos;
+                    pos = end;
                 }
             }
         }
     }
+}
+
+/// Start-of-frame markers: 0xC0..=0xCF except DHT (C4), JPG (C8) and DAC (CC).
+fn is_frame(marker: u8) -> bool {
+    matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC)
 }
 
 /// Returns the position of the first marker after entropy-coded data starting at `pos`: a 0xFF
@@ -143,12 +199,13 @@ mod tests {
     #[test]
     fn complete_stream_passes_even_with_stuffed_bytes_and_restarts() {
         let scan: &[u8] = &[0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56];
-        assert_eq!(check_complete(&jpeg(&[SOI, APP0, SOS, scan, EOI])), Ok(()));
+        assert!(check_complete(&jpeg(&[SOI, APP0, SOS, scan, EOI])).is_ok());
         // Progressive files have several scans with tables between them.
         let dht: &[u8] = &[0xFF, 0xC4, 0x00, 0x02];
         assert_eq!(
-            check_complete(&jpeg(&[SOI, SOS, scan, dht, SOS, scan, EOI, b"junk"])),
-            Ok(())
+            check_complete(&jpeg(&[SOI, SOS, scan, dht, SOS, scan, EOI, b"junk"]))
+                .map(|s| s.scan_bytes),
+            Ok(2 * scan.len())
         );
     }
 
@@ -249,5 +306,37 @@ mod tests {
         // An end marker inside an APPn segment (an EXIF thumbnail) does not count.
         let app1: &[u8] = &[0xFF, 0xE1, 0x00, 0x04, 0xFF, 0xD9];
         assert!(check_complete(&jpeg(&[SOI, app1, SOS, scan])).is_err());
+    }
+
+    fn sof(marker: u8, w: u16, h: u16) -> Vec<u8> {
+        let mut seg = vec![0xFF, marker, 0x00, 0x0B, 8];
+        seg.extend_from_slice(&h.to_be_bytes());
+        seg.extend_from_slice(&w.to_be_bytes());
+        seg.extend_from_slice(&[1, 1, 0x11, 0]);
+        seg
+    }
+
+    #[test]
+    fn a_size_the_data_cannot_fill_is_refused_with_both_figures() {
+        // 64x64 is 64 blocks: 8 bytes of data at the least.
+        let scan = [0x55u8; 8];
+        let ok = check_complete(&jpeg(&[SOI, &sof(0xC0, 64, 64), SOS, &scan, EOI])).unwrap();
+        assert_eq!(
+            ok.frame,
+            Some(Frame {
+                marker: 0xC0,
+                width: 64,
+                height: 64
+            })
+        );
+        assert_eq!(ok.check_fills(), Ok(()));
+        for marker in [0xC0, 0xC1, 0xC2] {
+            let s = check_complete(&jpeg(&[SOI, &sof(marker, 64, 72), SOS, &scan, EOI])).unwrap();
+            let err = s.check_fills().unwrap_err();
+            assert!(err.contains("64x72") && err.contains("8 bytes"), "{err}");
+        }
+        // Arithmetic coding (0xC9) can pack a block into less than a bit: not judged.
+        let s = check_complete(&jpeg(&[SOI, &sof(0xC9, 9000, 9000), SOS, &scan, EOI])).unwrap();
+        assert_eq!(s.check_fills(), Ok(()));
     }
 }

@@ -58,6 +58,13 @@ pub fn decode(
     Ok((w, h, layout, pixels))
 }
 
+/// libjpeg's warning for entropy data that runs out before the last block: the rest would be
+/// grey, so the picture is not what the file claims to be.
+pub fn is_premature_end(error: &str) -> bool {
+    let e = error.to_ascii_lowercase();
+    e.contains("premature end of data segment") || e.contains("premature end of jpeg file")
+}
+
 /// Baseline JPEG at `quality`; colour at 4:2:0 or 4:4:4 as asked (libjpeg-turbo's own defaults,
 /// q95 and 4:4:4, are never used).
 pub fn encode(
