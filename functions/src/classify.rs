@@ -13,7 +13,7 @@ use weir_models::config::{Filter, Layout as TensorLayout, Preprocess};
 use weir_models::stats::RequestTimes;
 use weir_models::{LoadedModel, Repository, Tensor};
 
-use crate::thumbnail::{Layout, Picture, decode, shrink, upright};
+use crate::thumbnail::{Allowance, Layout, Picture, decode, shrink, upright};
 use crate::{Artifact, ErrorKind, ExecCtx, FnError, Function, Input, Limits, Output};
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -134,7 +134,7 @@ impl Function for Classify {
             .enumerate()
             .map(|(i, input)| {
                 ctx.check(i)?;
-                pixels_to_row(&input.bytes, pre, self.params.max_pixels)
+                pixels_to_row(&input.bytes, pre, &ctx.allowance(i, self.params.max_pixels))
             })
             .collect();
         let ok: Vec<usize> = (0..rows.len()).filter(|i| rows[*i].is_ok()).collect();
@@ -180,8 +180,8 @@ impl Function for Classify {
 }
 
 /// One image to one normalised input row.
-fn pixels_to_row(bytes: &[u8], p: &Preprocess, max_pixels: u64) -> Result<Vec<f32>, FnError> {
-    let pic = rgb(decode(bytes, max_pixels, None)?);
+fn pixels_to_row(bytes: &[u8], p: &Preprocess, allow: &Allowance) -> Result<Vec<f32>, FnError> {
+    let pic = rgb(decode(bytes, allow, None)?);
     let (dw, dh) = pic.displayed();
     let short = f64::from(dw.min(dh));
     let scale = |side: u32| ((f64::from(side) * f64::from(p.resize) / short).round() as u32).max(1);

@@ -8,7 +8,9 @@ use bytes::Bytes;
 use weir_gpu::Device;
 
 use crate::FnError;
+use crate::memory::DecodeMemory;
 use crate::source::{Source, SourceReader};
+use crate::thumbnail::Allowance;
 
 /// One input of a batch.
 #[derive(Debug, Clone)]
@@ -97,6 +99,8 @@ pub struct ExecCtx {
     pub device: Device,
     /// One deadline per input, in batch order.
     pub deadlines: Vec<Instant>,
+    /// The process's decode-memory budget, shared by every function.
+    pub memory: Arc<DecodeMemory>,
 }
 
 impl ExecCtx {
@@ -105,6 +109,17 @@ impl ExecCtx {
         ExecCtx {
             device: Device::Cpu,
             deadlines: vec![far(); n],
+            memory: DecodeMemory::unlimited(),
+        }
+    }
+
+    /// What decoding input `i` may take: `max_pixels`, and memory from the budget until the
+    /// input's deadline.
+    pub fn allowance(&self, i: usize, max_pixels: u64) -> Allowance {
+        Allowance {
+            max_pixels,
+            memory: self.memory.clone(),
+            deadline: self.deadline(i),
         }
     }
 

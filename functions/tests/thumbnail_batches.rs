@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use weir_functions::thumbnail::{Format, Thumbnail, ThumbnailParams};
+use weir_functions::thumbnail::{Allowance, Format, Thumbnail, ThumbnailParams};
 use weir_functions::{ErrorKind, ExecCtx, Function, Input};
 
 fn photo(name: &str) -> Input {
@@ -82,14 +82,18 @@ fn jpeg_and_webp_shrink_while_decoding_and_keep_the_full_size_for_layout() {
     )
     .unwrap();
     // 5312 -> 256 is a shrink of 20.8: decoded at 1/8, the rest left to Lanczos.
-    let pic = weir_functions::thumbnail::decode(&bytes, 100_000_000, Some(256)).unwrap();
+    let pic = weir_functions::thumbnail::decode(&bytes, &Allowance::pixels(100_000_000), Some(256))
+        .unwrap();
     assert_eq!((pic.width, pic.height), (664, 374));
     assert_eq!(pic.full, (5312, 2988));
     assert_eq!(pic.exact, (664.0, 373.5));
     // For 1024 (a shrink of 5.2) only 1/2; with no hint the whole picture.
-    let pic = weir_functions::thumbnail::decode(&bytes, 100_000_000, Some(1024)).unwrap();
+    let pic =
+        weir_functions::thumbnail::decode(&bytes, &Allowance::pixels(100_000_000), Some(1024))
+            .unwrap();
     assert_eq!((pic.width, pic.height), (2656, 1494));
-    let pic = weir_functions::thumbnail::decode(&bytes, 100_000_000, None).unwrap();
+    let pic =
+        weir_functions::thumbnail::decode(&bytes, &Allowance::pixels(100_000_000), None).unwrap();
     assert_eq!((pic.width, pic.height), (5312, 2988));
 
     // The dogs are stored sideways: the shrink is judged on the displayed width (2048).
@@ -98,7 +102,8 @@ fn jpeg_and_webp_shrink_while_decoding_and_keep_the_full_size_for_layout() {
             .join("../fixtures/images/dogs_exif_orientation6_3088x2048.jpg"),
     )
     .unwrap();
-    let pic = weir_functions::thumbnail::decode(&bytes, 100_000_000, Some(256)).unwrap();
+    let pic = weir_functions::thumbnail::decode(&bytes, &Allowance::pixels(100_000_000), Some(256))
+        .unwrap();
     assert_eq!(
         (pic.width, pic.height),
         (772, 512),
@@ -111,7 +116,8 @@ fn jpeg_and_webp_shrink_while_decoding_and_keep_the_full_size_for_layout() {
             .join("../fixtures/images/forest_stream_1280x852.webp"),
     )
     .unwrap();
-    let pic = weir_functions::thumbnail::decode(&bytes, 100_000_000, Some(256)).unwrap();
+    let pic = weir_functions::thumbnail::decode(&bytes, &Allowance::pixels(100_000_000), Some(256))
+        .unwrap();
     assert_eq!(
         (pic.width, pic.height),
         (512, 341),

@@ -160,9 +160,48 @@ pub fn cpu_threads() -> usize {
         .unwrap_or(1)
 }
 
+/// Memory the process may use: the machine's (`MemTotal`), or its cgroup's limit when lower
+/// (a container). `None` where neither can be read.
+pub fn host_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok();
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max").ok();
+    memory_limit(meminfo.as_deref(), cgroup.as_deref())
+}
+
+/// The lower of `MemTotal` in a `/proc/meminfo` text and a cgroup v2 `memory.max`.
+fn memory_limit(meminfo: Option<&str>, cgroup_max: Option<&str>) -> Option<u64> {
+    let total = meminfo.and_then(|m| {
+        m.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+    });
+    let cgroup = cgroup_max.and_then(|c| c.trim().parse::<u64>().ok());
+    match (total, cgroup) {
+        (Some(t), Some(c)) => Some(t.min(c)),
+        (t, c) => t.or(c),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_is_the_machine_or_the_cgroup_whichever_is_lower() {
+        let meminfo = "MemTotal:       24576000 kB\nMemFree:  100 kB\n";
+        assert_eq!(memory_limit(Some(meminfo), None), Some(24_576_000 * 1024));
+        assert_eq!(
+            memory_limit(Some(meminfo), Some("max\n")),
+            Some(24_576_000 * 1024)
+        );
+        assert_eq!(
+            memory_limit(Some(meminfo), Some("4294967296\n")),
+            Some(4 << 30)
+        );
+        assert_eq!(memory_limit(None, Some("1073741824")), Some(1 << 30));
+        assert_eq!(memory_limit(Some("garbage"), None), None);
+    }
 
     fn gpus(n: u32) -> Inventory {
         if n == 0 {

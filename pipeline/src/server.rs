@@ -3,11 +3,13 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use weir_functions::memory::DecodeMemory;
 use weir_workers::{Pool, PoolConfig, cpu_pool};
 
 use crate::config::{Config, LoadedFunction, Trigger};
@@ -92,11 +94,16 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         source,
     })?;
     let cpu = cpu_pool(weir_gpu::cpu_threads());
+    let decode_memory = DecodeMemory::new(config.file.decode_memory_budget());
     let mut pools = HashMap::new();
     let mut listing = Vec::new();
     let mut extra_routes = Vec::new();
     for f in &config.functions {
-        let pool = Pool::new(f.function.clone(), pool_config(f), cpu.clone());
+        let pool = Pool::new(
+            f.function.clone(),
+            pool_config(f, &decode_memory),
+            cpu.clone(),
+        );
         listing.push(describe(f, &pool));
         for t in &f.spec.triggers {
             if let Trigger::Http(h) = t {
@@ -237,7 +244,7 @@ fn spawn_upload_expiry(store: crate::store::LocalStore, expiry: Duration) {
     });
 }
 
-fn pool_config(f: &LoadedFunction) -> PoolConfig {
+fn pool_config(f: &LoadedFunction, decode_memory: &Arc<DecodeMemory>) -> PoolConfig {
     let r = &f.spec.resources;
     PoolConfig {
         name: f.spec.name.clone(),
@@ -249,6 +256,7 @@ fn pool_config(f: &LoadedFunction) -> PoolConfig {
         max_input: r.max_input,
         retry_after: Duration::from_secs(1),
         device: f.device,
+        decode_memory: decode_memory.clone(),
     }
 }
 

@@ -1,7 +1,9 @@
 //! What a pool needs to know, resolved from a function spec by the pipeline.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use weir_functions::memory::DecodeMemory;
 use weir_gpu::Device;
 
 #[derive(Debug, Clone)]
@@ -24,6 +26,8 @@ pub struct PoolConfig {
     /// Suggested back-off, sent as `Retry-After` when full.
     pub retry_after: Duration,
     pub device: Device,
+    /// The process's decode-memory budget (`decode_memory_budget`), shared by every pool.
+    pub decode_memory: Arc<DecodeMemory>,
 }
 
 impl PoolConfig {
@@ -39,6 +43,7 @@ impl PoolConfig {
             max_input: 50_000_000,
             retry_after: Duration::from_secs(1),
             device: Device::Cpu,
+            decode_memory: DecodeMemory::unlimited(),
         }
     }
 

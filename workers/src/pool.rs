@@ -7,6 +7,7 @@ use std::sync::Arc;
 use metrics::{counter, gauge, histogram};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 use tokio::time::Instant;
+use weir_functions::memory::DecodeMemory;
 use weir_functions::{ErrorKind, ExecCtx, FnError, Function, Input, Output};
 
 use crate::metric_names as m;
@@ -125,13 +126,13 @@ impl Pool {
             cfg,
         });
         let workers = Arc::new(Semaphore::new(shared.cfg.workers));
-        let device = shared.cfg.device;
+        let (device, memory) = (shared.cfg.device, shared.cfg.decode_memory.clone());
         tokio::spawn(batcher::run(
             rx,
             shared.cfg.max_batch,
             shared.cfg.max_delay,
             workers,
-            move |batch, slot| dispatch(&cpu, &function, &name, device, batch, slot),
+            move |batch, slot| dispatch(&cpu, &function, &name, (device, &memory), batch, slot),
         ));
         Pool { shared }
     }
@@ -328,7 +329,7 @@ fn dispatch(
     cpu: &rayon::ThreadPool,
     function: &Arc<dyn Function>,
     name: &Arc<str>,
-    device: weir_gpu::Device,
+    (device, memory): (weir_gpu::Device, &Arc<DecodeMemory>),
     batch: Vec<Job>,
     slot: OwnedSemaphorePermit,
 ) {
@@ -350,7 +351,7 @@ fn dispatch(
     }
     histogram!(m::BATCH_SIZE, "function" => label.clone()).record(live.len() as f64);
     let span = tracing::info_span!("batch", function = %name, size = live.len(), %device);
-    let function = function.clone();
+    let (function, memory) = (function.clone(), memory.clone());
     cpu.spawn(move || {
         let _enter = span.enter();
         let mut live = live;
@@ -359,6 +360,7 @@ fn dispatch(
         let ctx = ExecCtx {
             device,
             deadlines: live.iter_mut().map(|j| j.start(begun).into_std()).collect(),
+            memory,
         };
         let started = std::time::Instant::now();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| function.call(&inputs, &ctx)));

@@ -2,12 +2,48 @@
 //! normalise to one of three 8-bit layouts the resizer and encoders share.
 
 use std::io::Cursor;
+use std::sync::Arc;
+use std::time::Instant;
 
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 
 use super::{jpeg_markers, turbo, webp_decode};
 use crate::FnError;
+use crate::memory::{DecodeMemory, Reservation};
+
+/// What one decode may take: pictures up to `max_pixels`, and memory from the process's decode
+/// budget, waited for until `deadline`.
+#[derive(Debug, Clone)]
+pub struct Allowance {
+    pub max_pixels: u64,
+    pub memory: Arc<DecodeMemory>,
+    pub deadline: Instant,
+}
+
+impl Allowance {
+    /// The pixel limit alone, for direct calls (tests, benchmarks).
+    pub fn pixels(max_pixels: u64) -> Self {
+        Allowance {
+            max_pixels,
+            memory: DecodeMemory::unlimited(),
+            deadline: Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600),
+        }
+    }
+
+    /// Reserve what a `w`x`h` picture in `layout` holds at its peak, `native` being the
+    /// decoder's own buffer: the 8-bit pixels; a second copy when there is alpha (the resizer
+    /// premultiplies into scratch, classify drops the alpha into a copy); and the decoder's
+    /// buffer when it is wider than 8 bits, since it is converted while both exist.
+    fn reserve(&self, w: u32, h: u32, layout: Layout, native: u64) -> Result<Reservation, FnError> {
+        let pixels = u64::from(w) * u64::from(h) * layout.channels() as u64;
+        let copy = if layout == Layout::Rgba { pixels } else { 0 };
+        let wider = if native > pixels { native } else { 0 };
+        let what = || format!("this {w}x{h} picture");
+        self.memory
+            .reserve(pixels + copy + wider, self.deadline, &what)
+    }
+}
 
 /// The pixel layouts every later stage handles.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +79,8 @@ pub struct Picture {
     /// The part of the buffer that holds the full picture: a scaled decode rounds its size up, so
     /// the last column and row may cover less than a whole pixel.
     pub exact: (f64, f64),
+    /// The decode budget held for these pixels, given back when the last clone is dropped.
+    pub held: Option<Arc<Reservation>>,
 }
 
 impl Picture {
@@ -79,14 +117,16 @@ pub fn dimensions(data: &[u8]) -> Result<(u32, u32), FnError> {
         .map_err(|e| undecodable(format, e))
 }
 
-/// Decode `data`, refusing anything over `max_pixels` before the pixels are allocated. With
-/// `largest_width` (the widest thumbnail wanted, as displayed), JPEGs decode at the smallest DCT
-/// scale that still leaves the resize a factor of two; `None` decodes at full size.
+/// Decode `data`, refusing anything over the allowance's pixels and reserving its memory before
+/// the pixels are allocated. With `largest_width` (the widest thumbnail wanted, as displayed),
+/// JPEGs decode at the smallest DCT scale that still leaves the resize a factor of two; `None`
+/// decodes at full size.
 pub fn decode(
     data: &[u8],
-    max_pixels: u64,
+    allow: &Allowance,
     largest_width: Option<u32>,
 ) -> Result<Picture, FnError> {
+    let max_pixels = allow.max_pixels;
     if data.is_empty() {
         return Err(FnError::bad_input("the input is empty (0 bytes)"));
     }
@@ -111,12 +151,12 @@ pub fn decode(
             check_size(f.width, f.height, max_pixels)?;
         }
         stream.check_fills().map_err(FnError::bad_input)?;
-        if let Some(pic) = decode_turbo(data, max_pixels, largest_width)? {
+        if let Some(pic) = decode_turbo(data, allow, largest_width)? {
             return Ok(pic);
         }
     }
     if format == ImageFormat::WebP
-        && let Some(pic) = decode_webp(data, max_pixels, largest_width)?
+        && let Some(pic) = decode_webp(data, allow, largest_width)?
     {
         return Ok(pic);
     }
@@ -128,6 +168,13 @@ pub fn decode(
     let mut decoder = reader.into_decoder().map_err(|e| undecodable(format, e))?;
     let (w, h) = decoder.dimensions();
     check_size(w, h, max_pixels)?;
+    // As `normalise` will leave it.
+    let layout = match decoder.color_type().channel_count() {
+        1 => Layout::Gray,
+        3 => Layout::Rgb,
+        _ => Layout::Rgba,
+    };
+    let held = allow.reserve(w, h, layout, decoder.total_bytes())?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let img = DynamicImage::from_decoder(decoder).map_err(|e| undecodable(format, e))?;
     let (layout, pixels) = normalise(img);
@@ -141,6 +188,7 @@ pub fn decode(
         format,
         full,
         exact,
+        held: Some(Arc::new(held)),
     })
 }
 
@@ -165,7 +213,7 @@ fn check_size(w: u32, h: u32, max_pixels: u64) -> Result<(), FnError> {
 /// decoder. Scales while decoding to twice the widest thumbnail, leaving Lanczos the last step.
 fn decode_webp(
     data: &[u8],
-    max_pixels: u64,
+    allow: &Allowance,
     largest_width: Option<u32>,
 ) -> Result<Option<Picture>, FnError> {
     let Some(f) = webp_decode::features(data) else {
@@ -174,7 +222,7 @@ fn decode_webp(
     if f.animated {
         return Ok(None);
     }
-    check_size(f.width, f.height, max_pixels)?;
+    check_size(f.width, f.height, allow.max_pixels)?;
     let orientation = image::codecs::webp::WebPDecoder::new(Cursor::new(data))
         .and_then(|mut d| d.orientation())
         .unwrap_or(Orientation::NoTransforms);
@@ -191,6 +239,12 @@ fn decode_webp(
         }
         _ => (f.width, f.height),
     };
+    let shape = if f.has_alpha {
+        Layout::Rgba
+    } else {
+        Layout::Rgb
+    };
+    let held = allow.reserve(size.0, size.1, shape, 0)?;
     let Ok((layout, pixels)) = webp_decode::decode(data, &f, size) else {
         return Ok(None);
     };
@@ -203,6 +257,7 @@ fn decode_webp(
         format: ImageFormat::WebP,
         full: (f.width, f.height),
         exact: (f64::from(size.0), f64::from(size.1)),
+        held: Some(Arc::new(held)),
     }))
 }
 
@@ -212,7 +267,7 @@ fn decode_webp(
 /// that ends before the frame is full, which the general decoder would pad with grey.
 fn decode_turbo(
     data: &[u8],
-    max_pixels: u64,
+    allow: &Allowance,
     largest_width: Option<u32>,
 ) -> Result<Option<Picture>, FnError> {
     let Ok(header) = turbojpeg::read_header(data) else {
@@ -226,7 +281,7 @@ fn decode_turbo(
             "the JPEG's header gives an impossible size",
         ));
     };
-    check_size(w, h, max_pixels)?;
+    check_size(w, h, allow.max_pixels)?;
     let orientation = jpeg_markers::exif_orientation(data)
         .and_then(Orientation::from_exif)
         .unwrap_or(Orientation::NoTransforms);
@@ -235,6 +290,13 @@ fn decode_turbo(
         Some(t) if t < shown_w => turbo::scale_for(shown_w, t),
         _ => turbojpeg::ScalingFactor::ONE,
     };
+    let scaled = header.scaled(scale);
+    let shape = match header.colorspace {
+        turbojpeg::Colorspace::Gray => Layout::Gray,
+        _ => Layout::Rgb,
+    };
+    let (sw, sh) = (scaled.width as u32, scaled.height as u32);
+    let held = allow.reserve(sw, sh, shape, 0)?;
     let (sw, sh, layout, pixels) = match turbo::decode(data, &header, scale) {
         Ok(decoded) => decoded,
         Err(e) if turbo::is_premature_end(&e) => {
@@ -256,6 +318,7 @@ fn decode_turbo(
         format: ImageFormat::Jpeg,
         full: (w, h),
         exact,
+        held: Some(Arc::new(held)),
     }))
 }
 

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-pub use decode::{Layout, Picture, decode, dimensions};
+pub use decode::{Allowance, Layout, Picture, decode, dimensions};
 pub(crate) use encode::encode;
 pub use resize::{Frame, shrink, target_size, upright};
 
@@ -27,6 +27,10 @@ use crate::{Artifact, ExecCtx, FnError, Function, Input, Limits, Output};
 pub struct Thumbnail {
     params: ThumbnailParams,
 }
+
+/// Scratch a worker thread's resizer may keep between calls: a 12-megapixel photo's, not the
+/// hundreds of megabytes one huge picture needed (kept, they would never return to the system).
+const KEEP_SCRATCH: usize = 64 << 20;
 
 thread_local! {
     // A resizer keeps scratch buffers between calls; one per worker thread avoids reallocating.
@@ -47,7 +51,7 @@ impl Thumbnail {
     pub fn run_one(&self, input: &Input, ctx: &ExecCtx, i: usize) -> Result<Output, FnError> {
         let p = &self.params;
         let largest = p.sizes.iter().copied().max().filter(|_| !p.upscale);
-        let pic = decode(&input.bytes, p.max_pixels, largest)?;
+        let pic = decode(&input.bytes, &ctx.allowance(i, p.max_pixels), largest)?;
         let displayed = pic.displayed();
         // Largest first, so that a smaller size can be made from a larger one that is at least
         // twice its width (as good as from the original, and far less work).
@@ -66,7 +70,13 @@ impl Thumbnail {
                 _ => &pic,
             };
             let small = RESIZER.with(|cell| match cell.try_borrow_mut() {
-                Ok(mut r) => resize::shrink(&mut r, from, (tw, th), LANCZOS),
+                Ok(mut r) => {
+                    let small = resize::shrink(&mut r, from, (tw, th), LANCZOS);
+                    if r.size_of_internal_buffers() > KEEP_SCRATCH {
+                        r.reset_internal_buffers();
+                    }
+                    small
+                }
                 // In use further up this thread's stack (a re-entrant call, as rayon work
                 // stealing inside a resize once caused): give this call its own.
                 Err(_) => resize::shrink(

@@ -52,6 +52,7 @@ pub fn shrink(
         height: h,
         pixels,
         exact: (f64::from(w), f64::from(h)),
+        held: None,
         ..*pic
     })
 }

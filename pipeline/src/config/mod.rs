@@ -39,6 +39,20 @@ pub struct FileConfig {
     /// cuda: 20GB, "cuda:1": 40GB }`; no limit when left out.
     #[serde(default, deserialize_with = "units::budget")]
     pub model_memory_budget: weir_models::budget::Budget,
+    /// Memory that decoded pictures may hold at once, over every function: a decode reserves
+    /// its share before it allocates and waits (until its deadline, then 429 / a retry) while
+    /// the budget is spent. Default: a quarter of the machine's memory (or its cgroup's limit).
+    #[serde(default, deserialize_with = "units::optional_bytes")]
+    pub decode_memory_budget: Option<u64>,
+}
+
+impl FileConfig {
+    /// The decode-memory budget in bytes: as written, or sized from the machine.
+    pub fn decode_memory_budget(&self) -> u64 {
+        self.decode_memory_budget.unwrap_or_else(|| {
+            weir_functions::memory::default_budget(weir_gpu::host_memory().unwrap_or(4 << 30))
+        })
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

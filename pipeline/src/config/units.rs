@@ -41,6 +41,11 @@ pub fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     }
 }
 
+/// An optional size (see `bytes`).
+pub fn optional_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    bytes(d).map(Some)
+}
+
 /// A model memory budget: one size for every device, or sizes by device name.
 pub fn budget<'de, D: Deserializer<'de>>(d: D) -> Result<weir_models::budget::Budget, D::Error> {
     use serde::de::Error;
