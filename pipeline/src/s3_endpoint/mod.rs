@@ -9,6 +9,7 @@ mod body;
 mod listing;
 mod multipart;
 mod objects;
+mod request_id;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,11 +43,12 @@ impl Endpoint {
         }
     }
 
-    /// A service for `http::serve`, with SigV4 authentication against one key pair.
-    pub fn service(self, access_key: &str, secret_key: &str) -> s3s::service::S3Service {
+    /// A service for `http::serve`, with SigV4 authentication against one key pair and a
+    /// request id on every response.
+    pub fn service(self, access_key: &str, secret_key: &str) -> request_id::WithRequestIds {
         let mut b = s3s::service::S3ServiceBuilder::new(self);
         b.set_auth(s3s::auth::SimpleAuth::from_single(access_key, secret_key));
-        b.build()
+        request_id::WithRequestIds::new(b.build())
     }
 
     /// Runs a blocking store call off the runtime's threads.
