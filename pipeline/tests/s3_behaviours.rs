@@ -14,17 +14,6 @@ use common::*;
 
 type Client = aws_sdk_s3::Client;
 
-fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &aws_sdk_s3::error::SdkError<E>) -> String {
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .unwrap_or("no service error")
-        .to_string()
-}
-
-fn status<E>(e: &aws_sdk_s3::error::SdkError<E>) -> u16 {
-    e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
-}
-
 async fn server_with_bucket(bucket: &str) -> (TestServer, Client) {
     let srv = start("functions: []\n").await;
     let c = s3_client(&srv, "test-secret-key");

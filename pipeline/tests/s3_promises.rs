@@ -24,17 +24,6 @@ functions:
     resources: { timeout: 60s, retries: { max: 1, backoff: 50ms } }
 "#;
 
-fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(e: &aws_sdk_s3::error::SdkError<E>) -> String {
-    e.as_service_error()
-        .and_then(|s| s.code())
-        .unwrap_or("no service error")
-        .to_string()
-}
-
-fn status<E>(e: &aws_sdk_s3::error::SdkError<E>) -> u16 {
-    e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
-}
-
 fn md5_b64(bytes: &[u8]) -> String {
     use s3s::crypto::Checksum;
     base64::engine::general_purpose::STANDARD.encode(s3s::crypto::Md5::checksum(bytes))

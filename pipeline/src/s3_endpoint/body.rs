@@ -22,6 +22,26 @@ pub struct Declared {
 }
 
 /// S3's largest single PUT (and part).
+/// The digests a request declares, from a PutObjectInput or an UploadPartInput (which name
+/// them alike but share no type).
+macro_rules! declared {
+    ($i:expr) => {
+        $crate::s3_endpoint::body::Declared {
+            content_md5: $i.content_md5.clone(),
+            checksum: s3s::dto::Checksum {
+                checksum_crc32: $i.checksum_crc32.clone(),
+                checksum_crc32c: $i.checksum_crc32c.clone(),
+                checksum_sha1: $i.checksum_sha1.clone(),
+                checksum_sha256: $i.checksum_sha256.clone(),
+                checksum_crc64nvme: $i.checksum_crc64nvme.clone(),
+                ..Default::default()
+            },
+            algorithm: $i.checksum_algorithm.clone(),
+        }
+    };
+}
+pub(super) use declared;
+
 pub const MAX_BODY: u64 = 5 * 1024 * 1024 * 1024;
 
 pub async fn receive(

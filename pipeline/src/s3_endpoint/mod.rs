@@ -9,6 +9,7 @@ mod body;
 mod listing;
 mod multipart;
 mod objects;
+mod read;
 mod request_id;
 
 use std::sync::Arc;

@@ -4,7 +4,7 @@
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::body::{Declared, receive, to_checksums};
+use super::body::{declared, receive, to_checksums};
 use super::objects::{copy_source, headers, sums};
 use super::{Endpoint, key_ok, owner, timestamp};
 use crate::store::{CompletedPart as StoredPart, MAX_PARTS, Written};
@@ -62,18 +62,7 @@ impl Endpoint {
         let n = part_number(i.part_number)?;
         let (b, k, id) = (i.bucket.clone(), i.key.clone(), i.upload_id.clone());
         self.blocking(move |s| s.upload(&id, &b, &k)).await?;
-        let declared = Declared {
-            content_md5: i.content_md5.clone(),
-            checksum: Checksum {
-                checksum_crc32: i.checksum_crc32.clone(),
-                checksum_crc32c: i.checksum_crc32c.clone(),
-                checksum_sha1: i.checksum_sha1.clone(),
-                checksum_sha256: i.checksum_sha256.clone(),
-                checksum_crc64nvme: i.checksum_crc64nvme.clone(),
-                ..Default::default()
-            },
-            algorithm: i.checksum_algorithm.clone(),
-        };
+        let declared = declared!(i);
         let w = receive(
             &self.store,
             i.body,

@@ -174,6 +174,21 @@ pub fn s3_client(srv: &TestServer, secret: &str) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// The S3 error code of a failed SDK call ("no service error" when there was no reply).
+pub fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(
+    e: &aws_sdk_s3::error::SdkError<E>,
+) -> String {
+    e.as_service_error()
+        .and_then(|s| s.code())
+        .unwrap_or("no service error")
+        .to_string()
+}
+
+/// The HTTP status of a failed SDK call (0 when there was no reply).
+pub fn status<E>(e: &aws_sdk_s3::error::SdkError<E>) -> u16 {
+    e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
 /// The object's bytes, or None when it is not there (yet).
 pub async fn object(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Option<Vec<u8>> {
     let out = c.get_object().bucket(bucket).key(key).send().await.ok()?;
