@@ -3,6 +3,7 @@
 //! dispatcher both go through `LocalStore`. (The `ObjectStore` seam and the S3 store come with
 //! the storage issue.)
 
+mod buckets;
 mod checksum;
 mod list;
 mod local;
