@@ -214,15 +214,16 @@ fn pixels_to_row(bytes: &[u8], p: &Preprocess, allow: &Allowance) -> Result<Vec<
 
 /// Grey replicated, alpha dropped (not composited), as Pillow's `convert("RGB")` does.
 fn rgb(pic: Picture) -> Picture {
+    use image::{DynamicImage, GrayImage, RgbaImage};
+    let (w, h) = (pic.width, pic.height);
+    // The image crate's conversions (built optimised even in debug builds) over a hand loop.
     let pixels = match pic.layout {
         Layout::Rgb => return pic,
-        Layout::Gray => pic.pixels.iter().flat_map(|g| [*g, *g, *g]).collect(),
-        Layout::Rgba => pic
-            .pixels
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect(),
-    };
+        Layout::Gray => GrayImage::from_raw(w, h, pic.pixels).map(DynamicImage::ImageLuma8),
+        Layout::Rgba => RgbaImage::from_raw(w, h, pic.pixels).map(DynamicImage::ImageRgba8),
+    }
+    .map(|img| img.into_rgb8().into_raw())
+    .unwrap_or_default();
     Picture {
         layout: Layout::Rgb,
         pixels,
