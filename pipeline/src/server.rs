@@ -114,10 +114,16 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
     }
     let prometheus = crate::telemetry::prometheus();
     let upkeep = prometheus.clone();
+    let decoding = decode_memory.clone();
     tokio::spawn(async move {
+        use weir_workers::metric_names as m;
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
+            if let Some(limit) = decoding.limit() {
+                metrics::gauge!(m::DECODE_MEMORY_BUDGET).set(limit as f64);
+            }
+            metrics::gauge!(m::DECODE_MEMORY_IN_USE).set(decoding.in_use() as f64);
             upkeep.run_upkeep();
         }
     });
