@@ -134,7 +134,9 @@ impl Function for Classify {
             .enumerate()
             .map(|(i, input)| {
                 ctx.check(i)?;
-                pixels_to_row(&input.bytes, pre, &ctx.allowance(i, self.params.max_pixels))
+                let mut allow = ctx.allowance(i, self.params.max_pixels);
+                allow.rgb_copy = true;
+                pixels_to_row(&input.bytes, pre, &allow)
             })
             .collect();
         let ok: Vec<usize> = (0..rows.len()).filter(|i| rows[*i].is_ok()).collect();

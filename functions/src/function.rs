@@ -120,6 +120,7 @@ impl ExecCtx {
             max_pixels,
             memory: self.memory.clone(),
             deadline: self.deadline(i),
+            rgb_copy: false,
         }
     }
 

@@ -3,8 +3,10 @@
 //! decodes to 400 MB), and the pixel limit alone lets a handful of them at once take all the
 //! memory there is. A decode reserves what it will hold before it allocates; when the budget is
 //! spent it waits for others to finish, until its deadline, and then gives up as `Overloaded`
-//! (429 over HTTP, a retry on the bus) — never more than the budget at once.
+//! (429 over HTTP, a later delivery on the bus) — never more than the budget at once. Waiters are
+//! served in arrival order, so a stream of small pictures cannot starve a large one.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,8 +17,16 @@ use crate::{ErrorKind, FnError};
 pub struct DecodeMemory {
     /// `None`: no limit (direct calls, benchmarks).
     limit: Option<u64>,
-    used: Mutex<u64>,
+    state: Mutex<State>,
     freed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    used: u64,
+    /// Tickets of the decodes waiting, oldest first; only the first may take what is free.
+    waiting: VecDeque<u64>,
+    next_ticket: u64,
 }
 
 impl DecodeMemory {
@@ -31,7 +41,7 @@ impl DecodeMemory {
     fn with(limit: Option<u64>) -> Arc<Self> {
         Arc::new(DecodeMemory {
             limit,
-            used: Mutex::new(0),
+            state: Mutex::new(State::default()),
             freed: Condvar::new(),
         })
     }
@@ -42,7 +52,7 @@ impl DecodeMemory {
 
     /// Bytes reserved now.
     pub fn in_use(&self) -> u64 {
-        *self.lock()
+        self.lock().used
     }
 
     /// Reserve `bytes` for `what` (words for the error), waiting until `deadline` while others
@@ -64,10 +74,29 @@ impl DecodeMemory {
                 mb(limit)
             )));
         }
-        let mut used = self.lock();
-        while *used + bytes > limit {
+        let mut st = self.lock();
+        if st.waiting.is_empty() && st.used + bytes <= limit {
+            st.used += bytes;
+            return Ok(self.granted(bytes));
+        }
+        let ticket = st.next_ticket;
+        st.next_ticket += 1;
+        st.waiting.push_back(ticket);
+        loop {
+            if st.waiting.front() == Some(&ticket) && st.used + bytes <= limit {
+                st.waiting.pop_front();
+                st.used += bytes;
+                drop(st);
+                // The next in line may fit in what is left.
+                self.freed.notify_all();
+                return Ok(self.granted(bytes));
+            }
             let now = Instant::now();
             if now >= deadline {
+                st.waiting.retain(|t| *t != ticket);
+                let in_use = st.used;
+                drop(st);
+                self.freed.notify_all();
                 return Err(FnError::new(
                     ErrorKind::Overloaded,
                     format!(
@@ -76,21 +105,18 @@ impl DecodeMemory {
                         what(),
                         mb(bytes),
                         mb(limit),
-                        mb(*used)
+                        mb(in_use)
                     ),
                 ));
             }
             // Wakes on every release; the wait is bounded so a far deadline is no problem.
             let wait = (deadline - now).min(Duration::from_secs(1));
-            used = self
+            st = self
                 .freed
-                .wait_timeout(used, wait)
+                .wait_timeout(st, wait)
                 .unwrap_or_else(|p| p.into_inner())
                 .0;
         }
-        *used += bytes;
-        drop(used);
-        Ok(self.granted(bytes))
     }
 
     fn granted(self: &Arc<Self>, bytes: u64) -> Reservation {
@@ -100,8 +126,8 @@ impl DecodeMemory {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, u64> {
-        self.used.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -121,9 +147,9 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if self.bytes > 0 {
-            let mut used = self.memory.lock();
-            *used = used.saturating_sub(self.bytes);
-            drop(used);
+            let mut st = self.memory.lock();
+            st.used = st.used.saturating_sub(self.bytes);
+            drop(st);
             self.memory.freed.notify_all();
         }
     }
@@ -187,6 +213,36 @@ mod tests {
         drop(held);
         assert_eq!(waiter.join().unwrap().unwrap(), 50);
         assert_eq!(m.in_use(), 0);
+    }
+
+    #[test]
+    fn waiters_are_served_in_arrival_order() {
+        let m = DecodeMemory::new(100);
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let held = m.reserve(100, soon(0), &what).unwrap();
+        let waiter = |bytes: u64, name: &'static str| {
+            let (m, order) = (m.clone(), order.clone());
+            std::thread::spawn(move || {
+                let r = m.reserve(bytes, soon(10_000), &what).unwrap();
+                order.lock().unwrap().push(name);
+                std::thread::sleep(Duration::from_millis(20));
+                drop(r);
+            })
+        };
+        let large = waiter(90, "large");
+        std::thread::sleep(Duration::from_millis(50));
+        // Arriving later, the small one waits behind the large one although it alone would fit.
+        let small = waiter(20, "small");
+        std::thread::sleep(Duration::from_millis(50));
+        drop(held);
+        large.join().unwrap();
+        small.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["large", "small"]);
+        // A waiter that gives up leaves the line.
+        let held = m.reserve(100, soon(0), &what).unwrap();
+        assert!(m.reserve(10, soon(30), &what).is_err());
+        drop(held);
+        assert!(m.reserve(10, soon(0), &what).is_ok());
     }
 
     #[test]

@@ -159,17 +159,20 @@ async fn process(
             }
             c.bus.ack(&d).await
         }
+        // No room to run (the decode-memory budget stayed spent): waiting is not failing, so
+        // the event goes back without spending an attempt.
+        Err(e) if e.kind() == ErrorKind::Overloaded => {
+            counter!(m::EVENTS_RETRIED, "function" => label, "kind" => e.kind().label())
+                .increment(1);
+            tracing::info!(function = %c.function, key = %d.event.object.key, error = %e, "postponed");
+            c.bus.postpone(&d, due_after(c.retries.backoff)).await
+        }
         Err(e) if e.kind().retryable() && d.attempts < c.retries.max => {
             let backoff = c.retries.backoff.saturating_mul(1 << d.attempts.min(16));
-            let due = std::time::SystemTime::now() + backoff;
-            let due_ms = due
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|t| t.as_millis() as u64)
-                .unwrap_or(0);
             counter!(m::EVENTS_RETRIED, "function" => label, "kind" => e.kind().label())
                 .increment(1);
             tracing::warn!(function = %c.function, key = %d.event.object.key, error = %e, ?backoff, "retrying");
-            c.bus.retry(&d, due_ms).await
+            c.bus.retry(&d, due_after(backoff)).await
         }
         Err(e) => {
             counter!(m::EVENTS_DEAD_LETTERED, "function" => label, "kind" => e.kind().label())
@@ -215,6 +218,14 @@ async fn attempt(c: &Consumer, admission: Admission, d: &Delivery) -> Result<(),
         Ok(())
     })
     .await?
+}
+
+/// Milliseconds since the epoch, `after` from now.
+fn due_after(after: Duration) -> u64 {
+    (std::time::SystemTime::now() + after)
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, FnError> {

@@ -18,7 +18,7 @@ fn give_back_freed_memory() {
                 std::thread::sleep(std::time::Duration::from_secs(1));
                 // SAFETY: mi_collect only walks mimalloc's own structures and may be called
                 // from any thread at any time.
-                unsafe { libmimalloc_sys::mi_collect(true) };
+                unsafe { libmimalloc_sys::mi_collect(false) };
             }
         });
     if let Err(e) = purger {

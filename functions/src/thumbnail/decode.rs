@@ -19,6 +19,8 @@ pub struct Allowance {
     pub max_pixels: u64,
     pub memory: Arc<DecodeMemory>,
     pub deadline: Instant,
+    /// The caller turns the picture into RGB (classify): a grey one then needs a copy.
+    pub rgb_copy: bool,
 }
 
 impl Allowance {
@@ -28,21 +30,29 @@ impl Allowance {
             max_pixels,
             memory: DecodeMemory::unlimited(),
             deadline: Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600),
+            rgb_copy: false,
         }
     }
 
-    /// Reserve what a `w`x`h` picture in `layout` holds at its peak, `native` being the
-    /// decoder's own buffer: the 8-bit pixels; a second copy when there is alpha (the resizer
-    /// premultiplies into scratch, classify drops the alpha into a copy); and the decoder's
-    /// buffer when it is wider than 8 bits, since it is converted while both exist.
-    fn reserve(&self, w: u32, h: u32, layout: Layout, native: u64) -> Result<Reservation, FnError> {
-        let pixels = u64::from(w) * u64::from(h) * layout.channels() as u64;
-        let copy = if layout == Layout::Rgba { pixels } else { 0 };
-        let wider = if native > pixels { native } else { 0 };
+    /// Reserve what a `w`x`h` picture in `layout` holds at its peak: the 8-bit pixels; a second
+    /// copy when there is alpha (the resizer premultiplies into scratch, classify drops the alpha
+    /// into a copy) or when classify turns grey into RGB; and `extra`, what the decoder keeps
+    /// beside them (a wider native buffer, a progressive JPEG's coefficients).
+    fn reserve(&self, w: u32, h: u32, layout: Layout, extra: u64) -> Result<Reservation, FnError> {
+        let pixels = bytes(w, h, layout);
+        let copy = match layout {
+            Layout::Rgba => pixels,
+            Layout::Gray if self.rgb_copy => 3 * pixels,
+            _ => 0,
+        };
         let what = || format!("this {w}x{h} picture");
         self.memory
-            .reserve(pixels + copy + wider, self.deadline, &what)
+            .reserve(pixels + copy + extra, self.deadline, &what)
     }
+}
+
+fn bytes(w: u32, h: u32, layout: Layout) -> u64 {
+    u64::from(w) * u64::from(h) * layout.channels() as u64
 }
 
 /// The pixel layouts every later stage handles.
@@ -151,7 +161,7 @@ pub fn decode(
             check_size(f.width, f.height, max_pixels)?;
         }
         stream.check_fills().map_err(FnError::bad_input)?;
-        if let Some(pic) = decode_turbo(data, allow, largest_width)? {
+        if let Some(pic) = decode_turbo(data, allow, largest_width, stream.coefficient_bytes())? {
             return Ok(pic);
         }
     }
@@ -174,7 +184,14 @@ pub fn decode(
         3 => Layout::Rgb,
         _ => Layout::Rgba,
     };
-    let held = allow.reserve(w, h, layout, decoder.total_bytes())?;
+    // A decoder wider than 8 bits fills its own buffer, converted while both exist.
+    let native = decoder.total_bytes();
+    let wider = if native > bytes(w, h, layout) {
+        native
+    } else {
+        0
+    };
+    let held = allow.reserve(w, h, layout, wider)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let img = DynamicImage::from_decoder(decoder).map_err(|e| undecodable(format, e))?;
     let (layout, pixels) = normalise(img);
@@ -244,7 +261,13 @@ fn decode_webp(
     } else {
         Layout::Rgb
     };
-    let held = allow.reserve(size.0, size.1, shape, 0)?;
+    // The lossless decoder works on the whole picture in 32-bit pixels, whatever the scale.
+    let whole = if f.lossless {
+        4 * u64::from(f.width) * u64::from(f.height)
+    } else {
+        0
+    };
+    let held = allow.reserve(size.0, size.1, shape, whole)?;
     let Ok((layout, pixels)) = webp_decode::decode(data, &f, size) else {
         return Ok(None);
     };
@@ -269,6 +292,7 @@ fn decode_turbo(
     data: &[u8],
     allow: &Allowance,
     largest_width: Option<u32>,
+    coefficients: u64,
 ) -> Result<Option<Picture>, FnError> {
     let Ok(header) = turbojpeg::read_header(data) else {
         return Ok(None);
@@ -296,13 +320,13 @@ fn decode_turbo(
         _ => Layout::Rgb,
     };
     let (sw, sh) = (scaled.width as u32, scaled.height as u32);
-    let held = allow.reserve(sw, sh, shape, 0)?;
+    let held = allow.reserve(sw, sh, shape, coefficients)?;
     let (sw, sh, layout, pixels) = match turbo::decode(data, &header, scale) {
         Ok(decoded) => decoded,
         Err(e) if turbo::is_premature_end(&e) => {
             return Err(FnError::bad_input(format!(
                 "the JPEG's image data ends before its {w}x{h} pixels are filled \
-                 (a corrupt or tampered size header): {e}"
+                 (corrupt data or a tampered size header): {e}"
             )));
         }
         Err(_) => return Ok(None),

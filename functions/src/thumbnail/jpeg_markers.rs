@@ -11,6 +11,8 @@ pub struct Stream {
     pub frame: Option<Frame>,
     /// Bytes of entropy-coded data over all scans (stuffing and restart markers included).
     pub scan_bytes: usize,
+    /// Start-of-scan markers seen.
+    pub scans: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,20 +20,60 @@ pub struct Frame {
     pub marker: u8,
     pub width: u32,
     pub height: u32,
+    /// 8x8 blocks over every component, each at its own sampling.
+    pub blocks: u64,
+}
+
+impl Frame {
+    /// Parses a start-of-frame segment starting at its marker; `None` when it is too short.
+    fn parse(seg: &[u8]) -> Option<Frame> {
+        let be = |at: usize| {
+            Some(u32::from(u16::from_be_bytes([
+                *seg.get(at)?,
+                *seg.get(at + 1)?,
+            ])))
+        };
+        let (height, width) = (be(5)?, be(7)?);
+        let n = usize::from(*seg.get(9)?);
+        let comps: Vec<(u32, u32)> = (0..n)
+            .map(|c| {
+                seg.get(11 + 3 * c)
+                    .map(|hv| (u32::from(hv >> 4).max(1), u32::from(hv & 15).max(1)))
+            })
+            .collect::<Option<_>>()?;
+        let hmax = comps.iter().map(|c| c.0).max().unwrap_or(1);
+        let vmax = comps.iter().map(|c| c.1).max().unwrap_or(1);
+        let blocks = comps
+            .iter()
+            .map(|&(h, v)| {
+                let w = (u64::from(width) * u64::from(h)).div_ceil(u64::from(hmax));
+                let hh = (u64::from(height) * u64::from(v)).div_ceil(u64::from(vmax));
+                w.div_ceil(8) * hh.div_ceil(8)
+            })
+            .sum();
+        Some(Frame {
+            marker: seg[1],
+            width,
+            height,
+            blocks,
+        })
+    }
 }
 
 impl Stream {
-    /// `Ok` when the scans hold at least the data the frame's size needs. Every 8x8 block of the
-    /// full-resolution component codes at least a one-bit DC difference in Huffman coding
-    /// (baseline, extended and progressive alike), so a frame of `w`x`h` needs at least
-    /// ceil(w/8)·ceil(h/8) bits. Arithmetic and lossless coding can go below that: not judged.
+    /// `Ok` when the scans hold at least the data the frame's size needs. In Huffman coding
+    /// every 8x8 block of every component codes a DC difference and, in sequential files, an
+    /// end-of-block or coefficients, each at least one bit: two bits a block for baseline and
+    /// extended frames, one for progressive ones (whose later scans can skip runs of blocks).
+    /// Arithmetic and lossless coding can go below that: not judged.
     pub fn check_fills(&self) -> Result<(), String> {
         let Some(f) = self.frame else { return Ok(()) };
-        if !matches!(f.marker, 0xC0..=0xC2) {
-            return Ok(());
-        }
-        let blocks = u64::from(f.width.div_ceil(8)) * u64::from(f.height.div_ceil(8));
-        let needed = blocks.div_ceil(8);
+        let bits_per_block = match f.marker {
+            0xC0 | 0xC1 => 2,
+            0xC2 => 1,
+            _ => return Ok(()),
+        };
+        let needed = (f.blocks * bits_per_block).div_ceil(8);
         if (self.scan_bytes as u64) < needed {
             return Err(format!(
                 "the JPEG's header claims {}x{} pixels, but its {} bytes of image data cannot \
@@ -40,6 +82,17 @@ impl Stream {
             ));
         }
         Ok(())
+    }
+}
+
+impl Stream {
+    /// Bytes a decoder keeps for the whole frame's coefficients (2 bytes each, 64 a block) when
+    /// the file has several scans (progressive or multi-scan): at full size, whatever the scale.
+    pub fn coefficient_bytes(&self) -> u64 {
+        match self.frame {
+            Some(f) if self.scans > 1 || f.marker == 0xC2 => f.blocks * 128,
+            _ => 0,
+        }
     }
 }
 
@@ -86,17 +139,13 @@ pub fn check_complete(data: &[u8]) -> Result<Stream, String> {
                         "the JPEG stops inside a 0x{marker:02X} segment (truncated file)"
                     ));
                 }
-                if stream.frame.is_none() && is_frame(marker) && len >= 7 {
-                    let be = |at: usize| u32::from(u16::from_be_bytes([data[at], data[at + 1]]));
-                    stream.frame = Some(Frame {
-                        marker,
-                        height: be(pos + 5),
-                        width: be(pos + 7),
-                    });
+                if stream.frame.is_none() && is_frame(marker) {
+                    stream.frame = Frame::parse(&data[pos..pos + 2 + len]);
                 }
                 pos += 2 + len;
                 if marker == 0xDA {
                     seen_scan = true;
+                    stream.scans += 1;
                     let end = skip_entropy_data(data, pos);
                     stream.scan_bytes += end - pos;
                     pos = end;
@@ -318,25 +367,44 @@ mod tests {
 
     #[test]
     fn a_size_the_data_cannot_fill_is_refused_with_both_figures() {
-        // 64x64 is 64 blocks: 8 bytes of data at the least.
-        let scan = [0x55u8; 8];
+        // Baseline 64x64 grey is 64 blocks at two bits: 16 bytes at the least.
+        let scan = [0x55u8; 16];
         let ok = check_complete(&jpeg(&[SOI, &sof(0xC0, 64, 64), SOS, &scan, EOI])).unwrap();
         assert_eq!(
             ok.frame,
             Some(Frame {
                 marker: 0xC0,
                 width: 64,
-                height: 64
+                height: 64,
+                blocks: 64
             })
         );
+        assert_eq!((ok.scans, ok.coefficient_bytes()), (1, 0));
         assert_eq!(ok.check_fills(), Ok(()));
-        for marker in [0xC0, 0xC1, 0xC2] {
+        for marker in [0xC0, 0xC1] {
             let s = check_complete(&jpeg(&[SOI, &sof(marker, 64, 72), SOS, &scan, EOI])).unwrap();
             let err = s.check_fills().unwrap_err();
-            assert!(err.contains("64x72") && err.contains("8 bytes"), "{err}");
+            assert!(err.contains("64x72") && err.contains("16 bytes"), "{err}");
         }
+        // Progressive: one bit a block, and the whole frame's coefficients kept while decoding.
+        let p = check_complete(&jpeg(&[SOI, &sof(0xC2, 64, 128), SOS, &scan, EOI])).unwrap();
+        assert_eq!(p.check_fills(), Ok(()));
+        assert_eq!(p.coefficient_bytes(), 128 * 128);
+        let p = check_complete(&jpeg(&[SOI, &sof(0xC2, 64, 136), SOS, &scan, EOI])).unwrap();
+        assert!(p.check_fills().is_err());
         // Arithmetic coding (0xC9) can pack a block into less than a bit: not judged.
         let s = check_complete(&jpeg(&[SOI, &sof(0xC9, 9000, 9000), SOS, &scan, EOI])).unwrap();
         assert_eq!(s.check_fills(), Ok(()));
+    }
+
+    #[test]
+    fn blocks_count_every_component_at_its_sampling() {
+        // 4:2:0 colour, 33x17: luma 5x3 blocks, each chroma plane 17x9 pixels, 3x2 blocks.
+        let seg = [
+            0xFF, 0xC0, 0x00, 0x11, 8, 0, 17, 0, 33, 3, 1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1,
+        ];
+        let f = Frame::parse(&seg).unwrap();
+        assert_eq!((f.width, f.height, f.blocks), (33, 17, 15 + 6 + 6));
+        assert_eq!(Frame::parse(&seg[..12]), None, "cut inside the components");
     }
 }

@@ -12,6 +12,8 @@ pub struct Features {
     pub height: u32,
     pub has_alpha: bool,
     pub animated: bool,
+    /// VP8L: decoded whole, in 32-bit pixels, before any scaling.
+    pub lossless: bool,
 }
 
 pub fn features(data: &[u8]) -> Option<Features> {
@@ -27,6 +29,7 @@ pub fn features(data: &[u8]) -> Option<Features> {
         height: f.height as u32,
         has_alpha: f.has_alpha != 0,
         animated: f.has_animation != 0,
+        lossless: f.format == 2,
     })
 }
 

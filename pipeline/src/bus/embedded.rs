@@ -142,12 +142,22 @@ impl Bus {
         Ok(())
     }
 
-    /// Try again after `not_before_ms` (ms since the epoch).
+    /// Try again after `not_before_ms` (ms since the epoch), counting the attempt.
     pub async fn retry(&self, d: &Delivery, not_before_ms: u64) -> Result<(), BusError> {
+        self.again(d, d.attempts + 1, not_before_ms).await
+    }
+
+    /// Deliver again after `not_before_ms` without counting an attempt: the pair could not
+    /// start (no room), which says nothing about the event.
+    pub async fn postpone(&self, d: &Delivery, not_before_ms: u64) -> Result<(), BusError> {
+        self.again(d, d.attempts, not_before_ms).await
+    }
+
+    async fn again(&self, d: &Delivery, attempts: u32, not_before_ms: u64) -> Result<(), BusError> {
         let op = Op::Retry {
             function: d.function.clone(),
             seq: d.seq,
-            attempts: d.attempts + 1,
+            attempts,
             not_before_ms,
         };
         self.submit(op).await?;

@@ -88,6 +88,21 @@ async fn retries_wait_their_turn_and_dead_letters_keep_the_reason() {
 }
 
 #[tokio::test]
+async fn a_postponed_pair_comes_back_later_without_spending_an_attempt() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = Bus::open(&dir.path().join("bus.redb")).unwrap();
+    bus.publish(event("big.png"), vec!["thumbs".into()])
+        .await
+        .unwrap();
+    let d = bus.claim("thumbs", 1).unwrap().remove(0);
+    bus.postpone(&d, now_ms() + 60_000).await.unwrap();
+    assert!(bus.claim("thumbs", 1).unwrap().is_empty(), "not due yet");
+    bus.postpone(&d, 0).await.unwrap();
+    let d = bus.claim("thumbs", 1).unwrap().remove(0);
+    assert_eq!(d.attempts, 0);
+}
+
+#[tokio::test]
 async fn a_restart_delivers_every_unacknowledged_pair_again_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bus.redb");
