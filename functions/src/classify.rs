@@ -116,6 +116,7 @@ impl Function for Classify {
             max_batch: 256,
             gpu_capable: false,
             streams_input: false,
+            max_decode_bytes: self.params.max_pixels.saturating_mul(8),
         }
     }
 

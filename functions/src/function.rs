@@ -91,6 +91,8 @@ pub struct Limits {
     pub gpu_capable: bool,
     /// Whether the function reads `Input::source` (objects are then opened, not read whole).
     pub streams_input: bool,
+    /// The most one input may reserve from the decode-memory budget (0: it reserves none).
+    pub max_decode_bytes: u64,
 }
 
 /// Where and until when a batch runs.

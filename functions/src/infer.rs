@@ -95,6 +95,7 @@ impl Function for Infer {
             max_batch: 64,
             gpu_capable: false,
             streams_input: false,
+            max_decode_bytes: 0,
         }
     }
 

@@ -95,6 +95,12 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
     })?;
     let cpu = cpu_pool(weir_gpu::cpu_threads());
     let decode_memory = DecodeMemory::new(config.file.decode_memory_budget());
+    for f in &config.functions {
+        let worst = f.function.limits().max_decode_bytes;
+        if let Some(note) = budget_note(&f.spec.name, worst, config.file.decode_memory_budget()) {
+            tracing::warn!("{note}");
+        }
+    }
     let mut pools = HashMap::new();
     let mut listing = Vec::new();
     let mut extra_routes = Vec::new();
@@ -250,6 +256,19 @@ fn spawn_upload_expiry(store: crate::store::LocalStore, expiry: Duration) {
     });
 }
 
+/// A word at start when a function's largest allowed picture could need more than the whole
+/// decode budget: such pictures are refused (422) rather than decoded.
+fn budget_note(function: &str, worst: u64, budget: u64) -> Option<String> {
+    (worst > budget).then(|| {
+        format!(
+            "function {function}: its largest allowed picture may need {} of decode memory, \
+             more than decode_memory_budget ({}); such pictures will be refused",
+            bytesize::ByteSize(worst),
+            bytesize::ByteSize(budget)
+        )
+    })
+}
+
 fn pool_config(f: &LoadedFunction, decode_memory: &Arc<DecodeMemory>) -> PoolConfig {
     let r = &f.spec.resources;
     PoolConfig {
@@ -350,5 +369,20 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_budget_under_the_largest_picture_is_named_at_start() {
+        assert_eq!(budget_note("thumbs", 800 << 20, 1 << 30), None);
+        let note = budget_note("thumbs", 800 << 20, 256 << 20).unwrap();
+        assert!(
+            note.contains("thumbs") && note.contains("256.0 MiB"),
+            "{note}"
+        );
     }
 }

@@ -39,6 +39,7 @@ impl Function for Gate {
             max_batch: 8,
             gpu_capable: false,
             streams_input: false,
+            max_decode_bytes: 0,
         }
     }
     fn call(&self, batch: &[Input], _ctx: &ExecCtx) -> Vec<Result<Output, FnError>> {

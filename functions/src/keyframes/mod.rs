@@ -214,6 +214,7 @@ impl Function for Keyframes {
             max_batch: 16,
             gpu_capable: false,
             streams_input: true,
+            max_decode_bytes: 0,
         }
     }
 

@@ -148,6 +148,7 @@ impl Function for Thumbnail {
             max_batch: 64,
             gpu_capable: false,
             streams_input: false,
+            max_decode_bytes: self.params.max_pixels.saturating_mul(8),
         }
     }
 
