@@ -42,9 +42,16 @@ pub async fn start_with(
     };
     let running = server::start(&settings, &cfg).await.expect("server starts");
     let base = format!("http://{}", running.http_addr());
+    // The server closes a keep-alive connection idle past `header_timeout` (500 ms here); a
+    // client that reuses one just then gets a reset. Real clients retry idempotent requests;
+    // these tests POST, so the client lets idle connections go first.
+    let client = reqwest::Client::builder()
+        .pool_idle_timeout(http_limits.header_timeout / 2)
+        .build()
+        .unwrap();
     TestServer {
         base,
-        client: reqwest::Client::new(),
+        client,
         running,
         data,
     }
