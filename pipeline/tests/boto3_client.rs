@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::*;
 
 const CONFIG: &str = r#"
@@ -18,24 +16,11 @@ functions:
     output: { bucket: derived, key: "thumbs/{key}/{size}.jpg" }
 "#;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("WEIR_PYTHON") {
-        return p.into();
-    }
-    let venv = root().join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "boto3 is needed: run ./test.sh (it makes .venv with boto3) or set WEIR_PYTHON to a \
-         Python that has boto3"
-    );
-    venv
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn boto3_and_s3transfer_get_what_s3_promises() {
     let srv = start(CONFIG).await;
     let script = root().join("pipeline/tests/python/s3_boto3.py");
-    let mut cmd = std::process::Command::new(python());
+    let mut cmd = std::process::Command::new(venv_python("boto3"));
     cmd.arg(&script)
         .env("WEIR_S3", format!("http://{}", srv.running.s3_addr()))
         .env("WEIR_S3_KEY", "test-access")

@@ -9,19 +9,6 @@ use std::process::Command;
 
 use common::*;
 
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("WEIR_PYTHON") {
-        return p.into();
-    }
-    let venv = root().join(".venv/bin/python");
-    assert!(
-        venv.exists(),
-        "Triton's Python client is needed: run ./test.sh (it makes .venv with tritonclient[http]) \
-         or set WEIR_PYTHON to a Python that has tritonclient[http], numpy and Pillow"
-    );
-    venv
-}
-
 fn repository_with_broken_models() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let copy = |from: PathBuf, to: PathBuf| {
@@ -59,7 +46,7 @@ async fn tritons_python_client_works_unchanged() {
     let addr = srv.running.http_addr().to_string();
     let script = root().join("pipeline/tests/python/triton_client.py");
     let out = tokio::task::spawn_blocking(move || {
-        Command::new(python())
+        Command::new(venv_python("tritonclient[http], numpy and Pillow"))
             .arg(script)
             .arg(addr)
             .arg(root().join("fixtures/images"))

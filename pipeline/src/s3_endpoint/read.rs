@@ -63,6 +63,22 @@ struct Ask<'a> {
     whole_only: bool,
 }
 
+/// An `Ask` from a GetObjectInput or a HeadObjectInput, which name these fields alike.
+macro_rules! ask {
+    ($i:expr, $whole_only:expr) => {
+        Ask {
+            if_match: $i.if_match.as_ref(),
+            if_unmodified_since: $i.if_unmodified_since.as_ref(),
+            if_none_match: $i.if_none_match.as_ref(),
+            if_modified_since: $i.if_modified_since.as_ref(),
+            part_number: $i.part_number,
+            range: $i.range.as_ref(),
+            checksum_mode: $i.checksum_mode.as_ref(),
+            whole_only: $whole_only,
+        }
+    };
+}
+
 /// The fields GetObjectOutput and HeadObjectOutput share, filled from a `Reading`.
 macro_rules! object_reply {
     ($out:ident, $meta:expr, $r:expr, $part_number:expr $(, $field:ident : $value:expr)*) => {{
@@ -103,19 +119,7 @@ impl Endpoint {
         key_ok(&i.bucket, &i.key)?;
         let (b, k) = (i.bucket.clone(), i.key.clone());
         let (meta, file) = self.blocking(move |s| s.open_blob(&b, &k)).await?;
-        let r = Reading::of(
-            &meta,
-            Ask {
-                if_match: i.if_match.as_ref(),
-                if_unmodified_since: i.if_unmodified_since.as_ref(),
-                if_none_match: i.if_none_match.as_ref(),
-                if_modified_since: i.if_modified_since.as_ref(),
-                part_number: i.part_number,
-                range: i.range.as_ref(),
-                checksum_mode: i.checksum_mode.as_ref(),
-                whole_only: true,
-            },
-        )?;
+        let r = Reading::of(&meta, ask!(i, true))?;
         let start = r.span.as_ref().map_or(0, |x| x.start);
         let mut file = tokio::fs::File::from_std(file);
         if start > 0 {
@@ -143,19 +147,7 @@ impl Endpoint {
         key_ok(&i.bucket, &i.key)?;
         let (b, k) = (i.bucket.clone(), i.key.clone());
         let meta = self.blocking(move |s| s.head(&b, &k)).await?;
-        let r = Reading::of(
-            &meta,
-            Ask {
-                if_match: i.if_match.as_ref(),
-                if_unmodified_since: i.if_unmodified_since.as_ref(),
-                if_none_match: i.if_none_match.as_ref(),
-                if_modified_since: i.if_modified_since.as_ref(),
-                part_number: i.part_number,
-                range: i.range.as_ref(),
-                checksum_mode: i.checksum_mode.as_ref(),
-                whole_only: false,
-            },
-        )?;
+        let r = Reading::of(&meta, ask!(i, false))?;
         Ok(S3Response::new(object_reply!(
             HeadObjectOutput,
             &meta,

@@ -99,6 +99,20 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The Python that `./test.sh` prepares (`.venv`), or `WEIR_PYTHON`; `needs` names the packages
+/// a test's script imports, for the message when there is none.
+pub fn venv_python(needs: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os("WEIR_PYTHON") {
+        return p.into();
+    }
+    let venv = root().join(".venv/bin/python");
+    assert!(
+        venv.exists(),
+        "a Python with {needs} is needed: run ./test.sh (it makes .venv) or set WEIR_PYTHON"
+    );
+    venv
+}
+
 pub fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(root().join("fixtures").join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }
