@@ -116,7 +116,7 @@ impl Function for Classify {
             max_batch: 256,
             gpu_capable: false,
             streams_input: false,
-            max_decode_bytes: self.params.max_pixels.saturating_mul(8),
+            max_decode_bytes: crate::thumbnail::most_reserved(self.params.max_pixels),
         }
     }
 

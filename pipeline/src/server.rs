@@ -94,13 +94,20 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         source,
     })?;
     let cpu = cpu_pool(weir_gpu::cpu_threads());
-    let decode_memory = DecodeMemory::new(config.file.decode_memory_budget());
+    // Read once: without a setting it is sized from the machine.
+    let budget = config.file.decode_memory_budget();
+    tracing::info!(
+        bytes = budget,
+        "decode memory budget: {}",
+        bytesize::ByteSize(budget)
+    );
     for f in &config.functions {
         let worst = f.function.limits().max_decode_bytes;
-        if let Some(note) = budget_note(&f.spec.name, worst, config.file.decode_memory_budget()) {
+        if let Some(note) = budget_note(&f.spec.name, worst, budget) {
             tracing::warn!("{note}");
         }
     }
+    let decode_memory = DecodeMemory::new(budget);
     let mut pools = HashMap::new();
     let mut listing = Vec::new();
     let mut extra_routes = Vec::new();
@@ -119,6 +126,7 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         pools.insert(f.spec.name.clone(), pool);
     }
     let prometheus = crate::telemetry::prometheus();
+    metrics::gauge!(weir_workers::metric_names::DECODE_MEMORY_BUDGET).set(budget as f64);
     let upkeep = prometheus.clone();
     let decoding = decode_memory.clone();
     tokio::spawn(async move {
@@ -126,9 +134,6 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
-            if let Some(limit) = decoding.limit() {
-                metrics::gauge!(m::DECODE_MEMORY_BUDGET).set(limit as f64);
-            }
             metrics::gauge!(m::DECODE_MEMORY_IN_USE).set(decoding.in_use() as f64);
             upkeep.run_upkeep();
         }

@@ -98,14 +98,7 @@ async fn five_hundred_pending_uploads_finish_without_a_timeout_retry_or_dead_let
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let took = start.elapsed();
-    let text = client
-        .get(format!("{base}/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&client, &base).await;
     let thumbs = r#"function="thumbs""#;
     assert_eq!(
         metric(&text, "weir_invocations_total", r#"outcome="ok""#),

@@ -184,15 +184,7 @@ async fn metrics_show_histograms_and_outcomes() {
             .status(),
         422
     );
-    let text = srv
-        .client
-        .get(format!("{}/metrics", srv.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&srv.client, &srv.base).await;
     for needle in [
         r#"weir_invocations_total{function="metered",outcome="ok"} 1"#,
         r#"weir_invocations_total{function="metered",outcome="bad_input"} 1"#,

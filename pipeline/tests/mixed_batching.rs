@@ -169,15 +169,7 @@ functions:
         .max()
         .unwrap();
     assert!(biggest >= 2, "{s}");
-    let metrics = srv
-        .client
-        .get(format!("{}/metrics", srv.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&srv.client, &srv.base).await;
     assert!(
         metrics.contains("weir_model_batch_size_bucket{model=\"efficientnet_lite0\""),
         "the batch-size histogram per model is missing"

@@ -21,7 +21,8 @@ pub const EVENTS_ROUTED: &str = "weir_events_routed_total";
 pub const EVENTS_DONE: &str = "weir_events_done_total";
 /// Counter: pairs given up on. Labels `function`, `kind`.
 pub const EVENTS_DEAD_LETTERED: &str = "weir_events_dead_lettered_total";
-/// Counter: storage events sent back to the bus for another attempt. Labels `function`, `kind`.
+/// Counter: storage events sent back to the bus, labels `function`, `kind`: retries, and with
+/// `kind="overloaded"` events postponed for want of room, which spend no attempt.
 pub const EVENTS_RETRIED: &str = "weir_events_retried_total";
 /// Gauge: pairs on the bus not yet finished.
 pub const BUS_DEPTH: &str = "weir_bus_depth";
@@ -30,7 +31,7 @@ pub const EVENT_LATENCY: &str = "weir_event_to_output_seconds";
 /// Gauge (bytes): decoded pictures' memory reserved now, over every function (sampled with the
 /// other gauges' upkeep, every 5 s).
 pub const DECODE_MEMORY_IN_USE: &str = "weir_decode_memory_in_use_bytes";
-/// Gauge (bytes): `decode_memory_budget`.
+/// Gauge (bytes): `decode_memory_budget`, set at start.
 pub const DECODE_MEMORY_BUDGET: &str = "weir_decode_memory_budget_bytes";
 
 /// The label value of a successful invocation.

@@ -29,7 +29,7 @@ impl Allowance {
         Allowance {
             max_pixels,
             memory: DecodeMemory::unlimited(),
-            deadline: Instant::now() + std::time::Duration::from_secs(365 * 24 * 3600),
+            deadline: crate::function::far(),
             rgb_copy: false,
         }
     }
@@ -49,6 +49,12 @@ impl Allowance {
         self.memory
             .reserve(pixels + copy + extra, self.deadline, &what)
     }
+}
+
+/// What a decode of `max_pixels` may reserve at the most, for the start-up comparison with the
+/// budget: 8-bit RGBA and its copy, 8 bytes a pixel.
+pub fn most_reserved(max_pixels: u64) -> u64 {
+    max_pixels.saturating_mul(8)
 }
 
 fn bytes(w: u32, h: u32, layout: Layout) -> u64 {
@@ -315,12 +321,8 @@ fn decode_turbo(
         _ => turbojpeg::ScalingFactor::ONE,
     };
     let scaled = header.scaled(scale);
-    let shape = match header.colorspace {
-        turbojpeg::Colorspace::Gray => Layout::Gray,
-        _ => Layout::Rgb,
-    };
     let (sw, sh) = (scaled.width as u32, scaled.height as u32);
-    let held = allow.reserve(sw, sh, shape, coefficients)?;
+    let held = allow.reserve(sw, sh, turbo::layout(header.colorspace), coefficients)?;
     let (sw, sh, layout, pixels) = match turbo::decode(data, &header, scale) {
         Ok(decoded) => decoded,
         Err(e) if turbo::is_premature_end(&e) => {

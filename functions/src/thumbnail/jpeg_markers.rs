@@ -83,9 +83,7 @@ impl Stream {
         }
         Ok(())
     }
-}
 
-impl Stream {
     /// Bytes a decoder keeps for the whole frame's coefficients (2 bytes each, 64 a block) when
     /// the file has several scans (progressive or multi-scan): at full size, whatever the scale.
     pub fn coefficient_bytes(&self) -> u64 {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use serde_json::json;
 
-pub use decode::{Allowance, Layout, Picture, decode, dimensions};
+pub use decode::{Allowance, Layout, Picture, decode, dimensions, most_reserved};
 pub(crate) use encode::encode;
 pub use resize::{Frame, shrink, target_size, upright};
 
@@ -148,7 +148,7 @@ impl Function for Thumbnail {
             max_batch: 64,
             gpu_capable: false,
             streams_input: false,
-            max_decode_bytes: self.params.max_pixels.saturating_mul(8),
+            max_decode_bytes: decode::most_reserved(self.params.max_pixels),
         }
     }
 

@@ -30,15 +30,24 @@ pub fn handles(colorspace: Colorspace) -> bool {
     )
 }
 
+/// The layout libjpeg-turbo decodes a colour space to (grey stays grey, the rest is RGB).
+pub fn layout(colorspace: Colorspace) -> Layout {
+    match colorspace {
+        Colorspace::Gray => Layout::Gray,
+        _ => Layout::Rgb,
+    }
+}
+
 /// A decode at `scale`: (width, height, layout, pixels).
 pub fn decode(
     data: &[u8],
     header: &turbojpeg::DecompressHeader,
     scale: ScalingFactor,
 ) -> Result<(u32, u32, Layout, Vec<u8>), String> {
-    let (layout, format) = match header.colorspace {
-        Colorspace::Gray => (Layout::Gray, PixelFormat::GRAY),
-        _ => (Layout::Rgb, PixelFormat::RGB),
+    let layout = layout(header.colorspace);
+    let format = match layout {
+        Layout::Gray => PixelFormat::GRAY,
+        _ => PixelFormat::RGB,
     };
     let scaled = header.scaled(scale);
     let pitch = scaled.width * format.size();

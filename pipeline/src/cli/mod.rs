@@ -140,11 +140,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(reason) => tracing::info!("devices: CPU only ({reason})"),
         None => tracing::info!("devices: {} CUDA GPU(s)", inventory.gpus.len()),
     }
-    tracing::info!(
-        bytes = config.file.decode_memory_budget(),
-        "decode memory budget: {}",
-        bytesize::ByteSize(config.file.decode_memory_budget())
-    );
     let running = server::start(&settings, &config)
         .await
         .context("cannot start the server")?;

@@ -99,6 +99,12 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The Prometheus text at `base`'s `/metrics`.
+pub async fn metrics_text(client: &reqwest::Client, base: &str) -> String {
+    let res = client.get(format!("{base}/metrics")).send().await.unwrap();
+    res.text().await.unwrap()
+}
+
 /// The Python that `./test.sh` prepares (`.venv`), or `WEIR_PYTHON`; `needs` names the packages
 /// a test's script imports, for the message when there is none.
 pub fn venv_python(needs: &str) -> PathBuf {
