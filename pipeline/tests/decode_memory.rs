@@ -15,6 +15,15 @@ const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 /// back: without it the burst peaks about 1.6 GB over idle.
 const BUDGET_MB: u64 = 1024;
 
+struct Stop(std::process::Child);
+
+impl Drop for Stop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A field of `/proc/PID/status` in kB (VmRSS, VmHWM).
 fn status_kb(pid: u32, field: &str) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -105,6 +114,8 @@ functions:
         .unwrap();
     banner(&mut server);
     let pid = server.id();
+    // Stopped however the test ends, so a failed assertion leaves no server behind.
+    let _server = Stop(server);
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
     let png = huge_png();
@@ -160,6 +171,4 @@ functions:
         settled / 1024,
         started.elapsed().as_secs_f64()
     );
-    let _ = server.kill();
-    let _ = server.wait();
 }
