@@ -1,4 +1,5 @@
-//! Metric names of the model repository (the rest are in weir-workers' `metric_names`).
+//! Metric names of the model repository (the pools' are in weir-workers' `metric_names`, the
+//! pipeline's in weir-pipeline's).
 
 /// Histogram: seconds to load a model version, by `model` and `backend`.
 pub const MODEL_LOAD: &str = "weir_model_load_seconds";

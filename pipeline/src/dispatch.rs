@@ -7,24 +7,27 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::metric_names as m;
 use metrics::{counter, histogram};
 use tokio::sync::Notify;
 use weir_functions::{ErrorKind, FnError, Input};
-use weir_workers::metric_names as m;
 use weir_workers::{Admission, Pool};
 
 use crate::bus::{Bus, Delivery};
 use crate::config::Retries;
-use crate::store::{KeyTemplate, LocalStore, StoreError};
+use crate::store::provenance::Provenance;
+use crate::store::{KeyTemplate, ObjectStore, PutOptions, StoreError, StoreErrorKind};
 
 /// Everything one function's consumer needs.
 pub struct Consumer {
     pub function: String,
     pub pool: Pool,
     pub bus: Bus,
-    pub store: LocalStore,
+    pub store: Arc<dyn ObjectStore>,
     pub output_bucket: String,
     pub template: KeyTemplate,
+    /// `FunctionSpec::output_hash`, written on every output.
+    pub spec_hash: String,
     pub retries: Retries,
     /// The function reads inputs as streams (`Limits::streams_input`).
     pub streams_input: bool,
@@ -49,34 +52,38 @@ pub enum StartError {
     Template(String, crate::store::TemplateError),
 }
 
-/// Open the buckets and the bus under `data_dir`, and start a consumer for every function
-/// with S3 triggers. The buckets named by triggers and outputs exist when this returns.
-pub fn start(
+/// Open the bus under `data_dir`, and start a consumer for every function with S3 triggers.
+/// The buckets named by triggers and outputs exist when this returns (created where missing):
+/// a store that does not answer is a start-up error that names it.
+pub async fn start(
     data_dir: &std::path::Path,
-    store: &LocalStore,
+    store: &Arc<dyn ObjectStore>,
     functions: &[crate::config::LoadedFunction],
     pools: &std::collections::HashMap<String, Pool>,
 ) -> Result<crate::http::events::EventsState, StartError> {
     let bus = Bus::open(&data_dir.join("bus.redb"))?;
     let (mut routes, mut wakes) = (Vec::new(), std::collections::HashMap::new());
     for f in functions {
-        let triggers: Vec<_> = f
+        // Notifications (webhook, built-in endpoint) are routed by these; pollers feed their
+        // own function directly.
+        let notified: Vec<_> = f
             .spec
             .triggers
             .iter()
             .filter_map(|t| match t {
                 crate::config::Trigger::S3(s) => Some(s.clone()),
-                crate::config::Trigger::Http(_) => None,
+                _ => None,
             })
             .collect();
-        for t in &triggers {
-            store.create_bucket(&t.bucket)?;
+        let storage: Vec<_> = f.spec.triggers.iter().filter_map(|t| t.storage()).collect();
+        for t in &storage {
+            store.ensure_bucket(&t.bucket).await?;
         }
         let (Some(out), Some(pool)) = (&f.spec.output, pools.get(&f.spec.name)) else {
             continue;
         };
-        store.create_bucket(&out.bucket)?;
-        if triggers.is_empty() {
+        store.ensure_bucket(&out.bucket).await?;
+        if storage.is_empty() {
             continue;
         }
         let template = KeyTemplate::parse(&out.key, f.spec.kind.template_vars())
@@ -89,12 +96,13 @@ pub fn start(
             store: store.clone(),
             output_bucket: out.bucket.clone(),
             template,
+            spec_hash: f.spec.output_hash(),
             retries: f.spec.resources.retries.clone(),
             streams_input: f.function.limits().streams_input,
             wake: wake.clone(),
         });
         wakes.insert(f.spec.name.clone(), wake);
-        routes.push((f.spec.name.clone(), triggers));
+        routes.push((f.spec.name.clone(), notified));
     }
     let depth_bus = bus.clone();
     tokio::spawn(async move {
@@ -188,36 +196,43 @@ async fn process(
 }
 
 async fn attempt(c: &Consumer, admission: Admission, d: &Delivery) -> Result<(), FnError> {
-    let object = d.event.object.clone();
-    let (store, limit) = (c.store.clone(), c.pool.config().max_input);
-    let (bucket, key) = (object.bucket.clone(), object.key.clone());
+    let object = &d.event.object;
+    let limit = c.pool.config().max_input;
     // A function that streams (video) opens the object; the others get its bytes.
-    let input = if c.streams_input {
-        let file = blocking(move || store.open_object(&bucket, &key, limit)).await?;
-        Input::streamed(Arc::new(file.map_err(read_error)?))
+    let (input, version) = if c.streams_input {
+        let f = c.store.open(&object.bucket, &object.key, limit).await;
+        let f = f.map_err(read_error)?;
+        (Input::streamed(f.body), f.info)
     } else {
-        let bytes = blocking(move || store.get(&bucket, &key, limit)).await?;
-        Input::new(bytes.map_err(read_error)?)
+        let f = c.store.get(&object.bucket, &object.key, limit).await;
+        let f = f.map_err(read_error)?;
+        (Input::new(f.body), f.info)
     };
     let output = admission.run(input).await?;
-    let (store, out_bucket, template) =
-        (c.store.clone(), c.output_bucket.clone(), c.template.clone());
-    blocking(move || {
-        for a in &output.artifacts {
-            let key = template
-                .render_for(a, &object.bucket, &object.key)
-                .map_err(|e| FnError::bad_input(format!("output key: {e}")))?;
-            store
-                .put(&out_bucket, &key, &a.bytes)
-                .map_err(|e| match e {
-                    // An output key S3 cannot hold (over 1024 bytes) fails the same way every time.
-                    StoreError::BadName(m) => FnError::bad_input(format!("output key: {m}")),
-                    e => FnError::transient(e.to_string()),
-                })?;
-        }
-        Ok(())
-    })
-    .await?
+    // The version actually read, which may be newer than the one the event named.
+    let metadata = Provenance {
+        bucket: &object.bucket,
+        key: &object.key,
+        etag: &version.etag,
+        function: &c.function,
+        spec_hash: &c.spec_hash,
+    }
+    .metadata();
+    for a in output.artifacts {
+        let key = c
+            .template
+            .render_for(&a, &object.bucket, &object.key)
+            .map_err(|e| FnError::bad_input(format!("output key: {e}")))?;
+        let options = PutOptions {
+            content_type: Some(a.content_type.clone()),
+            metadata: metadata.clone(),
+        };
+        c.store
+            .put(&c.output_bucket, &key, a.bytes.into(), &options)
+            .await
+            .map_err(write_error)?;
+    }
+    Ok(())
 }
 
 /// Milliseconds since the epoch, `after` from now.
@@ -228,18 +243,26 @@ fn due_after(after: Duration) -> u64 {
         .unwrap_or(0)
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, FnError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| FnError::transient(format!("storage task failed: {e}")))
-}
-
+/// A failed read: the same failure every time dead-letters, one that may pass is retried.
 fn read_error(e: StoreError) -> FnError {
-    match e {
-        StoreError::NotFound { .. } | StoreError::NoSuchBucket(_) | StoreError::BadName(_) => {
+    match e.kind() {
+        StoreErrorKind::NotFound | StoreErrorKind::BadRequest | StoreErrorKind::Denied => {
             FnError::bad_input(e.to_string())
         }
-        StoreError::TooLarge { .. } => FnError::new(ErrorKind::TooLarge, e.to_string()),
-        _ => FnError::transient(e.to_string()),
+        StoreErrorKind::TooLarge => FnError::new(ErrorKind::TooLarge, e.to_string()),
+        StoreErrorKind::Transient => FnError::transient(e.to_string()),
+    }
+}
+
+/// A failed write: a key the store cannot hold or refused credentials fail the same way every
+/// time; a missing output bucket may be created meanwhile.
+fn write_error(e: StoreError) -> FnError {
+    match e.kind() {
+        StoreErrorKind::BadRequest | StoreErrorKind::Denied | StoreErrorKind::TooLarge => {
+            FnError::bad_input(format!("writing an output: {e}"))
+        }
+        StoreErrorKind::NotFound | StoreErrorKind::Transient => {
+            FnError::transient(format!("writing an output: {e}"))
+        }
     }
 }

@@ -12,8 +12,9 @@ use tokio::task::JoinHandle;
 use weir_functions::memory::DecodeMemory;
 use weir_workers::{Pool, PoolConfig, cpu_pool};
 
-use crate::config::{Config, LoadedFunction, Trigger};
+use crate::config::{Config, LoadedFunction, StoreSection, Trigger};
 use crate::http::{self, AppState};
+use crate::store::{LocalStore, ObjectStore};
 
 /// Settings after precedence is applied (flag, environment, config file, default).
 #[derive(Debug, Clone)]
@@ -67,6 +68,8 @@ pub enum ServeError {
     Store(#[from] crate::store::StoreError),
     #[error("cannot start storage events: {0}")]
     Events(#[from] crate::dispatch::StartError),
+    #[error("cannot start the bucket pollers: {0}")]
+    Pollers(#[from] crate::triggers::poll_state::StateError),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -79,8 +82,10 @@ pub struct Running {
     addr: SocketAddr,
     /// How long shutdown waits for admitted work: the longest function timeout, plus a margin.
     grace: Duration,
-    s3_addr: SocketAddr,
-    store: crate::store::LocalStore,
+    /// The built-in S3 endpoint's address: there is none with `store: s3`.
+    s3_addr: Option<SocketAddr>,
+    /// The local store, when objects live there.
+    store: Option<LocalStore>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -126,11 +131,11 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         pools.insert(f.spec.name.clone(), pool);
     }
     let prometheus = crate::telemetry::prometheus();
-    metrics::gauge!(weir_workers::metric_names::DECODE_MEMORY_BUDGET).set(budget as f64);
+    metrics::gauge!(crate::metric_names::DECODE_MEMORY_BUDGET).set(budget as f64);
     let upkeep = prometheus.clone();
     let decoding = decode_memory.clone();
     tokio::spawn(async move {
-        use weir_workers::metric_names as m;
+        use crate::metric_names as m;
         let mut tick = tokio::time::interval(Duration::from_secs(5));
         loop {
             tick.tick().await;
@@ -138,20 +143,16 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
             upkeep.run_upkeep();
         }
     });
-    let store = crate::store::LocalStore::open(&settings.data_dir.join("objects"))?;
-    let events = std::sync::Arc::new(crate::dispatch::start(
-        &settings.data_dir,
-        &store,
-        &config.functions,
-        &pools,
-    )?);
-    spawn_upload_expiry(store.clone(), config.file.s3.multipart_expiry);
-    let closing: Vec<Pool> = pools.values().cloned().collect();
     let spool_dir = settings.data_dir.join("tmp");
     std::fs::create_dir_all(&spool_dir).map_err(|source| ServeError::DataDir {
         path: spool_dir.clone(),
         source,
     })?;
+    let (local, store) = open_store(settings, config, &spool_dir).await?;
+    let events = std::sync::Arc::new(
+        crate::dispatch::start(&settings.data_dir, &store, &config.functions, &pools).await?,
+    );
+    let closing: Vec<Pool> = pools.values().cloned().collect();
     let state = std::sync::Arc::new(AppState {
         pools,
         listing,
@@ -186,6 +187,13 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         source,
     })?;
     let (stop, stopped) = watch::channel(false);
+    let pollers = crate::triggers::start_pollers(
+        &config.functions,
+        &store,
+        &events,
+        &settings.data_dir,
+        &stopped,
+    )?;
     let when_stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
     };
@@ -204,27 +212,17 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         settings.http_limits,
         shutdown,
     ))];
-    let s3 = tokio::net::TcpListener::bind(settings.s3_listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: settings.s3_listen,
-            source,
-        })?;
-    let s3_addr = s3.local_addr().map_err(|source| ServeError::Bind {
-        addr: settings.s3_listen,
-        source,
-    })?;
-    let limits = crate::s3_endpoint::EndpointLimits {
-        body_timeout: config.file.s3.body_timeout,
+    tasks.extend(pollers);
+    let s3_addr = match &local {
+        Some(local) => {
+            spawn_upload_expiry(local.clone(), config.file.s3.multipart_expiry);
+            let (addr, task) =
+                serve_s3(settings, config, local, events, when_stopped(stopped)).await?;
+            tasks.push(task);
+            Some(addr)
+        }
+        None => None,
     };
-    let endpoint = crate::s3_endpoint::Endpoint::new(store.clone(), events, limits);
-    let service = endpoint.service(&settings.s3_keys.0, &settings.s3_keys.1);
-    tasks.push(tokio::spawn(http::serve(
-        s3,
-        service,
-        settings.http_limits,
-        when_stopped(stopped),
-    )));
     let grace = config
         .functions
         .iter()
@@ -235,11 +233,60 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
     Ok(Running {
         addr,
         s3_addr,
-        store,
+        store: local,
         grace,
         stop,
         tasks,
     })
+}
+
+/// The store the configuration names. Only the local store has the built-in S3 endpoint in
+/// front of it, so only it is returned as well.
+async fn open_store(
+    settings: &Settings,
+    config: &Config,
+    spool_dir: &std::path::Path,
+) -> Result<(Option<LocalStore>, Arc<dyn ObjectStore>), ServeError> {
+    match &config.file.store {
+        StoreSection::Local => {
+            let local = LocalStore::open(&settings.data_dir.join("objects"))?;
+            Ok((Some(local.clone()), Arc::new(local)))
+        }
+        StoreSection::S3(s3) => {
+            let remote = crate::store::s3::S3Store::connect(s3, spool_dir.to_path_buf()).await;
+            tracing::info!(
+                store = ?remote,
+                "objects live in S3; the built-in S3 endpoint is not started (s3.listen and \
+                 --s3-listen are ignored)"
+            );
+            Ok((None, Arc::new(remote)))
+        }
+    }
+}
+
+/// The built-in S3 endpoint over the local store.
+async fn serve_s3(
+    settings: &Settings,
+    config: &Config,
+    local: &LocalStore,
+    events: Arc<crate::http::events::EventsState>,
+    stopped: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(SocketAddr, JoinHandle<()>), ServeError> {
+    let bind = |source| ServeError::Bind {
+        addr: settings.s3_listen,
+        source,
+    };
+    let s3 = tokio::net::TcpListener::bind(settings.s3_listen)
+        .await
+        .map_err(bind)?;
+    let addr = s3.local_addr().map_err(bind)?;
+    let limits = crate::s3_endpoint::EndpointLimits {
+        body_timeout: config.file.s3.body_timeout,
+    };
+    let endpoint = crate::s3_endpoint::Endpoint::new(local.clone(), events, limits);
+    let service = endpoint.service(&settings.s3_keys.0, &settings.s3_keys.1);
+    let task = tokio::spawn(http::serve(s3, service, settings.http_limits, stopped));
+    Ok((addr, task))
 }
 
 /// Removes multipart uploads older than `expiry`, checking a few times per expiry period.
@@ -295,7 +342,7 @@ fn describe(f: &LoadedFunction, pool: &Pool) -> serde_json::Value {
     let paths: Vec<String> = std::iter::once(format!("/v1/functions/{}/invoke", f.spec.name))
         .chain(f.spec.triggers.iter().filter_map(|t| match t {
             Trigger::Http(h) => Some(h.path.clone()),
-            Trigger::S3(_) => None,
+            Trigger::S3(_) | Trigger::Poll(_) => None,
         }))
         .collect();
     json!({
@@ -317,13 +364,14 @@ impl Running {
         self.addr
     }
 
-    /// The object store that the S3 endpoint serves and functions read and write.
-    pub fn store(&self) -> &crate::store::LocalStore {
-        &self.store
+    /// The local store that the S3 endpoint serves and functions read and write; none when
+    /// objects live in a remote S3.
+    pub fn store(&self) -> Option<&LocalStore> {
+        self.store.as_ref()
     }
 
-    /// Where the built-in S3 endpoint listens.
-    pub fn s3_addr(&self) -> SocketAddr {
+    /// Where the built-in S3 endpoint listens; none when objects live in a remote S3.
+    pub fn s3_addr(&self) -> Option<SocketAddr> {
         self.s3_addr
     }
 

@@ -53,7 +53,10 @@ fn describe() {
         "Compute time of one batch."
     );
     describe_gauge!(m::IN_FLIGHT, "Invocations admitted and not yet finished.");
-    describe_counter!(m::HTTP_RESPONSES, "HTTP responses by route and status.");
+    describe_counter!(
+        crate::metric_names::HTTP_RESPONSES,
+        "HTTP responses by route and status."
+    );
 }
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).

@@ -78,7 +78,7 @@ async fn five_hundred_pending_uploads_finish_without_a_timeout_retry_or_dead_let
         .await
         .unwrap();
     let base = format!("http://{}", running.http_addr());
-    let store = running.store().clone();
+    let store = running.store().unwrap().clone();
     let client = reqwest::Client::new();
     let done = || {
         let s = store.clone();

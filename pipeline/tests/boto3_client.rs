@@ -22,7 +22,10 @@ async fn boto3_and_s3transfer_get_what_s3_promises() {
     let script = root().join("pipeline/tests/python/s3_boto3.py");
     let mut cmd = std::process::Command::new(venv_python("boto3"));
     cmd.arg(&script)
-        .env("WEIR_S3", format!("http://{}", srv.running.s3_addr()))
+        .env(
+            "WEIR_S3",
+            format!("http://{}", srv.running.s3_addr().unwrap()),
+        )
         .env("WEIR_S3_KEY", "test-access")
         .env("WEIR_S3_SECRET", "test-secret-key")
         .env(

@@ -213,3 +213,52 @@ async fn uploads_answered_200_survive_a_kill() {
     let second = serve_with_s3(dir.path(), port, s3_port);
     all_done_after_restart(&s3, second, before, "upload").await;
 }
+
+/// The same with `store: s3`: the objects and the outputs live in a remote S3 (a second Weir's
+/// built-in endpoint, in this process); the killed server's bus still replays every event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_s3_store_a_killed_server_finishes_every_accepted_event() {
+    let remote = common::start("functions: []").await;
+    let s3 = common::s3_client(&remote, "test-secret-key");
+    s3.create_bucket().bucket("uploads").send().await.unwrap();
+    let photo = fixture("images/dandelions_5312x2988.jpg");
+    for i in 0..N {
+        let body = aws_sdk_s3::primitives::ByteStream::from(photo.clone());
+        let key = format!("crash/{i}.jpg");
+        s3.put_object()
+            .bucket("uploads")
+            .key(key)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = format!(
+        "store: {{ kind: s3, endpoint: \"http://{}\", access_key: test-access, secret_key: test-secret-key }}\n",
+        remote.running.s3_addr().unwrap()
+    );
+    std::fs::write(dir.path().join("weir.yaml"), store + CONFIG).unwrap();
+    let (port, s3_port) = (free_port(), free_port());
+    let mut first = serve_with_s3(dir.path(), port, s3_port);
+    let records: Vec<String> = (0..N)
+        .map(|i| s3_record("aws:s3", &format!("crash/{i}.jpg")))
+        .collect();
+    let client = reqwest::Client::new();
+    let res = client
+        .post(format!("http://127.0.0.1:{port}/v1/events/s3"))
+        .body(format!(r#"{{"Records":[{}]}}"#, records.join(",")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "accepted");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let before = done(&s3).await;
+    assert!(
+        before < N,
+        "everything finished before the kill; the test proves nothing"
+    );
+    let second = serve_with_s3(dir.path(), port, s3_port);
+    all_done_after_restart(&s3, second, before, "remote event").await;
+}

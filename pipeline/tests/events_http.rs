@@ -19,7 +19,7 @@ functions:
 "#;
 
 fn store(srv: &TestServer) -> LocalStore {
-    srv.running.store().clone()
+    srv.running.store().unwrap().clone()
 }
 
 /// One notification record as `source` sends it, with the key already encoded its way.

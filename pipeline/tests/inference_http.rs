@@ -320,7 +320,7 @@ async fn classify_gives_the_golden_labels_over_http_and_on_uploads() {
     assert_eq!(res.status(), 422);
 
     // Uploads through the bucket: labels/{key}.json with the golden top-1 first.
-    let store = srv.running.store().clone();
+    let store = srv.running.store().unwrap().clone();
     let mut records = Vec::new();
     for (photo, _) in CONFIDENT {
         store

@@ -132,7 +132,7 @@ functions:
         (answered.load(Ordering::Relaxed) >= 1).then_some(())
     })
     .await;
-    let store = srv.running.store().clone();
+    let store = srv.running.store().unwrap().clone();
     let mut records = Vec::new();
     for round in 0..2 {
         for (photo, _) in PHOTOS {

@@ -373,7 +373,7 @@ async fn trickled_bodies_are_cut_at_their_deadline() {
         .unwrap();
     let uri: reqwest::Url = url.uri().parse().unwrap();
     let path = format!("{}?{}", uri.path(), uri.query().unwrap_or(""));
-    let s3 = srv.running.s3_addr();
+    let s3 = srv.running.s3_addr().unwrap();
     let head = format!("PUT {path} HTTP/1.1\r\nHost: {s3}\r\nContent-Length: 1000\r\n\r\n");
     let (reply, took) = trickle(s3, head).await;
     assert!(reply.starts_with("HTTP/1.1 400"), "{reply}");

@@ -197,10 +197,14 @@ impl Bus {
     /// Up to `max` due pairs for `function`, oldest first, leased to the caller. Blocking I/O.
     pub fn claim(&self, function: &str, max: usize) -> Result<Vec<Delivery>, BusError> {
         let now = now_ms();
+        // The lease set is locked before the snapshot is taken: an ack commits and only then
+        // releases its lease, so a snapshot from before that commit still sees the pair
+        // pending, and must also see it leased (taking the lock after the snapshot let a pair
+        // acked meanwhile be delivered a second time).
+        let mut leased = self.leased.lock().unwrap_or_else(|e| e.into_inner());
         let txn = self.db.begin_read().map_err(store)?;
         let pending = txn.open_table(PENDING).map_err(store)?;
         let events = txn.open_table(EVENTS).map_err(store)?;
-        let mut leased = self.leased.lock().unwrap_or_else(|e| e.into_inner());
         let mut out = Vec::new();
         for entry in pending
             .range((function, 0u64)..=(function, u64::MAX))

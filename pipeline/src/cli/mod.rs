@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
-use crate::config::{Config, FileConfig};
+use crate::config::{Config, FileConfig, StoreSection};
 use crate::server::{self, DEFAULT_HTTP, DEFAULT_S3, Settings};
 
 #[derive(Debug, Parser)]
@@ -170,18 +170,24 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
     }
     println!("  health {base}/healthz   metrics {base}/metrics   functions {base}/v1/functions");
-    let (ak, sk) = &settings.s3_keys;
-    let note = if (ak.as_str(), sk.as_str()) == DEFAULT_S3_KEYS {
-        format!(
-            " with the default keys {ak} / {sk} (set WEIR_S3_ACCESS_KEY and WEIR_S3_SECRET_KEY)"
-        )
-    } else {
-        String::new()
-    };
-    println!(
-        "  S3 endpoint http://{} (path-style){note}",
-        running.s3_addr()
-    );
+    match (running.s3_addr(), &config.file.store) {
+        (Some(s3), _) => {
+            let (ak, sk) = &settings.s3_keys;
+            let note = if (ak.as_str(), sk.as_str()) == DEFAULT_S3_KEYS {
+                format!(
+                    " with the default keys {ak} / {sk} (set WEIR_S3_ACCESS_KEY and WEIR_S3_SECRET_KEY)"
+                )
+            } else {
+                String::new()
+            };
+            println!("  S3 endpoint http://{s3} (path-style){note}");
+        }
+        (None, StoreSection::S3(s)) => {
+            let at = s.endpoint.as_deref().unwrap_or("AWS");
+            println!("  objects in S3 at {at} (the built-in S3 endpoint is off)");
+        }
+        (None, StoreSection::Local) => {}
+    }
     running
         .until_signal()
         .await

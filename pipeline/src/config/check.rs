@@ -32,6 +32,28 @@ pub fn tokens(path: &Path, file: &FileConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `store: { kind: s3 }`: keys in pairs, an endpoint that is a URL.
+pub fn store(path: &Path, file: &FileConfig) -> Result<(), ConfigError> {
+    let super::StoreSection::S3(s) = &file.store else {
+        return Ok(());
+    };
+    if s.access_key.is_some() != s.secret_key.is_some() {
+        return Err(err(
+            path,
+            "store",
+            "give access_key and secret_key together, or neither (then the AWS credentials \
+             chain: environment, profile, instance role)",
+        ));
+    }
+    if let Some(e) = &s.endpoint
+        && !(e.starts_with("http://") || e.starts_with("https://"))
+    {
+        let msg = format!("expected an http:// or https:// URL, got {e:?}");
+        return Err(err(path, "store.endpoint", msg));
+    }
+    Ok(())
+}
+
 /// The front door's limits.
 pub fn http(path: &Path, file: &FileConfig) -> Result<(), ConfigError> {
     let h = &file.http;
@@ -124,26 +146,35 @@ pub fn functions(
                     ));
                 }
             }
-            if let Trigger::S3(s) = trigger
+            if let Some(s) = trigger.storage()
                 && s.bucket.is_empty()
             {
                 return Err(err(
                     path,
-                    &at(&format!("triggers[{t}].s3.bucket")),
+                    &at(&format!("triggers[{t}].{}.bucket", trigger.key())),
                     "expected a bucket name",
+                ));
+            }
+            if let Trigger::Poll(p) = trigger
+                && !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&p.interval)
+            {
+                return Err(err(
+                    path,
+                    &at(&format!("triggers[{t}].poll.interval")),
+                    format!("expected a duration from 1s to 24h, got {:?}", p.interval),
                 ));
             }
         }
         check_resources(path, &f.resources, &at("resources"))?;
-        let has_s3 = f.triggers.iter().any(|t| matches!(t, Trigger::S3(_)));
+        let has_s3 = f.triggers.iter().any(|t| t.storage().is_some());
         if has_s3 && f.output.is_none() {
-            let msg = "expected an output { bucket, key } for a function with s3 triggers: its results need a place";
+            let msg = "expected an output { bucket, key } for a function with s3 or poll triggers: its results need a place";
             return Err(err(path, &at("output"), msg));
         }
         for (t, trigger) in f.triggers.iter().enumerate() {
-            if let Trigger::S3(s3) = trigger {
-                crate::store::check_bucket(&s3.bucket)
-                    .map_err(|m| err(path, &at(&format!("triggers[{t}].s3.bucket")), m))?;
+            if let Some(s3) = trigger.storage() {
+                let field = at(&format!("triggers[{t}].{}.bucket", trigger.key()));
+                crate::store::check_bucket(&s3.bucket).map_err(|m| err(path, &field, m))?;
             }
         }
         if let Some(out) = &f.output {
@@ -155,8 +186,8 @@ pub fn functions(
                 keyframes_template(&template).map_err(|m| err(path, &at("output.key"), m))?;
             }
             for (t, trigger) in f.triggers.iter().enumerate() {
-                if let Trigger::S3(s3) = trigger
-                    && crate::router::could_trigger_itself(s3, out)
+                if let Some(s3) = trigger.storage()
+                    && crate::router::could_trigger_itself(&s3, out)
                 {
                     let msg = format!(
                         "writing {} in bucket {} could trigger this function again through triggers[{t}]; \

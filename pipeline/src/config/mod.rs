@@ -15,8 +15,8 @@ use weir_gpu::{Device, Inventory};
 use weir_models::{Backends, Repository};
 
 pub use spec::{
-    Batch, FunctionSpec, HttpTrigger, Kind, OutputSpec, Resources, Retries, S3Trigger, Trigger,
-    TriggerEntry, Workers,
+    Batch, FunctionSpec, HttpTrigger, Kind, OutputSpec, PollTrigger, Resources, Retries, S3Trigger,
+    Trigger, TriggerEntry, Workers,
 };
 
 /// The file as written.
@@ -28,6 +28,9 @@ pub struct FileConfig {
     pub http: HttpSection,
     #[serde(default)]
     pub s3: S3Section,
+    /// Where objects live: Weir's local store (the default) or any S3.
+    #[serde(default)]
+    pub store: StoreSection,
     #[serde(default)]
     pub functions: Vec<FunctionSpec>,
     /// A folder of `*.yaml` files, one function spec each, added to `functions`.
@@ -125,6 +128,16 @@ impl Default for S3Section {
     }
 }
 
+/// `store: { kind: local }` (objects under the data directory, served by the built-in S3
+/// endpoint) or `store: { kind: s3, endpoint, region, path_style, access_key, secret_key }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum StoreSection {
+    #[default]
+    Local,
+    S3(crate::store::s3::S3Settings),
+}
+
 /// A config mistake: where, and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {field}: {message}")]
@@ -178,6 +191,7 @@ impl Config {
         }
         check::tokens(path, &file)?;
         check::http(path, &file)?;
+        check::store(path, &file)?;
         let models = match &file.models {
             Some(dir) => {
                 let dir = path.parent().unwrap_or(Path::new(".")).join(dir);

@@ -29,6 +29,23 @@ pub struct FunctionSpec {
     pub resources: Resources,
 }
 
+impl FunctionSpec {
+    /// A stable hash of what decides this function's outputs (kind, params, output bucket and
+    /// key template), written on every output as `weir-spec-hash`. Params are hashed as JSON
+    /// with sorted keys, so reordering them in the YAML changes nothing.
+    pub fn output_hash(&self) -> String {
+        let params = serde_json::to_value(&self.params)
+            .map(|v| v.to_string())
+            .unwrap_or_default();
+        let (bucket, key) = self
+            .output
+            .as_ref()
+            .map(|o| (o.bucket.as_str(), o.key.as_str()))
+            .unwrap_or_default();
+        crate::events::stable_id(&[self.kind.as_str(), &params, bucket, key])
+    }
+}
+
 /// The built-in function kinds this build knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -66,22 +83,80 @@ impl Kind {
 pub struct TriggerEntry {
     pub s3: Option<S3Trigger>,
     pub http: Option<HttpTrigger>,
+    pub poll: Option<PollTrigger>,
 }
 
 #[derive(Debug, Clone)]
 pub enum Trigger {
-    /// Object-store events (wired by the storage issue; matched by bucket, event, prefix, suffix).
+    /// Object-store events from notifications: the webhook and the built-in S3 endpoint
+    /// (matched by bucket, event, prefix, suffix).
     S3(S3Trigger),
     /// An extra HTTP path that invokes the function, beside `/v1/functions/{name}/invoke`.
     Http(HttpTrigger),
+    /// A bucket listed every `interval`, for stores that send no notifications.
+    Poll(PollTrigger),
 }
 
 impl TriggerEntry {
     pub fn into_trigger(self) -> Result<Trigger, String> {
-        match (self.s3, self.http) {
-            (Some(s), None) => Ok(Trigger::S3(s)),
-            (None, Some(h)) => Ok(Trigger::Http(h)),
-            _ => Err("expected exactly one of s3 or http".into()),
+        match (self.s3, self.http, self.poll) {
+            (Some(s), None, None) => Ok(Trigger::S3(s)),
+            (None, Some(h), None) => Ok(Trigger::Http(h)),
+            (None, None, Some(p)) => Ok(Trigger::Poll(p)),
+            _ => Err("expected exactly one of s3, http or poll".into()),
+        }
+    }
+}
+
+impl Trigger {
+    /// The key it is written under (`- s3: ...`), for error messages.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Trigger::S3(_) => "s3",
+            Trigger::Http(_) => "http",
+            Trigger::Poll(_) => "poll",
+        }
+    }
+
+    /// The objects it fires on, as an `s3` trigger would say it (bucket, prefix, suffix): what
+    /// the bucket checks and the recursion guard look at.
+    pub fn storage(&self) -> Option<S3Trigger> {
+        match self {
+            Trigger::S3(s) => Some(s.clone()),
+            Trigger::Poll(p) => Some(p.as_s3()),
+            Trigger::Http(_) => None,
+        }
+    }
+}
+
+/// `- poll: { bucket, prefix, suffix, interval: 30s }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PollTrigger {
+    pub bucket: String,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default, deserialize_with = "units::one_or_many")]
+    pub suffix: Vec<String>,
+    /// From 1s; default 30s.
+    #[serde(
+        default = "default_poll_interval",
+        deserialize_with = "units::duration"
+    )]
+    pub interval: Duration,
+}
+
+fn default_poll_interval() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl PollTrigger {
+    pub fn as_s3(&self) -> S3Trigger {
+        S3Trigger {
+            bucket: self.bucket.clone(),
+            events: default_events(),
+            prefix: self.prefix.clone(),
+            suffix: self.suffix.clone(),
         }
     }
 }

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::metric_names as m;
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
@@ -11,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use metrics::counter;
 use serde_json::json;
 use tokio::sync::Notify;
-use weir_workers::metric_names as m;
 
 use super::{Shared, error};
 use crate::bus::Bus;
@@ -31,13 +31,23 @@ impl EventsState {
     /// Route an accepted event and record it on the bus for every function that wants it;
     /// durable when this returns. Returns how many functions it was routed to.
     pub async fn record(&self, event: crate::events::Event) -> Result<usize, crate::bus::BusError> {
-        counter!(m::EVENTS_ACCEPTED).increment(1);
         let functions: Vec<String> = self
             .routes
             .iter()
             .filter(|(_, triggers)| triggers.iter().any(|t| router::matches(t, &event)))
             .map(|(f, _)| f.clone())
             .collect();
+        self.record_to(event, functions).await
+    }
+
+    /// Record an event for the given functions (a trigger that belongs to one function, such as
+    /// a bucket poller); durable when this returns.
+    pub async fn record_to(
+        &self,
+        event: crate::events::Event,
+        functions: Vec<String>,
+    ) -> Result<usize, crate::bus::BusError> {
+        counter!(m::EVENTS_ACCEPTED).increment(1);
         self.bus.publish(event, functions.clone()).await?;
         for f in &functions {
             counter!(m::EVENTS_ROUTED, "function" => f.clone()).increment(1);

@@ -6,8 +6,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use weir_functions::{ErrorKind, FnError, Input};
 
+use super::reply;
 use super::{Shared, error, fn_error};
-use super::{reply, spool};
+use crate::spool;
 
 pub async fn by_name(
     st: State<Shared>,
@@ -179,7 +180,7 @@ pub async fn discard(headers: &HeaderMap, body: Body, limit: u64) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), drain).await;
 }
 
-pub(super) fn is_length_limit(e: &axum::Error) -> bool {
+pub(crate) fn is_length_limit(e: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(s) = source {
         if s.is::<http_body_util::LengthLimitError>() {

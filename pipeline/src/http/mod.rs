@@ -3,10 +3,9 @@
 mod auth;
 pub mod body;
 pub mod events;
-mod invoke;
+pub(crate) mod invoke;
 mod reply;
 mod serve;
-mod spool;
 pub mod v2;
 
 pub use serve::{Limits, serve};
@@ -14,6 +13,7 @@ pub use serve::{Limits, serve};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::metric_names as m;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -24,7 +24,6 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use weir_functions::FnError;
 use weir_workers::Pool;
-use weir_workers::metric_names as m;
 
 /// What every handler can see.
 pub struct AppState {

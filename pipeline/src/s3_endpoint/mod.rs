@@ -108,7 +108,7 @@ fn store_error(e: StoreError) -> S3Error {
         StoreError::InvalidPart(_) => C::InvalidPart,
         StoreError::InvalidPartOrder => C::InvalidPartOrder,
         StoreError::EntityTooSmall { .. } => C::EntityTooSmall,
-        StoreError::Io { .. } | StoreError::Index(_) => {
+        StoreError::Io { .. } | StoreError::Index(_) | StoreError::Remote { .. } => {
             tracing::error!(error = %e, "the object store failed");
             C::InternalError
         }
@@ -124,16 +124,8 @@ fn wants_url_encoding(t: &Option<EncodingType>) -> bool {
         .is_some_and(|t| t.as_str().eq_ignore_ascii_case(EncodingType::URL))
 }
 
-/// Everything but RFC 3986's unreserved characters and `/` (S3 leaves the separator readable).
-const KEY_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~')
-    .remove(b'/');
-
 fn url_encode(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, KEY_ESCAPES).to_string()
+    crate::store::provenance::encode_key(s)
 }
 
 fn bucket_ok(bucket: &str) -> S3Result<()> {

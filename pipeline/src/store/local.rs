@@ -306,26 +306,38 @@ impl LocalStore {
 
     /// The object's bytes, refusing more than `limit` before reading them.
     pub fn get(&self, bucket: &str, key: &str, limit: u64) -> Result<Vec<u8>, StoreError> {
+        self.read(bucket, key, limit).map(|(_, bytes)| bytes)
+    }
+
+    /// The object's record and its bytes, refusing more than `limit` before reading them.
+    pub fn read(
+        &self,
+        bucket: &str,
+        key: &str,
+        limit: u64,
+    ) -> Result<(ObjectMeta, Vec<u8>), StoreError> {
         let (meta, file) = self.open_blob(bucket, key)?;
         too_large(key, meta.size, limit)?;
         let mut bytes = Vec::with_capacity(meta.size as usize);
         file.take(limit)
             .read_to_end(&mut bytes)
             .map_err(|s| io(&self.blob_path(bucket, &meta.blob), s))?;
-        Ok(bytes)
+        Ok((meta, bytes))
     }
 
-    /// The object opened for ranged reads, refusing more than `limit` bytes.
+    /// The object's record and the object opened for ranged reads, refusing more than `limit`
+    /// bytes.
     pub fn open_object(
         &self,
         bucket: &str,
         key: &str,
         limit: u64,
-    ) -> Result<weir_functions::FileSource, StoreError> {
+    ) -> Result<(ObjectMeta, weir_functions::FileSource), StoreError> {
         let (meta, file) = self.open_blob(bucket, key)?;
         too_large(key, meta.size, limit)?;
-        weir_functions::FileSource::new(file)
-            .map_err(|s| io(&self.blob_path(bucket, &meta.blob), s))
+        let source = weir_functions::FileSource::new(file)
+            .map_err(|s| io(&self.blob_path(bucket, &meta.blob), s))?;
+        Ok((meta, source))
     }
 
     /// Removes the object; removing one that is not there succeeds, as in S3.

@@ -1,21 +1,30 @@
-//! Where objects live: the local store (blobs and an index under `<data>/objects`), the pure
-//! listing logic, and the keys outputs are written under. The built-in S3 endpoint and the
-//! dispatcher both go through `LocalStore`. (The `ObjectStore` seam and the S3 store come with
-//! the storage issue.)
+//! Where objects live: the `ObjectStore` seam (`seam.rs`) with its two implementations, Weir's
+//! local store (blobs and an index under `<data>/objects`, `local.rs`, seen through the seam in
+//! `local_seam.rs`) and any S3 (`s3.rs`); the pure listing logic; the keys outputs are written
+//! under and the provenance they carry. The built-in S3 endpoint serves `LocalStore` itself; the
+//! dispatcher and the poller see only the seam.
 
 mod buckets;
 mod checksum;
 mod list;
 mod local;
+mod local_seam;
 mod meta;
 mod migrate;
 mod multipart;
+pub mod provenance;
+pub mod s3;
+mod seam;
 mod template;
 
 pub use list::{ListPage, ListQuery, prefix_end};
 pub use local::{Incoming, LocalStore, PutCondition, Written, hex};
-pub use meta::{Checksums, ObjectHeaders, ObjectMeta, PartMeta, UploadMeta};
+pub use meta::{Checksums, ObjectHeaders, ObjectMeta, PartMeta, UploadMeta, now_ms};
 pub use multipart::{CompletedPart, MAX_PARTS, MIN_PART_SIZE};
+pub use seam::{
+    Fetched, Head, Metadata, ObjectInfo, ObjectStore, Page, PageRequest, PutOptions,
+    StoreErrorKind, page_size,
+};
 pub use template::{KeyTemplate, TemplateError};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +58,34 @@ pub enum StoreError {
     },
     #[error("the object index failed: {0}")]
     Index(String),
+    /// A remote store's answer, already sorted into its kind.
+    #[error("{message}")]
+    Remote {
+        kind: StoreErrorKind,
+        message: String,
+    },
+}
+
+impl StoreError {
+    /// The one decision a caller makes on a failure (retry, dead letter, which status).
+    pub fn kind(&self) -> StoreErrorKind {
+        use StoreErrorKind as K;
+        match self {
+            StoreError::NoSuchBucket(_)
+            | StoreError::NotFound { .. }
+            | StoreError::NoSuchUpload(_) => K::NotFound,
+            StoreError::TooLarge { .. } => K::TooLarge,
+            StoreError::Io { .. } | StoreError::Index(_) => K::Transient,
+            StoreError::Remote { kind, .. } => *kind,
+            StoreError::BadName(_)
+            | StoreError::BucketNotEmpty(_)
+            | StoreError::PreconditionFailed(_)
+            | StoreError::InvalidPart(_)
+            | StoreError::InvalidPartOrder
+            | StoreError::EntityTooSmall { .. }
+            | StoreError::InvalidArgument(_) => K::BadRequest,
+        }
+    }
 }
 
 /// A key as S3 allows it: 1 to 1024 bytes of UTF-8. Keys never become file names, so `..`,

@@ -32,8 +32,18 @@ pub async fn start_with(
     token: Option<&str>,
     http_limits: weir_pipeline::http::Limits,
 ) -> TestServer {
-    let cfg =
-        Config::parse(Path::new("test.yaml"), yaml, &Inventory::cpu_only("tests")).expect("config");
+    start_as(Path::new("test.yaml"), yaml, token, http_limits).await
+}
+
+/// Starts `weir serve` in-process with `yaml` read as if it were the file at `path` (relative
+/// paths in it, such as `models`, are taken from there).
+pub async fn start_as(
+    path: &Path,
+    yaml: &str,
+    token: Option<&str>,
+    http_limits: weir_pipeline::http::Limits,
+) -> TestServer {
+    let cfg = Config::parse(path, yaml, &Inventory::cpu_only("tests")).expect("config");
     let data = tempfile::tempdir().unwrap();
     let settings = Settings {
         token: token.map(str::to_string),
@@ -193,7 +203,7 @@ pub fn s3_client(srv: &TestServer, secret: &str) -> aws_sdk_s3::Client {
     let creds = Credentials::new("test-access", secret, None, None, "test");
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(format!("http://{}", srv.running.s3_addr()))
+        .endpoint_url(format!("http://{}", srv.running.s3_addr().unwrap()))
         .region(Region::new("us-east-1"))
         .credentials_provider(creds)
         .force_path_style(true)

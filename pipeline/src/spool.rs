@@ -1,12 +1,14 @@
-//! Request bodies for functions that stream their input (video) go to an anonymous temporary
-//! file, written 1 MiB at a time off the async threads, instead of into memory: a 2 GB upload
-//! costs disk, not RAM, and the function reads it by offset like an object in the store.
+//! Inputs of functions that stream (video) go to an anonymous temporary file, written 1 MiB at a
+//! time off the async threads, instead of into memory: a 2 GB upload (an HTTP body, or an object
+//! read from a remote S3 store) costs disk, not RAM, and the function reads it by offset like an
+//! object in the local store.
 
 use std::io::Write;
 use std::path::Path;
 
 use axum::body::Body;
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
 use weir_functions::FileSource;
 
 #[derive(Debug, thiserror::Error)]
@@ -22,18 +24,26 @@ pub enum SpoolError {
 /// Bytes gathered before each write.
 const CHUNK: usize = 1 << 20;
 
-/// Writes `body` (at most `limit` bytes) to a temporary file in `dir`, unlinked from the start,
-/// so nothing is left behind whatever happens next.
+/// Writes an HTTP request body (at most `limit` bytes) to a temporary file in `dir`.
 pub async fn spool(body: Body, limit: u64, dir: &Path) -> Result<FileSource, SpoolError> {
+    let chunks = body
+        .into_data_stream()
+        .map(|r| r.map_err(|e| read_error(&e)));
+    to_file(std::pin::pin!(chunks), limit, dir).await
+}
+
+/// Writes `chunks` (at most `limit` bytes) to a temporary file in `dir`, unlinked from the
+/// start, so nothing is left behind whatever happens next.
+pub async fn to_file(
+    mut chunks: impl Stream<Item = Result<Bytes, SpoolError>> + Unpin,
+    limit: u64,
+    dir: &Path,
+) -> Result<FileSource, SpoolError> {
     let dir = dir.to_path_buf();
     let mut file = blocking(move || tempfile::tempfile_in(dir)).await?;
-    let mut body = body;
     let (mut seen, mut buf) = (0u64, Vec::with_capacity(CHUNK));
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| read_error(&e))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
+    while let Some(data) = chunks.next().await {
+        let data = data?;
         seen += data.len() as u64;
         if seen > limit {
             return Err(SpoolError::TooLarge(limit));
@@ -48,7 +58,7 @@ pub async fn spool(body: Body, limit: u64, dir: &Path) -> Result<FileSource, Spo
 }
 
 fn read_error(e: &axum::Error) -> SpoolError {
-    if super::invoke::is_length_limit(e) {
+    if crate::http::invoke::is_length_limit(e) {
         SpoolError::TooLarge(0)
     } else {
         SpoolError::Read(e.to_string())

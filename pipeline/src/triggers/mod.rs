@@ -1,0 +1,72 @@
+//! Triggers that Weir drives itself. The bucket poller lives here (`poller.rs`, its state in
+//! `poll_state.rs`); the webhook (`http/events.rs`) and the built-in S3 endpoint
+//! (`s3_endpoint/`) feed the same `EventsState` (planned: all three in this folder).
+
+pub mod poll_state;
+pub mod poller;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{LoadedFunction, Trigger};
+use crate::events::Event;
+use crate::http::events::EventsState;
+use crate::store::ObjectStore;
+
+/// A poller's events, recorded on the bus for its own function only: other functions hear of
+/// the same objects through their own triggers.
+struct ForFunction {
+    events: Arc<EventsState>,
+    function: String,
+}
+
+#[async_trait::async_trait]
+impl poller::Sink for ForFunction {
+    async fn emit(&self, events: Vec<Event>) -> Result<(), String> {
+        let all = events
+            .into_iter()
+            .map(|e| self.events.record_to(e, vec![self.function.clone()]));
+        futures::future::try_join_all(all)
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Start a poller for every `poll` trigger; each ends when `stop` turns true.
+pub fn start_pollers(
+    functions: &[LoadedFunction],
+    store: &Arc<dyn ObjectStore>,
+    events: &Arc<EventsState>,
+    data_dir: &std::path::Path,
+    stop: &watch::Receiver<bool>,
+) -> Result<Vec<JoinHandle<()>>, poll_state::StateError> {
+    let mut state = None;
+    let mut tasks = Vec::new();
+    for f in functions {
+        for t in &f.spec.triggers {
+            let Trigger::Poll(p) = t else { continue };
+            let state = match &state {
+                Some(s) => poll_state::PollState::clone(s),
+                None => state
+                    .insert(poll_state::PollState::open(&data_dir.join("pollers.redb"))?)
+                    .clone(),
+            };
+            let poller = poller::Poller {
+                function: f.spec.name.clone(),
+                trigger: p.clone(),
+                store: store.clone(),
+                state,
+                sink: Arc::new(ForFunction {
+                    events: events.clone(),
+                    function: f.spec.name.clone(),
+                }),
+                page: 1000,
+            };
+            tasks.push(tokio::spawn(poller.run(stop.clone())));
+        }
+    }
+    Ok(tasks)
+}
