@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 use weir_models::oip::{encode_response, parse_request};
-use weir_models::{ModelError, RepoError, Repository};
+use weir_models::{FailureKind, ModelError, RepoError, Repository};
 
 use crate::{Artifact, ErrorKind, ExecCtx, FnError, Function, Input, Limits, Output};
 
@@ -67,21 +67,27 @@ impl Infer {
     }
 }
 
-/// A model that is missing or not ready cannot be scheduled: 503, retried later.
+/// A repository failure as a function failure: the kind decides, as it does on `/v2`.
 pub fn repo_error(e: RepoError) -> FnError {
+    FnError::new(failure(e.kind()), e.to_string())
+}
+
+/// A model failure as a function failure: the kind decides, as it does on `/v2`.
+pub fn model_error(e: ModelError) -> FnError {
+    let kind = failure(e.kind());
     match e {
-        RepoError::NotFound(_) | RepoError::NotReady { .. } | RepoError::NoVersion { .. } => {
-            FnError::new(ErrorKind::Unavailable, e.to_string())
-        }
-        other => FnError::transient(other.to_string()),
+        ModelError::BadInput(m) | ModelError::Overloaded(m) => FnError::new(kind, m),
+        other => FnError::new(kind, other.to_string()),
     }
 }
 
-pub fn model_error(e: ModelError) -> FnError {
-    match e {
-        ModelError::BadInput(m) => FnError::bad_input(m),
-        ModelError::Overloaded(m) => FnError::new(ErrorKind::Overloaded, m),
-        other => FnError::transient(other.to_string()),
+/// A missing model is permanent (a dead letter, 422); one that cannot serve now is retried.
+fn failure(kind: FailureKind) -> ErrorKind {
+    match kind {
+        FailureKind::BadRequest | FailureKind::NotFound => ErrorKind::BadInput,
+        FailureKind::Unavailable => ErrorKind::Unavailable,
+        FailureKind::Overloaded => ErrorKind::Overloaded,
+        FailureKind::Internal => ErrorKind::Transient,
     }
 }
 
@@ -105,5 +111,66 @@ impl Function for Infer {
             .enumerate()
             .map(|(i, input)| ctx.check(i).and_then(|_| self.one(input)))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod failure_tests {
+    use super::*;
+
+    /// The same failure is retried through a function exactly when `/v2` answers it with a
+    /// status a client retries (5xx or 429), and refused for good when `/v2` says 4xx.
+    #[test]
+    fn functions_and_v2_agree_on_every_model_failure() {
+        let name = || "m".to_string();
+        let repo = [
+            RepoError::NotFound(name()),
+            RepoError::NoVersion {
+                name: name(),
+                version: "2".into(),
+            },
+            RepoError::NotReady {
+                name: name(),
+                reason: "loading".into(),
+            },
+            RepoError::Load {
+                name: name(),
+                reason: "bad file".into(),
+            },
+            RepoError::Root("unreadable".into()),
+        ];
+        let model = [
+            ModelError::BadInput("shape".into()),
+            ModelError::Overloaded("queue full".into()),
+            ModelError::Load("bad".into()),
+            ModelError::Run("engine".into()),
+        ];
+        let pairs = repo
+            .into_iter()
+            .map(|e| (e.kind().http_status(), repo_error(e)))
+            .chain(
+                model
+                    .into_iter()
+                    .map(|e| (e.kind().http_status(), model_error(e))),
+            );
+        for (status, fn_err) in pairs {
+            let retried_by_clients = status >= 500 || status == 429;
+            assert_eq!(
+                fn_err.kind().retryable(),
+                retried_by_clients,
+                "{status} vs {fn_err:?}"
+            );
+            assert_eq!(status == 429, fn_err.kind() == ErrorKind::Overloaded);
+        }
+        let load = RepoError::Load {
+            name: name(),
+            reason: "bad file".into(),
+        };
+        assert_eq!(
+            load.kind().http_status(),
+            503,
+            "a failed load cannot serve now"
+        );
+        assert_eq!(repo_error(load).kind(), ErrorKind::Unavailable);
     }
 }

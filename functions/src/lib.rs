@@ -8,6 +8,7 @@ mod error;
 mod function;
 pub mod infer;
 pub mod keyframes;
+pub mod kinds;
 pub mod memory;
 mod source;
 pub mod thumbnail;

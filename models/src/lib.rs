@@ -6,6 +6,7 @@ pub mod budget;
 pub mod config;
 pub mod cores;
 mod facts;
+pub mod failure;
 pub mod infer;
 mod labels;
 mod loaded;
@@ -24,6 +25,7 @@ mod warmup;
 
 pub use backend::{Backend, Backends, ModelError, Session, Signature};
 pub use config::ModelConfig;
+pub use failure::FailureKind;
 pub use repository::{IndexEntry, LoadedModel, RepoError, Repository};
 pub use tensor::{DataType, Tensor};
 pub use weir_gpu::{Device, Inventory};

@@ -7,14 +7,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::metric_names as m;
 use metrics::{counter, histogram};
-use tokio::sync::Notify;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use weir_functions::{ErrorKind, FnError, Input};
 use weir_workers::{Admission, Pool};
 
-use crate::bus::{Bus, Delivery};
+use crate::bus::{Bus, Delivery, EmbeddedBus, SystemClock};
 use crate::config::Retries;
+use crate::http::events::EventsState;
+use crate::metric_names as m;
 use crate::store::provenance::Provenance;
 use crate::store::{KeyTemplate, ObjectStore, PutOptions, StoreError, StoreErrorKind};
 
@@ -22,7 +24,7 @@ use crate::store::{KeyTemplate, ObjectStore, PutOptions, StoreError, StoreErrorK
 pub struct Consumer {
     pub function: String,
     pub pool: Pool,
-    pub bus: Bus,
+    pub bus: Arc<dyn Bus>,
     pub store: Arc<dyn ObjectStore>,
     pub output_bucket: String,
     pub template: KeyTemplate,
@@ -31,15 +33,16 @@ pub struct Consumer {
     pub retries: Retries,
     /// The function reads inputs as streams (`Limits::streams_input`).
     pub streams_input: bool,
-    /// Rung by the webhook when it records pairs for this function.
-    pub wake: Arc<Notify>,
+    /// Turns true at shutdown: take nothing more, finish what was taken.
+    pub stop: watch::Receiver<bool>,
 }
 
-/// How long an idle consumer waits before looking again (retries come due without a ring).
-const IDLE_POLL: Duration = Duration::from_millis(500);
-
-pub fn spawn(c: Consumer) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(run(Arc::new(c)))
+/// What `start` started: the ingress for triggers, the consumers and the bus they share.
+pub struct Dispatch {
+    pub events: Arc<EventsState>,
+    pub bus: Arc<dyn Bus>,
+    /// End once `stop` turns true and their work in flight is recorded on the bus.
+    pub consumers: Vec<JoinHandle<()>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,17 +55,19 @@ pub enum StartError {
     Template(String, crate::store::TemplateError),
 }
 
-/// Open the bus under `data_dir`, and start a consumer for every function with S3 triggers.
-/// The buckets named by triggers and outputs exist when this returns (created where missing):
-/// a store that does not answer is a start-up error that names it.
+/// Open the bus under `data_dir`, and start a consumer for every function with storage
+/// triggers. The buckets named by triggers and outputs exist when this returns (created where
+/// missing): a store that does not answer is a start-up error that names it.
 pub async fn start(
     data_dir: &std::path::Path,
     store: &Arc<dyn ObjectStore>,
     functions: &[crate::config::LoadedFunction],
     pools: &std::collections::HashMap<String, Pool>,
-) -> Result<crate::http::events::EventsState, StartError> {
-    let bus = Bus::open(&data_dir.join("bus.redb"))?;
-    let (mut routes, mut wakes) = (Vec::new(), std::collections::HashMap::new());
+    stop: &watch::Receiver<bool>,
+) -> Result<Dispatch, StartError> {
+    let embedded = EmbeddedBus::open(&data_dir.join("bus.redb"), Arc::new(SystemClock))?;
+    let bus: Arc<dyn Bus> = Arc::new(embedded);
+    let (mut routes, mut consumers) = (Vec::new(), Vec::new());
     for f in functions {
         // Notifications (webhook, built-in endpoint) are routed by these; pollers feed their
         // own function directly.
@@ -86,10 +91,9 @@ pub async fn start(
         if storage.is_empty() {
             continue;
         }
-        let template = KeyTemplate::parse(&out.key, f.spec.kind.template_vars())
+        let template = KeyTemplate::parse(&out.key, f.kind.template_vars)
             .map_err(|e| StartError::Template(f.spec.name.clone(), e))?;
-        let wake = Arc::new(Notify::new());
-        spawn(Consumer {
+        let consumer = Consumer {
             function: f.spec.name.clone(),
             pool: pool.clone(),
             bus: bus.clone(),
@@ -99,54 +103,65 @@ pub async fn start(
             spec_hash: f.spec.output_hash(),
             retries: f.spec.resources.retries.clone(),
             streams_input: f.function.limits().streams_input,
-            wake: wake.clone(),
-        });
-        wakes.insert(f.spec.name.clone(), wake);
+            stop: stop.clone(),
+        };
+        consumers.push(tokio::spawn(run(Arc::new(consumer))));
         routes.push((f.spec.name.clone(), notified));
     }
     let depth_bus = bus.clone();
     tokio::spawn(async move {
         loop {
-            let b = depth_bus.clone();
-            if let Ok(Ok(n)) = tokio::task::spawn_blocking(move || b.depth()).await {
+            if let Ok(n) = depth_bus.depth().await {
                 metrics::gauge!(m::BUS_DEPTH).set(n as f64);
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
-    Ok(crate::http::events::EventsState { bus, routes, wakes })
+    let events = Arc::new(EventsState {
+        bus: bus.clone(),
+        routes,
+    });
+    Ok(Dispatch {
+        events,
+        bus,
+        consumers,
+    })
 }
 
 async fn run(c: Arc<Consumer>) {
     // Take from the bus only what can start soon: as many as the workers run at once. The rest
     // of a backlog waits on the bus, where waiting costs no lease, no attempt and no timeout.
     let cfg = c.pool.config();
-    let soon = Arc::new(tokio::sync::Semaphore::new(cfg.workers * cfg.max_batch));
+    let room = u32::try_from(cfg.workers * cfg.max_batch).unwrap_or(u32::MAX);
+    let soon = Arc::new(tokio::sync::Semaphore::new(room as usize));
+    let mut stop = c.stop.clone();
     loop {
         let Ok(slot) = soon.clone().acquire_owned().await else {
             return;
         };
-        // Waits while the pool is full; ends when the pool closes (shutdown).
-        let Ok(admission) = c.pool.admit().await else {
-            return;
+        let d = tokio::select! {
+            d = c.bus.next(&c.function) => d,
+            _ = stop.wait_for(|s| *s) => break,
         };
-        let (bus, f) = (c.bus.clone(), c.function.clone());
-        match tokio::task::spawn_blocking(move || bus.claim(&f, 1)).await {
-            Ok(Ok(mut claimed)) if !claimed.is_empty() => {
-                tokio::spawn(process(c.clone(), admission, claimed.remove(0), slot));
-            }
-            Ok(Ok(_)) => {
-                drop((admission, slot));
-                let _ = tokio::time::timeout(IDLE_POLL, c.wake.notified()).await;
-            }
-            Ok(Err(e)) => {
+        let d = match d {
+            Ok(d) => d,
+            Err(crate::bus::BusError::Closed) => break,
+            Err(e) => {
+                // The store behind the bus failed: say so, and look again in a moment.
                 tracing::error!(function = %c.function, error = %e, "cannot read the bus");
-                drop(admission);
-                tokio::time::sleep(IDLE_POLL).await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
             }
-            Err(_) => return,
-        }
+        };
+        // Waits while the pool is full; fails once the pool closes (shutdown).
+        let Ok(admission) = c.pool.admit().await else {
+            let _ = c.bus.postpone(&d, Duration::ZERO).await;
+            break;
+        };
+        tokio::spawn(process(c.clone(), admission, d, slot));
     }
+    // Shutdown: wait until every pair in flight has its outcome on the bus.
+    let _ = soon.acquire_many(room).await;
 }
 
 async fn process(
@@ -157,8 +172,8 @@ async fn process(
 ) {
     let label = c.function.clone();
     let result = attempt(&c, admission, &d).await;
-    let recorded = match &result {
-        Ok(()) => {
+    let recorded = match verdict(&result, d.attempts, &c.retries) {
+        Verdict::Ack => {
             counter!(m::EVENTS_DONE, "function" => label.clone()).increment(1);
             if let Ok(t) = humantime::parse_rfc3339_weak(d.event.time.trim_end_matches('Z'))
                 && let Ok(age) = std::time::SystemTime::now().duration_since(t)
@@ -167,31 +182,57 @@ async fn process(
             }
             c.bus.ack(&d).await
         }
-        // No room to run (the decode-memory budget stayed spent): waiting is not failing, so
-        // the event goes back without spending an attempt.
-        Err(e) if e.kind() == ErrorKind::Overloaded => {
-            counter!(m::EVENTS_RETRIED, "function" => label, "kind" => e.kind().label())
-                .increment(1);
-            tracing::info!(function = %c.function, key = %d.event.object.key, error = %e, "postponed");
-            c.bus.postpone(&d, due_after(c.retries.backoff)).await
+        Verdict::Postpone(after) => {
+            let e = result.as_ref().err();
+            let kind = e.map(|e| e.kind().label()).unwrap_or_default();
+            counter!(m::EVENTS_RETRIED, "function" => label, "kind" => kind).increment(1);
+            tracing::info!(function = %c.function, key = %d.event.object.key, error = ?e, "postponed");
+            c.bus.postpone(&d, after).await
         }
-        Err(e) if e.kind().retryable() && d.attempts < c.retries.max => {
-            let backoff = c.retries.backoff.saturating_mul(1 << d.attempts.min(16));
-            counter!(m::EVENTS_RETRIED, "function" => label, "kind" => e.kind().label())
-                .increment(1);
-            tracing::warn!(function = %c.function, key = %d.event.object.key, error = %e, ?backoff, "retrying");
-            c.bus.retry(&d, due_after(backoff)).await
+        Verdict::Retry(backoff) => {
+            let e = result.as_ref().err();
+            let kind = e.map(|e| e.kind().label()).unwrap_or_default();
+            counter!(m::EVENTS_RETRIED, "function" => label, "kind" => kind).increment(1);
+            tracing::warn!(function = %c.function, key = %d.event.object.key, error = ?e, ?backoff, "retrying");
+            c.bus.retry(&d, backoff).await
         }
-        Err(e) => {
-            counter!(m::EVENTS_DEAD_LETTERED, "function" => label, "kind" => e.kind().label())
-                .increment(1);
-            tracing::warn!(function = %c.function, key = %d.event.object.key, error = %e, "dead-lettered");
-            c.bus.dead_letter(&d, e.kind().label(), e.reason()).await
+        Verdict::Dead => {
+            let (kind, reason) = match &result {
+                Err(e) => (e.kind().label(), e.reason()),
+                Ok(()) => ("", ""),
+            };
+            counter!(m::EVENTS_DEAD_LETTERED, "function" => label, "kind" => kind).increment(1);
+            tracing::warn!(function = %c.function, key = %d.event.object.key, kind, reason, "dead-lettered");
+            c.bus.dead_letter(&d, kind, reason).await
         }
     };
     if let Err(e) = recorded {
         // Not acknowledged: the pair stays on the bus and is delivered again after a restart.
         tracing::error!(function = %c.function, error = %e, "cannot record the outcome on the bus");
+    }
+}
+
+/// What becomes of a pair after an attempt.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Ack,
+    /// Back on the bus without spending an attempt (there was no room to run).
+    Postpone(Duration),
+    /// Back on the bus after this backoff, the attempt spent.
+    Retry(Duration),
+    Dead,
+}
+
+/// Overload waits without spending an attempt; retryable failures back off exponentially from
+/// `retries.backoff` while attempts remain; the rest are dead letters.
+fn verdict(result: &Result<(), FnError>, attempts: u32, retries: &Retries) -> Verdict {
+    match result {
+        Ok(()) => Verdict::Ack,
+        Err(e) if e.kind() == ErrorKind::Overloaded => Verdict::Postpone(retries.backoff),
+        Err(e) if e.kind().retryable() && attempts < retries.max => {
+            Verdict::Retry(retries.backoff.saturating_mul(1 << attempts.min(16)))
+        }
+        Err(_) => Verdict::Dead,
     }
 }
 
@@ -235,14 +276,6 @@ async fn attempt(c: &Consumer, admission: Admission, d: &Delivery) -> Result<(),
     Ok(())
 }
 
-/// Milliseconds since the epoch, `after` from now.
-fn due_after(after: Duration) -> u64 {
-    (std::time::SystemTime::now() + after)
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|t| t.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// A failed read: the same failure every time dead-letters, one that may pass is retried.
 fn read_error(e: StoreError) -> FnError {
     match e.kind() {
@@ -264,5 +297,36 @@ fn write_error(e: StoreError) -> FnError {
         StoreErrorKind::NotFound | StoreErrorKind::Transient => {
             FnError::transient(format!("writing an output: {e}"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts_follow_the_error_kind_and_the_attempts_left() {
+        let r = Retries {
+            max: 2,
+            backoff: Duration::from_millis(100),
+        };
+        let err = |k| Err(FnError::new(k, "x"));
+        assert_eq!(verdict(&Ok(()), 0, &r), Verdict::Ack);
+        assert_eq!(verdict(&err(ErrorKind::BadInput), 0, &r), Verdict::Dead);
+        assert_eq!(verdict(&err(ErrorKind::TooLarge), 0, &r), Verdict::Dead);
+        let ms = Duration::from_millis;
+        assert_eq!(
+            verdict(&err(ErrorKind::Transient), 0, &r),
+            Verdict::Retry(ms(100))
+        );
+        assert_eq!(
+            verdict(&err(ErrorKind::Timeout), 1, &r),
+            Verdict::Retry(ms(200))
+        );
+        assert_eq!(verdict(&err(ErrorKind::Transient), 2, &r), Verdict::Dead);
+        assert_eq!(
+            verdict(&err(ErrorKind::Overloaded), 9, &r),
+            Verdict::Postpone(ms(100))
+        );
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use weir_gpu::Inventory;
-use weir_pipeline::bus::Bus;
+use weir_pipeline::bus::{Bus, EmbeddedBus, SystemClock};
 use weir_pipeline::config::Config;
 use weir_pipeline::events::{Event, ObjectRef};
 use weir_pipeline::server::{self, Settings};
@@ -46,7 +46,8 @@ async fn five_hundred_pending_uploads_finish_without_a_timeout_retry_or_dead_let
         // What a server killed with a backlog leaves: objects stored, their events on the bus.
         let store = LocalStore::open(&data.join("objects")).unwrap();
         store.create_bucket("uploads").unwrap();
-        let bus = Bus::open(&data.join("bus.redb")).unwrap();
+        let bus =
+            EmbeddedBus::open(&data.join("bus.redb"), std::sync::Arc::new(SystemClock)).unwrap();
         for i in 0..N {
             let key = format!("backlog/{i}.jpg");
             store.put("uploads", &key, &photo).unwrap();

@@ -1,16 +1,19 @@
 //! The embedded durable bus on redb. Writes go through one writer thread that groups whatever
 //! is waiting into one transaction (one fsync for many events), off the async runtime's threads.
-//! Each (event, function) pair is tracked, retried and dead-lettered on its own. Claims are
+//! Each (event, function) pair is tracked, retried and dead-lettered on its own. Deliveries are
 //! leases kept in memory: after a restart there are none, so every pending pair is due at once.
+//! A consumer waiting in `next` sleeps until a publish or retry rings its function, or until
+//! the earliest retry comes due.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 
+use super::{Bus, BusError, Clock, DeadLetter, Delivery, Handle};
 use crate::events::Event;
 
 /// seq → event (JSON).
@@ -23,40 +26,8 @@ const REFS: TableDefinition<u64, u32> = TableDefinition::new("refs");
 const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum BusError {
-    #[error("the bus store failed: {0}")]
-    Store(String),
-    #[error("the bus is closed")]
-    Closed,
-}
-
 fn store(e: impl Into<redb::Error>) -> BusError {
     BusError::Store(e.into().to_string())
-}
-
-/// One (event, function) pair handed to a consumer.
-#[derive(Debug, Clone)]
-pub struct Delivery {
-    pub seq: u64,
-    pub function: String,
-    pub event: Event,
-    /// Attempts before this one.
-    pub attempts: u32,
-}
-
-/// A pair that will not be retried, with why.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    pub id: u64,
-    pub function: String,
-    pub bucket: String,
-    pub key: String,
-    pub kind: String,
-    pub reason: String,
-    pub attempts: u32,
-    /// Seconds since the epoch.
-    pub time: u64,
 }
 
 enum Op {
@@ -73,17 +44,41 @@ enum Op {
 
 type Reply = oneshot::Sender<Result<u64, BusError>>;
 
+/// The embedded durable bus; clones share one file and one writer.
 #[derive(Clone)]
-pub struct Bus {
+pub struct EmbeddedBus(Arc<Inner>);
+
+struct Inner {
     db: Arc<Database>,
-    ops: mpsc::Sender<(Op, Reply)>,
-    leased: Arc<Mutex<HashSet<(String, u64)>>>,
-    writer: Arc<Mutex<Option<std::thread::JoinHandle<()>>>>,
+    ops: Mutex<Option<mpsc::Sender<(Op, Reply)>>>,
+    leased: Mutex<HashSet<(String, u64)>>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    clock: Arc<dyn Clock>,
+    /// Rung when a function's pairs may have come due (a publish, a retry).
+    wakes: Mutex<HashMap<String, Arc<Notify>>>,
+    closed: watch::Sender<bool>,
 }
 
-impl Bus {
+impl std::fmt::Debug for EmbeddedBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedBus").finish_non_exhaustive()
+    }
+}
+
+/// What a look at one function's pairs found.
+enum Claim {
+    Got(Box<Delivery>),
+    /// Nothing due; the earliest pair comes due then (ms since the epoch), if there is one.
+    NotYet(Option<u64>),
+}
+
+fn seq_of(d: &Delivery) -> u64 {
+    d.handle.get::<u64>().copied().unwrap_or(0)
+}
+
+impl EmbeddedBus {
     /// Open (or create) the bus file and start its writer thread.
-    pub fn open(path: &Path) -> Result<Bus, BusError> {
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<EmbeddedBus, BusError> {
         let db = Arc::new(Database::create(path).map_err(store)?);
         let txn = db.begin_write().map_err(store)?;
         for t in [&EVENTS, &DEAD] {
@@ -99,123 +94,74 @@ impl Bus {
             .name("weir-bus-writer".into())
             .spawn(move || write_loop(&handle, rx))
             .map_err(|e| BusError::Store(e.to_string()))?;
-        Ok(Bus {
+        Ok(EmbeddedBus(Arc::new(Inner {
             db,
-            ops,
-            leased: Arc::default(),
-            writer: Arc::new(Mutex::new(Some(writer))),
-        })
+            ops: Mutex::new(Some(ops)),
+            leased: Mutex::default(),
+            writer: Mutex::new(Some(writer)),
+            clock,
+            wakes: Mutex::default(),
+            closed: watch::channel(false).0,
+        })))
     }
+}
 
-    /// Finish the writes in progress and release the file. Call on the last handle: the writer
-    /// thread ends when no handle can send to it any more.
-    pub async fn close(self) {
-        let Bus {
-            db, ops, writer, ..
-        } = self;
-        drop(ops);
-        drop(db);
-        let handle = writer.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(h) = handle {
-            let _ = tokio::task::spawn_blocking(move || h.join()).await;
-        }
-    }
-
+impl Inner {
     async fn submit(&self, op: Op) -> Result<u64, BusError> {
+        let ops = lock(&self.ops).clone().ok_or(BusError::Closed)?;
         let (reply, rx) = oneshot::channel();
-        self.ops
-            .send((op, reply))
-            .await
-            .map_err(|_| BusError::Closed)?;
+        ops.send((op, reply)).await.map_err(|_| BusError::Closed)?;
         rx.await.map_err(|_| BusError::Closed)?
     }
 
-    /// Record `event` for each of `functions`; durable when this returns.
-    pub async fn publish(&self, event: Event, functions: Vec<String>) -> Result<u64, BusError> {
-        self.submit(Op::Publish(event, functions)).await
-    }
-
-    /// The function finished with the event and its outputs are written.
-    pub async fn ack(&self, d: &Delivery) -> Result<(), BusError> {
-        self.submit(Op::Ack(d.function.clone(), d.seq)).await?;
-        self.release(d);
-        Ok(())
-    }
-
-    /// Try again after `not_before_ms` (ms since the epoch), counting the attempt.
-    pub async fn retry(&self, d: &Delivery, not_before_ms: u64) -> Result<(), BusError> {
-        self.again(d, d.attempts + 1, not_before_ms).await
-    }
-
-    /// Deliver again after `not_before_ms` without counting an attempt: the pair could not
-    /// start (no room), which says nothing about the event.
-    pub async fn postpone(&self, d: &Delivery, not_before_ms: u64) -> Result<(), BusError> {
-        self.again(d, d.attempts, not_before_ms).await
-    }
-
-    async fn again(&self, d: &Delivery, attempts: u32, not_before_ms: u64) -> Result<(), BusError> {
-        let op = Op::Retry {
-            function: d.function.clone(),
-            seq: d.seq,
-            attempts,
-            not_before_ms,
-        };
-        self.submit(op).await?;
-        self.release(d);
-        Ok(())
-    }
-
-    /// Give up on the pair, keeping the reason.
-    pub async fn dead_letter(
-        &self,
-        d: &Delivery,
-        kind: &str,
-        reason: &str,
-    ) -> Result<(), BusError> {
-        let letter = DeadLetter {
-            id: 0,
-            function: d.function.clone(),
-            bucket: d.event.object.bucket.clone(),
-            key: d.event.object.key.clone(),
-            kind: kind.into(),
-            reason: reason.into(),
-            attempts: d.attempts + 1,
-            time: now_ms() / 1000,
-        };
-        self.submit(Op::Dead(Box::new(letter), d.seq)).await?;
-        self.release(d);
-        Ok(())
+    fn wake(&self, function: &str) -> Arc<Notify> {
+        lock(&self.wakes)
+            .entry(function.to_string())
+            .or_default()
+            .clone()
     }
 
     fn release(&self, d: &Delivery) {
-        self.leased
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&(d.function.clone(), d.seq));
+        lock(&self.leased).remove(&(d.function.clone(), seq_of(d)));
     }
 
-    /// Up to `max` due pairs for `function`, oldest first, leased to the caller. Blocking I/O.
-    pub fn claim(&self, function: &str, max: usize) -> Result<Vec<Delivery>, BusError> {
-        let now = now_ms();
+    async fn again(&self, d: &Delivery, attempts: u32, after: Duration) -> Result<(), BusError> {
+        let op = Op::Retry {
+            function: d.function.clone(),
+            seq: seq_of(d),
+            attempts,
+            not_before_ms: self.clock.now_ms() + after.as_millis() as u64,
+        };
+        self.submit(op).await?;
+        self.release(d);
+        self.wake(&d.function).notify_waiters();
+        Ok(())
+    }
+
+    /// The oldest due pair for `function` not leased to anyone, leased now; or when the next
+    /// one comes due. Blocking I/O.
+    fn claim(&self, function: &str) -> Result<Claim, BusError> {
+        let now = self.clock.now_ms();
         // The lease set is locked before the snapshot is taken: an ack commits and only then
         // releases its lease, so a snapshot from before that commit still sees the pair
         // pending, and must also see it leased (taking the lock after the snapshot let a pair
         // acked meanwhile be delivered a second time).
-        let mut leased = self.leased.lock().unwrap_or_else(|e| e.into_inner());
+        let mut leased = lock(&self.leased);
         let txn = self.db.begin_read().map_err(store)?;
         let pending = txn.open_table(PENDING).map_err(store)?;
         let events = txn.open_table(EVENTS).map_err(store)?;
-        let mut out = Vec::new();
+        let mut earliest: Option<u64> = None;
         for entry in pending
             .range((function, 0u64)..=(function, u64::MAX))
             .map_err(store)?
         {
-            if out.len() >= max {
-                break;
-            }
             let (k, v) = entry.map_err(store)?;
             let (seq, (attempts, not_before)) = (k.value().1, v.value());
-            if not_before > now || leased.contains(&(function.to_string(), seq)) {
+            if leased.contains(&(function.to_string(), seq)) {
+                continue;
+            }
+            if not_before > now {
+                earliest = Some(earliest.map_or(not_before, |e| e.min(not_before)));
                 continue;
             }
             let Some(json) = events.get(seq).map_err(store)? else {
@@ -224,28 +170,22 @@ impl Bus {
             let event: Event =
                 serde_json::from_slice(json.value()).map_err(|e| BusError::Store(e.to_string()))?;
             leased.insert((function.to_string(), seq));
-            out.push(Delivery {
-                seq,
+            return Ok(Claim::Got(Box::new(Delivery {
                 function: function.to_string(),
                 event,
                 attempts,
-            });
+                handle: Handle::new(seq),
+            })));
         }
-        Ok(out)
+        Ok(Claim::NotYet(earliest))
     }
 
-    /// Pairs not yet finished (the bus depth).
-    pub fn depth(&self) -> Result<u64, BusError> {
+    fn count_pending(&self) -> Result<u64, BusError> {
         let txn = self.db.begin_read().map_err(store)?;
         txn.open_table(PENDING).map_err(store)?.len().map_err(store)
     }
 
-    /// Dead letters, newest first, `limit` at most, older than id `before` when given.
-    pub fn dead_letters(
-        &self,
-        limit: usize,
-        before: Option<u64>,
-    ) -> Result<Vec<DeadLetter>, BusError> {
+    fn read_dead(&self, limit: usize, before: Option<u64>) -> Result<Vec<DeadLetter>, BusError> {
         let txn = self.db.begin_read().map_err(store)?;
         let dead = txn.open_table(DEAD).map_err(store)?;
         let mut out = Vec::new();
@@ -266,11 +206,109 @@ impl Bus {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` on a blocking thread with the bus (claims and reads walk redb tables).
+async fn blocking<T: Send + 'static>(
+    bus: &EmbeddedBus,
+    f: impl FnOnce(&Inner) -> Result<T, BusError> + Send + 'static,
+) -> Result<T, BusError> {
+    let bus = bus.0.clone();
+    tokio::task::spawn_blocking(move || f(&bus))
+        .await
+        .map_err(|e| BusError::Store(format!("a bus task failed: {e}")))?
+}
+
+#[async_trait::async_trait]
+impl Bus for EmbeddedBus {
+    async fn publish(&self, event: Event, functions: Vec<String>) -> Result<(), BusError> {
+        let wake: Vec<Arc<Notify>> = functions.iter().map(|f| self.0.wake(f)).collect();
+        self.0.submit(Op::Publish(event, functions)).await?;
+        for w in wake {
+            w.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn next(&self, function: &str) -> Result<Delivery, BusError> {
+        let wake = self.0.wake(function);
+        let mut closed = self.0.closed.subscribe();
+        loop {
+            if *closed.borrow() {
+                return Err(BusError::Closed);
+            }
+            // Listen before looking, so a publish between the look and the wait is not missed.
+            let rung = wake.notified();
+            tokio::pin!(rung);
+            rung.as_mut().enable();
+            let f = function.to_string();
+            let due = match blocking(self, move |b| b.claim(&f)).await? {
+                Claim::Got(d) => return Ok(*d),
+                Claim::NotYet(due) => due,
+            };
+            let until = due.map(|t| Duration::from_millis(t.saturating_sub(self.0.clock.now_ms())));
+            tokio::select! {
+                _ = &mut rung => {}
+                _ = closed.wait_for(|c| *c) => return Err(BusError::Closed),
+                _ = tokio::time::sleep(until.unwrap_or(Duration::MAX)), if until.is_some() => {}
+            }
+        }
+    }
+
+    async fn ack(&self, d: &Delivery) -> Result<(), BusError> {
+        self.0
+            .submit(Op::Ack(d.function.clone(), seq_of(d)))
+            .await?;
+        self.0.release(d);
+        Ok(())
+    }
+
+    async fn retry(&self, d: &Delivery, after: Duration) -> Result<(), BusError> {
+        self.0.again(d, d.attempts + 1, after).await
+    }
+
+    async fn postpone(&self, d: &Delivery, after: Duration) -> Result<(), BusError> {
+        self.0.again(d, d.attempts, after).await
+    }
+
+    async fn dead_letter(&self, d: &Delivery, kind: &str, reason: &str) -> Result<(), BusError> {
+        let letter = DeadLetter {
+            id: 0,
+            function: d.function.clone(),
+            bucket: d.event.object.bucket.clone(),
+            key: d.event.object.key.clone(),
+            kind: kind.into(),
+            reason: reason.into(),
+            attempts: d.attempts + 1,
+            time: self.0.clock.now_ms() / 1000,
+        };
+        self.0.submit(Op::Dead(Box::new(letter), seq_of(d))).await?;
+        self.0.release(d);
+        Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Vec<DeadLetter>, BusError> {
+        blocking(self, move |b| b.read_dead(limit, before)).await
+    }
+
+    async fn depth(&self) -> Result<u64, BusError> {
+        blocking(self, |b| b.count_pending()).await
+    }
+
+    async fn close(&self) {
+        self.0.closed.send_replace(true);
+        drop(lock(&self.0.ops).take());
+        let writer = lock(&self.0.writer).take();
+        if let Some(h) = writer {
+            let _ = tokio::task::spawn_blocking(move || h.join()).await;
+        }
+    }
 }
 
 /// Group commit: take what is waiting (up to 512 operations), apply it in one transaction,

@@ -1,7 +1,111 @@
-//! The bus holds accepted events until each function that wants one has run and its outputs are
-//! written (DESIGN.md step 2). The embedded implementation keeps them in redb, so a crash or a
-//! restart delivers again everything that was not acknowledged.
+//! The `Bus` seam: it holds accepted events until each function that wants one has run and its
+//! outputs are written (DESIGN.md step 2). The embedded implementation (`embedded.rs`) keeps
+//! them in redb, so a crash or a restart delivers again everything that was not acknowledged;
+//! one conformance suite (`pipeline/tests/bus.rs`) is written so that a second implementation
+//! (NATS JetStream) runs it unchanged. Time comes from an injected `Clock`, so backoff is tested
+//! with tokio's paused time.
 
+mod clock;
 mod embedded;
 
-pub use embedded::{Bus, BusError, DeadLetter, Delivery};
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use clock::{Clock, SystemClock, TokioClock};
+pub use embedded::EmbeddedBus;
+
+use crate::events::Event;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BusError {
+    #[error("the bus store failed: {0}")]
+    Store(String),
+    #[error("the bus is closed")]
+    Closed,
+}
+
+/// What identifies a delivery to the bus that made it (a sequence number, a JetStream message):
+/// opaque to everyone else.
+#[derive(Clone)]
+pub struct Handle(Arc<dyn Any + Send + Sync>);
+
+impl Handle {
+    pub fn new<T: Any + Send + Sync>(inner: T) -> Handle {
+        Handle(Arc::new(inner))
+    }
+
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Handle(..)")
+    }
+}
+
+/// One (event, function) pair handed to a consumer, which holds it until it acks, retries,
+/// postpones or dead-letters it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub function: String,
+    pub event: Event,
+    /// Attempts before this one.
+    pub attempts: u32,
+    pub handle: Handle,
+}
+
+/// A pair that will not be retried, with why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub id: u64,
+    pub function: String,
+    pub bucket: String,
+    pub key: String,
+    pub kind: String,
+    pub reason: String,
+    pub attempts: u32,
+    /// Seconds since the epoch.
+    pub time: u64,
+}
+
+#[async_trait::async_trait]
+pub trait Bus: Send + Sync + std::fmt::Debug {
+    /// Record `event` for each of `functions`; durable when this returns.
+    async fn publish(&self, event: Event, functions: Vec<String>) -> Result<(), BusError>;
+
+    /// The next pair due for `function`, waiting (for a publish, or for a retry to come due;
+    /// never polling on a fixed interval) until there is one. Concurrent callers for one
+    /// function never hold the same pair. `Closed` once the bus is closed.
+    async fn next(&self, function: &str) -> Result<Delivery, BusError>;
+
+    /// The function finished with the event and its outputs are written.
+    async fn ack(&self, d: &Delivery) -> Result<(), BusError>;
+
+    /// Deliver again after `after`, counting the attempt.
+    async fn retry(&self, d: &Delivery, after: Duration) -> Result<(), BusError>;
+
+    /// Deliver again after `after` without counting an attempt: the pair could not start (no
+    /// room), which says nothing about the event.
+    async fn postpone(&self, d: &Delivery, after: Duration) -> Result<(), BusError>;
+
+    /// Give up on the pair, keeping the kind of failure and the reason.
+    async fn dead_letter(&self, d: &Delivery, kind: &str, reason: &str) -> Result<(), BusError>;
+
+    /// Dead letters, newest first, `limit` at most, older than id `before` when given.
+    async fn dead_letters(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Vec<DeadLetter>, BusError>;
+
+    /// Pairs not yet finished.
+    async fn depth(&self) -> Result<u64, BusError>;
+
+    /// Finish the writes in progress; every later call, and every waiting `next`, is `Closed`.
+    async fn close(&self);
+}

@@ -5,15 +5,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use weir_functions::Function;
-use weir_functions::classify::{Classify, ClassifyParams};
-use weir_functions::infer::{Infer, InferParams};
-use weir_functions::keyframes::{Keyframes, KeyframesParams};
-use weir_functions::thumbnail::{Thumbnail, ThumbnailParams};
+use weir_functions::kinds::{self, BuildCtx};
 use weir_gpu::Inventory;
 use weir_models::Repository;
 
-use super::{ConfigError, FileConfig, Kind, LoadedFunction, Resources, Trigger, err, path_error};
+use super::{ConfigError, FileConfig, LoadedFunction, Resources, Trigger, err};
 
 /// The file's tokens: an empty one would silently leave the endpoints open.
 pub fn tokens(path: &Path, file: &FileConfig) -> Result<(), ConfigError> {
@@ -117,6 +113,7 @@ pub fn functions(
                 format!("function {:?} is defined twice", f.name),
             ));
         }
+        let kind = kinds::find(&f.kind).map_err(|e| err(path, &at(&e.field), e.message))?;
         for (t, trigger) in f.triggers.iter().enumerate() {
             if let Trigger::Http(h) = trigger {
                 let field = at(&format!("triggers[{t}].http.path"));
@@ -180,11 +177,10 @@ pub fn functions(
         if let Some(out) = &f.output {
             crate::store::check_bucket(&out.bucket)
                 .map_err(|m| err(path, &at("output.bucket"), m))?;
-            let template = crate::store::KeyTemplate::parse(&out.key, f.kind.template_vars())
+            let template = crate::store::KeyTemplate::parse(&out.key, kind.template_vars)
                 .map_err(|e| err(path, &at("output.key"), e.to_string()))?;
-            if f.kind == Kind::Keyframes {
-                keyframes_template(&template).map_err(|m| err(path, &at("output.key"), m))?;
-            }
+            per_item_template(&template, kind.per_item_vars)
+                .map_err(|m| err(path, &at("output.key"), m))?;
             for (t, trigger) in f.triggers.iter().enumerate() {
                 if let Some(s3) = trigger.storage()
                     && crate::router::could_trigger_itself(&s3, out)
@@ -198,43 +194,9 @@ pub fn functions(
                 }
             }
         }
-        let function: Arc<dyn Function> = match f.kind {
-            Kind::Thumbnail => {
-                let params: ThumbnailParams = params_of(path, &f.params, &at("params"))?;
-                Arc::new(
-                    Thumbnail::new(params)
-                        .map_err(|(field, msg)| err(path, &at(&format!("params.{field}")), msg))?,
-                )
-            }
-            Kind::Keyframes => {
-                let params: KeyframesParams = params_of(path, &f.params, &at("params"))?;
-                Arc::new(
-                    Keyframes::new(params)
-                        .map_err(|(field, msg)| err(path, &at(&format!("params.{field}")), msg))?,
-                )
-            }
-            Kind::Classify | Kind::Infer => {
-                let repo = models.ok_or_else(|| {
-                    err(
-                        path,
-                        &at("kind"),
-                        format!(
-                            "a {} function needs a model repository: set models: <folder> at the top of the config",
-                            f.kind.as_str()
-                        ),
-                    )
-                })?;
-                let field =
-                    |(field, msg): (&str, String)| err(path, &at(&format!("params.{field}")), msg);
-                if f.kind == Kind::Classify {
-                    let params: ClassifyParams = params_of(path, &f.params, &at("params"))?;
-                    Arc::new(Classify::new(repo.clone(), params).map_err(field)?)
-                } else {
-                    let params: InferParams = params_of(path, &f.params, &at("params"))?;
-                    Arc::new(Infer::new(repo.clone(), params).map_err(field)?)
-                }
-            }
-        };
+        let function = kind
+            .build(&f.params, BuildCtx { models })
+            .map_err(|e| err(path, &at(&e.field), e.message))?;
         let max_batch = function.limits().max_batch;
         if f.resources.batch.max_size > max_batch {
             return Err(err(
@@ -242,7 +204,7 @@ pub fn functions(
                 &at("resources.batch.max_size"),
                 format!(
                     "expected at most {max_batch}: a {} function takes no more per batch",
-                    f.kind.as_str()
+                    kind.name
                 ),
             ));
         }
@@ -253,6 +215,7 @@ pub fn functions(
             .map_err(|e| err(path, &at("resources.device"), e.to_string()))?;
         out.push(LoadedFunction {
             spec: f.clone(),
+            kind,
             function,
             device,
         });
@@ -260,13 +223,22 @@ pub fn functions(
     Ok(out)
 }
 
-/// A video's pictures need a key each, and its `manifest.json` a folder of its own.
-fn keyframes_template(t: &crate::store::KeyTemplate) -> Result<(), String> {
-    if !t.uses("index") && !t.uses("pts_ms") {
-        return Err(
-            "expected {index} or {pts_ms} in the key: every picture of a video needs its own"
-                .into(),
-        );
+/// A kind that makes many artifacts per input (a video's pictures) needs a key for each, told
+/// apart by one of `vars` in the last segment, and a folder of its own per input for the
+/// manifest written beside them.
+fn per_item_template(t: &crate::store::KeyTemplate, vars: &[&str]) -> Result<(), String> {
+    if vars.is_empty() {
+        return Ok(());
+    }
+    let named = vars
+        .iter()
+        .map(|v| format!("{{{v}}}"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    if !vars.iter().any(|v| t.uses(v)) {
+        return Err(format!(
+            "expected {named} in the key: every picture of a video needs its own"
+        ));
     }
     let folder = t.folder();
     if !folder.uses("key") && !folder.uses("stem") {
@@ -276,25 +248,10 @@ fn keyframes_template(t: &crate::store::KeyTemplate) -> Result<(), String> {
                 .into(),
         );
     }
-    if folder.uses("index") || folder.uses("pts_ms") {
-        return Err("expected {index} and {pts_ms} after the last '/' only".into());
+    if vars.iter().any(|v| folder.uses(v)) {
+        return Err(format!("expected {named} after the last '/' only"));
     }
     Ok(())
-}
-
-fn params_of<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    value: &serde_yaml::Value,
-    field: &str,
-) -> Result<T, ConfigError> {
-    if value.is_null() {
-        return Err(err(
-            path,
-            field,
-            "expected the function kind's params (a mapping)",
-        ));
-    }
-    serde_path_to_error::deserialize(value.clone()).map_err(|e| path_error(path, field, e))
 }
 
 fn check_resources(path: &Path, r: &Resources, at: &str) -> Result<(), ConfigError> {

@@ -15,7 +15,7 @@ use weir_gpu::{Device, Inventory};
 use weir_models::{Backends, Repository};
 
 pub use spec::{
-    Batch, FunctionSpec, HttpTrigger, Kind, OutputSpec, PollTrigger, Resources, Retries, S3Trigger,
+    Batch, FunctionSpec, HttpTrigger, OutputSpec, PollTrigger, Resources, Retries, S3Trigger,
     Trigger, TriggerEntry, Workers,
 };
 
@@ -151,6 +151,8 @@ pub struct ConfigError {
 #[derive(Clone)]
 pub struct LoadedFunction {
     pub spec: FunctionSpec,
+    /// The spec's kind, from the registry.
+    pub kind: &'static weir_functions::kinds::Kind,
     pub function: Arc<dyn Function>,
     pub device: Device,
 }

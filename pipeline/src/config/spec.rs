@@ -14,7 +14,8 @@ pub struct FunctionSpec {
     #[serde(skip)]
     pub source: Option<std::path::PathBuf>,
     pub name: String,
-    pub kind: Kind,
+    /// A kind from `weir_functions::kinds::KINDS`.
+    pub kind: String,
     /// Kind-specific; checked against the kind's own schema after the whole file parses.
     #[serde(default)]
     pub params: serde_yaml::Value,
@@ -43,36 +44,6 @@ impl FunctionSpec {
             .map(|o| (o.bucket.as_str(), o.key.as_str()))
             .unwrap_or_default();
         crate::events::stable_id(&[self.kind.as_str(), &params, bucket, key])
-    }
-}
-
-/// The built-in function kinds this build knows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Thumbnail,
-    Classify,
-    Infer,
-    Keyframes,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Thumbnail => "thumbnail",
-            Kind::Classify => "classify",
-            Kind::Infer => "infer",
-            Kind::Keyframes => "keyframes",
-        }
-    }
-
-    /// The variables this kind's artifacts give output key templates, beside the built-in ones.
-    pub fn template_vars(self) -> &'static [&'static str] {
-        match self {
-            Kind::Thumbnail => &["size"],
-            Kind::Keyframes => &["index", "pts_ms"],
-            Kind::Classify | Kind::Infer => &[],
-        }
     }
 }
 

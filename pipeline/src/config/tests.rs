@@ -58,7 +58,7 @@ functions:
 #[test]
 fn keyframes_keys_give_every_picture_and_manifest_a_place() {
     let cfg = parse(VIDEO).expect("valid");
-    assert_eq!(cfg.functions[0].spec.kind, Kind::Keyframes);
+    assert_eq!(cfg.functions[0].spec.kind, "keyframes");
     for (key, says) in [
         ("keyframes/{key}/frame.jpg", "{index} or {pts_ms}"),
         (

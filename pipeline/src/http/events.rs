@@ -1,7 +1,6 @@
 //! `POST /v1/events/s3` (and `HEAD`, MinIO's liveness probe): S3 / MinIO / Ceph notifications in,
 //! recorded on the durable bus before the reply. `GET /v1/dead-letters`: what was given up on.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::metric_names as m;
@@ -11,7 +10,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use metrics::counter;
 use serde_json::json;
-use tokio::sync::Notify;
 
 use super::{Shared, error};
 use crate::bus::Bus;
@@ -21,10 +19,9 @@ use crate::router;
 
 /// What the event endpoints need.
 pub struct EventsState {
-    pub bus: Bus,
+    pub bus: Arc<dyn Bus>,
     /// Each function's S3 triggers.
     pub routes: Vec<(String, Vec<S3Trigger>)>,
-    pub wakes: HashMap<String, Arc<Notify>>,
 }
 
 impl EventsState {
@@ -51,9 +48,6 @@ impl EventsState {
         self.bus.publish(event, functions.clone()).await?;
         for f in &functions {
             counter!(m::EVENTS_ROUTED, "function" => f.clone()).increment(1);
-            if let Some(w) = self.wakes.get(f) {
-                w.notify_one();
-            }
         }
         Ok(functions.len())
     }
@@ -113,17 +107,11 @@ pub async fn dead_letters(State(st): State<Shared>, RawQuery(query): RawQuery) -
             return error(StatusCode::BAD_REQUEST, "bad_request", reason);
         }
     }
-    let bus = ev.bus.clone();
-    match tokio::task::spawn_blocking(move || bus.dead_letters(limit, after)).await {
-        Ok(Ok(items)) => Json(json!({ "items": items })).into_response(),
-        Ok(Err(e)) => error(
+    match ev.bus.dead_letters(limit, after).await {
+        Ok(items) => Json(json!({ "items": items })).into_response(),
+        Err(e) => error(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
-            e.to_string(),
-        ),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "transient",
             e.to_string(),
         ),
     }

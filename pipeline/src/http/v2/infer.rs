@@ -209,11 +209,7 @@ pub async fn infer(
 }
 
 fn status_of(e: &ModelError) -> StatusCode {
-    match e {
-        ModelError::BadInput(_) => StatusCode::BAD_REQUEST,
-        ModelError::Overloaded(_) => StatusCode::TOO_MANY_REQUESTS,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
+    StatusCode::from_u16(e.kind().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 fn model_error(e: ModelError) -> Response {

@@ -68,14 +68,12 @@ pub fn v2_error(status: StatusCode, message: impl Into<String>) -> Response {
     V2Error(status, message.into()).into_response()
 }
 
-/// 404 for a model the repository does not have, 503 for one that is not ready.
+/// The status its kind says: 404 for a model the repository does not have, 503 for one that is
+/// not ready or failed to load (as the `infer` and `classify` functions decide, from the same
+/// kind).
 pub fn repo_error(e: &RepoError) -> V2Error {
-    let status = match e {
-        RepoError::NotFound(_) | RepoError::NoVersion { .. } => StatusCode::NOT_FOUND,
-        RepoError::NotReady { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        RepoError::Load { .. } => StatusCode::BAD_REQUEST,
-        RepoError::Root(_) => StatusCode::INTERNAL_SERVER_ERROR,
-    };
+    let status =
+        StatusCode::from_u16(e.kind().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let message = match e {
         RepoError::NotFound(name) => format!("Request for unknown model: '{name}' is not found"),
         other => other.to_string(),

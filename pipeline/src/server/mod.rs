@@ -1,20 +1,19 @@
 //! `weir serve`: settings resolved, pools started, the HTTP API bound, graceful shutdown.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use weir_functions::memory::DecodeMemory;
-use weir_workers::{Pool, PoolConfig, cpu_pool};
+use weir_workers::cpu_pool;
 
-use crate::config::{Config, LoadedFunction, StoreSection, Trigger};
-use crate::http::{self, AppState};
+use crate::config::{Config, StoreSection};
+use crate::http;
 use crate::store::{LocalStore, ObjectStore};
+
+mod steps;
 
 /// Settings after precedence is applied (flag, environment, config file, default).
 #[derive(Debug, Clone)]
@@ -87,138 +86,57 @@ pub struct Running {
     /// The local store, when objects live there.
     store: Option<LocalStore>,
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    /// The HTTP API and the S3 endpoint.
+    front: Vec<JoinHandle<()>>,
+    pollers: Vec<JoinHandle<()>>,
+    consumers: Vec<JoinHandle<()>>,
+    bus: Arc<dyn crate::bus::Bus>,
 }
 
+/// Start everything in order: the pools, the store, the bus and its consumers, the pollers, the
+/// HTTP API and (with the local store) the built-in S3 endpoint. `Running` keeps every task.
 pub async fn start(settings: &Settings, config: &Config) -> Result<Running, ServeError> {
     if !settings.http_listen.ip().is_loopback() && settings.token.is_none() && !settings.insecure {
         return Err(ServeError::Insecure(settings.http_listen));
     }
-    std::fs::create_dir_all(&settings.data_dir).map_err(|source| ServeError::DataDir {
-        path: settings.data_dir.clone(),
-        source,
-    })?;
-    let cpu = cpu_pool(weir_gpu::cpu_threads());
-    // Read once: without a setting it is sized from the machine.
-    let budget = config.file.decode_memory_budget();
-    tracing::info!(
-        bytes = budget,
-        "decode memory budget: {}",
-        bytesize::ByteSize(budget)
-    );
-    for f in &config.functions {
-        let worst = f.function.limits().max_decode_bytes;
-        if let Some(note) = budget_note(&f.spec.name, worst, budget) {
-            tracing::warn!("{note}");
-        }
-    }
-    let decode_memory = DecodeMemory::new(budget);
-    let mut pools = HashMap::new();
-    let mut listing = Vec::new();
-    let mut extra_routes = Vec::new();
-    for f in &config.functions {
-        let pool = Pool::new(
-            f.function.clone(),
-            pool_config(f, &decode_memory),
-            cpu.clone(),
-        );
-        listing.push(describe(f, &pool));
-        for t in &f.spec.triggers {
-            if let Trigger::Http(h) = t {
-                extra_routes.push((h.path.clone(), f.spec.name.clone()));
-            }
-        }
-        pools.insert(f.spec.name.clone(), pool);
-    }
-    let prometheus = crate::telemetry::prometheus();
-    metrics::gauge!(crate::metric_names::DECODE_MEMORY_BUDGET).set(budget as f64);
-    let upkeep = prometheus.clone();
-    let decoding = decode_memory.clone();
-    tokio::spawn(async move {
-        use crate::metric_names as m;
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tick.tick().await;
-            metrics::gauge!(m::DECODE_MEMORY_IN_USE).set(decoding.in_use() as f64);
-            upkeep.run_upkeep();
-        }
-    });
     let spool_dir = settings.data_dir.join("tmp");
-    std::fs::create_dir_all(&spool_dir).map_err(|source| ServeError::DataDir {
-        path: spool_dir.clone(),
-        source,
-    })?;
-    let (local, store) = open_store(settings, config, &spool_dir).await?;
-    let events = std::sync::Arc::new(
-        crate::dispatch::start(&settings.data_dir, &store, &config.functions, &pools).await?,
-    );
-    let closing: Vec<Pool> = pools.values().cloned().collect();
-    let state = std::sync::Arc::new(AppState {
-        pools,
-        listing,
-        token: settings.token.clone(),
-        prometheus,
-        events: Some(events.clone()),
-        models: config.models.clone(),
-        inference_token: settings.inference_token.clone(),
-        inference: http::v2::Inference {
-            body_timeout: config.file.http.body_timeout,
-            ..http::v2::Inference::new(
-                cpu.clone(),
-                config.file.http.max_inference_requests,
-                usize::try_from(config.file.http.max_inference_body).unwrap_or(usize::MAX),
-            )
-        },
-        spool_dir,
-        bodies: http::body::BodyLimits {
-            timeout: config.file.http.body_timeout,
-            max_event_body: usize::try_from(config.file.http.max_event_body).unwrap_or(usize::MAX),
-        },
-    });
-    let app = http::router(state, &extra_routes);
-    let listener = tokio::net::TcpListener::bind(settings.http_listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: settings.http_listen,
+    for dir in [&settings.data_dir, &spool_dir] {
+        std::fs::create_dir_all(dir).map_err(|source| ServeError::DataDir {
+            path: dir.clone(),
             source,
         })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
-        addr: settings.http_listen,
-        source,
-    })?;
+    }
+    let cpu = cpu_pool(weir_gpu::cpu_threads());
+    let pools = steps::Pools::start(config, &cpu);
+    let (local, store) = open_store(settings, config, &spool_dir).await?;
     let (stop, stopped) = watch::channel(false);
+    let dispatch = crate::dispatch::start(
+        &settings.data_dir,
+        &store,
+        &config.functions,
+        &pools.by_name,
+        &stopped,
+    )
+    .await?;
     let pollers = crate::triggers::start_pollers(
         &config.functions,
         &store,
-        &events,
+        &dispatch.events,
         &settings.data_dir,
         &stopped,
     )?;
-    let when_stopped = |mut rx: watch::Receiver<bool>| async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let http_stopped = when_stopped(stopped.clone());
-    let shutdown = async move {
-        http_stopped.await;
-        // The listener closes now; requests already on open connections find the pools closed
-        // (503), and admitted ones finish and reply.
-        for p in &closing {
-            p.close();
-        }
-    };
-    let mut tasks = vec![tokio::spawn(http::serve(
-        listener,
-        app,
-        settings.http_limits,
-        shutdown,
-    ))];
-    tasks.extend(pollers);
+    let http = steps::serve_http(
+        settings, config, pools, &cpu, &dispatch, spool_dir, &stopped,
+    )
+    .await?;
+    let mut front = vec![http.1];
     let s3_addr = match &local {
         Some(local) => {
             spawn_upload_expiry(local.clone(), config.file.s3.multipart_expiry);
+            let events = dispatch.events.clone();
             let (addr, task) =
-                serve_s3(settings, config, local, events, when_stopped(stopped)).await?;
-            tasks.push(task);
+                serve_s3(settings, config, local, events, steps::when(stopped)).await?;
+            front.push(task);
             Some(addr)
         }
         None => None,
@@ -231,12 +149,15 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         .unwrap_or_default()
         + Duration::from_secs(5);
     Ok(Running {
-        addr,
+        addr: http.0,
         s3_addr,
         store: local,
         grace,
         stop,
-        tasks,
+        front,
+        pollers,
+        consumers: dispatch.consumers,
+        bus: dispatch.bus,
     })
 }
 
@@ -308,57 +229,6 @@ fn spawn_upload_expiry(store: crate::store::LocalStore, expiry: Duration) {
     });
 }
 
-/// A word at start when a function's largest allowed picture could need more than the whole
-/// decode budget: such pictures are refused (422) rather than decoded.
-fn budget_note(function: &str, worst: u64, budget: u64) -> Option<String> {
-    (worst > budget).then(|| {
-        format!(
-            "function {function}: its largest allowed picture may need {} of decode memory, \
-             more than decode_memory_budget ({}); such pictures will be refused",
-            bytesize::ByteSize(worst),
-            bytesize::ByteSize(budget)
-        )
-    })
-}
-
-fn pool_config(f: &LoadedFunction, decode_memory: &Arc<DecodeMemory>) -> PoolConfig {
-    let r = &f.spec.resources;
-    PoolConfig {
-        name: f.spec.name.clone(),
-        workers: r.workers.max,
-        max_batch: r.batch.max_size,
-        max_delay: r.batch.max_delay,
-        max_queue: r.queue,
-        timeout: r.timeout,
-        max_input: r.max_input,
-        retry_after: Duration::from_secs(1),
-        device: f.device,
-        decode_memory: decode_memory.clone(),
-    }
-}
-
-fn describe(f: &LoadedFunction, pool: &Pool) -> serde_json::Value {
-    let c = pool.config();
-    let paths: Vec<String> = std::iter::once(format!("/v1/functions/{}/invoke", f.spec.name))
-        .chain(f.spec.triggers.iter().filter_map(|t| match t {
-            Trigger::Http(h) => Some(h.path.clone()),
-            Trigger::S3(_) | Trigger::Poll(_) => None,
-        }))
-        .collect();
-    json!({
-        "name": f.spec.name,
-        "kind": f.spec.kind.as_str(),
-        "device": f.device.to_string(),
-        "invoke": paths,
-        "resources": {
-            "workers": c.workers, "max_batch": c.max_batch,
-            "max_delay_ms": c.max_delay.as_millis() as u64, "queue": c.max_queue,
-            "capacity": c.capacity(), "timeout_ms": c.timeout.as_millis() as u64,
-            "max_input": c.max_input,
-        },
-    })
-}
-
 impl Running {
     pub fn http_addr(&self) -> SocketAddr {
         self.addr
@@ -375,12 +245,19 @@ impl Running {
         self.s3_addr
     }
 
-    /// Stop accepting, let admitted work finish and reply, then return.
+    /// Stop accepting, let admitted work finish and reply, record every consumer's outcomes on
+    /// the bus, then close the bus.
     pub async fn shutdown(self) -> std::io::Result<()> {
         let _ = self.stop.send(true);
-        for t in self.tasks {
+        for t in self
+            .front
+            .into_iter()
+            .chain(self.pollers)
+            .chain(self.consumers)
+        {
             t.await.map_err(std::io::Error::other)?;
         }
+        self.bus.close().await;
         Ok(())
     }
 
@@ -422,20 +299,5 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_budget_under_the_largest_picture_is_named_at_start() {
-        assert_eq!(budget_note("thumbs", 800 << 20, 1 << 30), None);
-        let note = budget_note("thumbs", 800 << 20, 256 << 20).unwrap();
-        assert!(
-            note.contains("thumbs") && note.contains("256.0 MiB"),
-            "{note}"
-        );
     }
 }

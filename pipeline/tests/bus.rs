@@ -1,0 +1,304 @@
+//! The `Bus` conformance suite. Every case is written against the trait and runs for each
+//! implementation named in `suite!` (today the embedded redb bus; a JetStream bus adds one
+//! line). Time is tokio's: backoff is checked on a paused clock, without waiting for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::{Instant, timeout};
+use weir_pipeline::bus::{Bus, BusError, EmbeddedBus, TokioClock};
+use weir_pipeline::events::{Event, ObjectRef};
+
+/// Opens a bus on a place that outlives it, so it can be opened again (a restart).
+struct Place {
+    dir: tempfile::TempDir,
+}
+
+impl Place {
+    fn new() -> Place {
+        Place {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+fn embedded(place: &Place) -> Arc<dyn Bus> {
+    let path = place.dir.path().join("bus.redb");
+    Arc::new(EmbeddedBus::open(&path, Arc::new(TokioClock::new())).unwrap())
+}
+
+fn event(key: &str) -> Event {
+    Event {
+        id: format!("id-{key}"),
+        source: "test".into(),
+        time: "2026-12-06T10:00:00.000Z".into(),
+        name: "s3:ObjectCreated:Put".into(),
+        object: ObjectRef {
+            bucket: "uploads".into(),
+            key: key.into(),
+            size: Some(1),
+            etag: Some("e".into()),
+            version: None,
+        },
+    }
+}
+
+/// Nothing more for `function` within `wait` (of tokio's time).
+async fn nothing_for(bus: &dyn Bus, function: &str, wait: Duration) {
+    if let Ok(d) = timeout(wait, bus.next(function)).await {
+        panic!("unexpected delivery {d:?}");
+    }
+}
+
+async fn each_function_gets_each_event_until_it_acks(open: fn(&Place) -> Arc<dyn Bus>) {
+    let place = Place::new();
+    let bus = open(&place);
+    let both = vec!["thumbs".to_string(), "labels".to_string()];
+    bus.publish(event("a.jpg"), both).await.unwrap();
+    bus.publish(event("b.jpg"), vec!["thumbs".into()])
+        .await
+        .unwrap();
+    bus.publish(event("nobody.txt"), vec![]).await.unwrap();
+    assert_eq!(bus.depth().await.unwrap(), 3);
+    let t1 = bus.next("thumbs").await.unwrap();
+    let t2 = bus.next("thumbs").await.unwrap();
+    assert_eq!(
+        (t1.event.object.key.as_str(), t2.event.object.key.as_str()),
+        ("a.jpg", "b.jpg"),
+        "oldest first"
+    );
+    assert_eq!((t1.function.as_str(), t1.attempts), ("thumbs", 0));
+    nothing_for(&*bus, "thumbs", Duration::from_secs(5)).await;
+    let l = bus.next("labels").await.unwrap();
+    assert_eq!(l.event, event("a.jpg"));
+    bus.ack(&t1).await.unwrap();
+    bus.ack(&t2).await.unwrap();
+    assert_eq!(bus.depth().await.unwrap(), 1, "labels still owes a.jpg");
+    bus.ack(&l).await.unwrap();
+    assert_eq!(bus.depth().await.unwrap(), 0);
+    bus.close().await;
+}
+
+async fn a_waiting_consumer_wakes_on_publish(open: fn(&Place) -> Arc<dyn Bus>) {
+    let place = Place::new();
+    let bus = open(&place);
+    let waiting = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.next("thumbs").await })
+    };
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!waiting.is_finished());
+    bus.publish(event("late.jpg"), vec!["thumbs".into()])
+        .await
+        .unwrap();
+    let d = timeout(Duration::from_secs(1), waiting)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(d.event.object.key, "late.jpg");
+    bus.close().await;
+}
+
+async fn retries_back_off_then_dead_letter_with_the_reason(open: fn(&Place) -> Arc<dyn Bus>) {
+    let place = Place::new();
+    let bus = open(&place);
+    bus.publish(event("x y+z.png"), vec!["thumbs".into()])
+        .await
+        .unwrap();
+    let mut d = bus.next("thumbs").await.unwrap();
+    for (attempt, backoff) in [(1, 1), (2, 2), (3, 4)] {
+        let since = Instant::now();
+        bus.retry(&d, Duration::from_secs(backoff)).await.unwrap();
+        nothing_for(&*bus, "thumbs", Duration::from_millis(backoff * 1000 - 10)).await;
+        d = bus.next("thumbs").await.unwrap();
+        assert!(
+            since.elapsed() >= Duration::from_secs(backoff),
+            "came back early"
+        );
+        assert!(
+            since.elapsed() < Duration::from_secs(backoff + 1),
+            "came back late"
+        );
+        assert_eq!(d.attempts, attempt);
+    }
+    bus.dead_letter(
+        &d,
+        "bad_input",
+        "the JPEG data stops before its end (truncated)",
+    )
+    .await
+    .unwrap();
+    assert_eq!(bus.depth().await.unwrap(), 0);
+    nothing_for(&*bus, "thumbs", Duration::from_secs(60)).await;
+    let dead = bus.dead_letters(100, None).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    let l = &dead[0];
+    assert_eq!(
+        (
+            l.key.as_str(),
+            l.function.as_str(),
+            l.kind.as_str(),
+            l.attempts
+        ),
+        ("x y+z.png", "thumbs", "bad_input", 4)
+    );
+    assert!(l.reason.contains("truncated"));
+    bus.close().await;
+}
+
+async fn a_postponed_pair_spends_no_attempt(open: fn(&Place) -> Arc<dyn Bus>) {
+    let place = Place::new();
+    let bus = open(&place);
+    bus.publish(event("big.png"), vec!["thumbs".into()])
+        .await
+        .unwrap();
+    let d = bus.next("thumbs").await.unwrap();
+    bus.postpone(&d, Duration::from_secs(30)).await.unwrap();
+    nothing_for(&*bus, "thumbs", Duration::from_secs(29)).await;
+    let d = bus.next("thumbs").await.unwrap();
+    assert_eq!(d.attempts, 0);
+    bus.close().await;
+}
+
+async fn dead_letters_page_newest_first(open: fn(&Place) -> Arc<dyn Bus>) {
+    let place = Place::new();
+    let bus = open(&place);
+    for i in 0..5 {
+        bus.publish(event(&format!("{i}.jpg")), vec!["f".into()])
+            .await
+            .unwrap();
+        let d = bus.next("f").await.unwrap();
+        bus.dead_letter(&d, "bad_input", &format!("reason {i}"))
+            .await
+            .unwrap();
+    }
+    let first = bus.dead_letters(2, None).await.unwrap();
+    let keys: Vec<&str> = first.iter().map(|l| l.key.as_str()).collect();
+    assert_eq!(keys, ["4.jpg", "3.jpg"]);
+    let rest = bus.dead_letters(10, Some(first[1].id)).await.unwrap();
+    let keys: Vec<&str> = rest.iter().map(|l| l.key.as_str()).collect();
+    assert_eq!(keys, ["2.jpg", "1.jpg", "0.jpg"]);
+    bus.close().await;
+}
+
+async fn a_restart_delivers_every_unacked_pair_again(open: fn(&Place) -> Arc<dyn Bus>) {
+    let place = Place::new();
+    {
+        let bus = open(&place);
+        for i in 0..20 {
+            bus.publish(event(&format!("{i:02}.jpg")), vec!["thumbs".into()])
+                .await
+                .unwrap();
+        }
+        for _ in 0..5 {
+            let d = bus.next("thumbs").await.unwrap();
+            bus.ack(&d).await.unwrap();
+        }
+        let late = bus.next("thumbs").await.unwrap();
+        bus.retry(&late, Duration::from_secs(3600)).await.unwrap();
+        // Five acked, one waiting an hour, four held and never finished, ten never delivered.
+        for _ in 0..4 {
+            bus.next("thumbs").await.unwrap();
+        }
+        bus.close().await;
+        assert!(matches!(bus.next("thumbs").await, Err(BusError::Closed)));
+        assert!(bus.publish(event("x"), vec![]).await.is_err());
+    }
+    let bus = open(&place);
+    let mut keys = Vec::new();
+    while let Ok(d) = timeout(Duration::from_secs(1), bus.next("thumbs")).await {
+        keys.push(d.unwrap().event.object.key);
+    }
+    let want: Vec<String> = (6..20).map(|i| format!("{i:02}.jpg")).collect();
+    assert_eq!(
+        keys, want,
+        "the held and the undelivered, in order; the retry not yet"
+    );
+    bus.close().await;
+}
+
+async fn close_wakes_waiting_consumers(open: fn(&Place) -> Arc<dyn Bus>) {
+    let place = Place::new();
+    let bus = open(&place);
+    let waiting = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.next("thumbs").await })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    bus.close().await;
+    let r = timeout(Duration::from_secs(1), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(r, Err(BusError::Closed)), "{r:?}");
+}
+
+macro_rules! suite {
+    ($($bus:ident),*) => {$(
+        mod $bus {
+            macro_rules! paused {
+                ($case:ident) => {
+                    #[tokio::test(start_paused = true)]
+                    async fn $case() {
+                        super::$case(super::$bus).await;
+                    }
+                };
+            }
+            paused!(each_function_gets_each_event_until_it_acks);
+            paused!(a_waiting_consumer_wakes_on_publish);
+            paused!(retries_back_off_then_dead_letter_with_the_reason);
+            paused!(a_postponed_pair_spends_no_attempt);
+            paused!(dead_letters_page_newest_first);
+            paused!(a_restart_delivers_every_unacked_pair_again);
+            paused!(close_wakes_waiting_consumers);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn concurrent_consumers_never_share_a_pair() {
+                super::concurrent_consumers_never_share_a_pair(super::$bus).await;
+            }
+        }
+    )*};
+}
+
+suite!(embedded);
+
+/// Four consumers of one function take and ack 400 pairs while more are published: each pair
+/// is delivered exactly once.
+async fn concurrent_consumers_never_share_a_pair(open: fn(&Place) -> Arc<dyn Bus>) {
+    const N: usize = 400;
+    let place = Place::new();
+    let bus = open(&place);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let consumers: Vec<_> = (0..4)
+        .map(|_| {
+            let (bus, seen) = (bus.clone(), seen.clone());
+            tokio::spawn(async move {
+                while let Ok(Ok(d)) = timeout(Duration::from_secs(2), bus.next("f")).await {
+                    seen.lock().unwrap().push(d.event.object.key.clone());
+                    tokio::task::yield_now().await;
+                    bus.ack(&d).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let publishers: Vec<_> = (0..N)
+        .map(|i| {
+            let bus = bus.clone();
+            tokio::spawn(async move { bus.publish(event(&i.to_string()), vec!["f".into()]).await })
+        })
+        .collect();
+    for p in publishers {
+        p.await.unwrap().unwrap();
+    }
+    for c in consumers {
+        c.await.unwrap();
+    }
+    let mut seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), N, "every pair once");
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), N, "no pair twice");
+    assert_eq!(bus.depth().await.unwrap(), 0);
+    bus.close().await;
+}
