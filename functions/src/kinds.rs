@@ -27,6 +27,9 @@ pub struct KindError {
     pub message: String,
 }
 
+/// How a kind is made from its params.
+type Build = fn(&serde_yaml::Value, BuildCtx) -> Result<Arc<dyn Function>, KindError>;
+
 /// One kind of function.
 pub struct Kind {
     pub name: &'static str,
@@ -36,7 +39,7 @@ pub struct Kind {
     /// the key's last segment needs one of them, and its folder a `{key}` or `{stem}`, since a
     /// manifest is written beside them. Empty when an input makes a fixed set.
     pub per_item_vars: &'static [&'static str],
-    build: fn(&serde_yaml::Value, BuildCtx) -> Result<Arc<dyn Function>, KindError>,
+    build: Build,
 }
 
 impl Kind {
