@@ -15,10 +15,10 @@ use weir_workers::{Admission, Pool};
 
 use crate::bus::{Bus, Delivery, EmbeddedBus, SystemClock};
 use crate::config::Retries;
-use crate::http::events::EventsState;
 use crate::metric_names as m;
 use crate::store::provenance::Provenance;
 use crate::store::{KeyTemplate, ObjectStore, PutOptions, StoreError, StoreErrorKind};
+use crate::triggers::Ingress;
 
 /// Everything one function's consumer needs.
 pub struct Consumer {
@@ -39,7 +39,7 @@ pub struct Consumer {
 
 /// What `start` started: the ingress for triggers, the consumers and the bus they share.
 pub struct Dispatch {
-    pub events: Arc<EventsState>,
+    pub events: Arc<Ingress>,
     pub bus: Arc<dyn Bus>,
     /// End once `stop` turns true and their work in flight is recorded on the bus.
     pub consumers: Vec<JoinHandle<()>>,
@@ -117,7 +117,7 @@ pub async fn start(
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
-    let events = Arc::new(EventsState {
+    let events = Arc::new(Ingress {
         bus: bus.clone(),
         routes,
     });

@@ -2,7 +2,7 @@
 
 mod auth;
 pub mod body;
-pub mod events;
+mod dead_letters;
 pub(crate) mod invoke;
 mod reply;
 mod serve;
@@ -33,7 +33,7 @@ pub struct AppState {
     pub token: Option<String>,
     pub prometheus: PrometheusHandle,
     /// The bus and routes, when storage events are on.
-    pub events: Option<Arc<events::EventsState>>,
+    pub events: Option<Arc<crate::triggers::Ingress>>,
     /// The model repository, when the config names one.
     pub models: Option<Arc<weir_models::Repository>>,
     /// Guards the Open Inference endpoints when set (`http.inference_token`).
@@ -54,9 +54,9 @@ pub fn router(state: Shared, extra_routes: &[(String, String)]) -> Router {
         .route("/v1/functions/{name}/invoke", post(invoke::by_name))
         .route(
             "/v1/events/s3",
-            post(events::s3_webhook).head(|| async { StatusCode::OK }),
+            post(crate::triggers::webhook::s3_webhook).head(|| async { StatusCode::OK }),
         )
-        .route("/v1/dead-letters", get(events::dead_letters))
+        .route("/v1/dead-letters", get(dead_letters::dead_letters))
         .merge(v2::repository_routes());
     for (path, function) in extra_routes {
         let function = function.clone();

@@ -18,9 +18,8 @@ use std::time::Duration;
 use s3s::dto::*;
 use s3s::{S3, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use crate::events::{Event, ObjectRef, stable_id};
-use crate::http::events::EventsState;
 use crate::store::{LocalStore, StoreError, check_bucket, check_key};
+use crate::triggers::Ingress;
 
 /// Limits of the endpoint (`s3:` in weir.yaml).
 #[derive(Debug, Clone, Copy)]
@@ -31,12 +30,12 @@ pub struct EndpointLimits {
 
 pub struct Endpoint {
     store: LocalStore,
-    events: Arc<EventsState>,
+    events: Arc<Ingress>,
     limits: EndpointLimits,
 }
 
 impl Endpoint {
-    pub fn new(store: LocalStore, events: Arc<EventsState>, limits: EndpointLimits) -> Self {
+    pub fn new(store: LocalStore, events: Arc<Ingress>, limits: EndpointLimits) -> Self {
         Endpoint {
             store,
             events,
@@ -72,21 +71,7 @@ impl Endpoint {
         etag: &str,
         size: u64,
     ) -> S3Result<()> {
-        let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
-        let id = stable_id(&["weir:s3", bucket, key, etag, &time]);
-        let event = Event {
-            id,
-            source: "weir:s3".into(),
-            time,
-            name: format!("s3:ObjectCreated:{name}"),
-            object: ObjectRef {
-                bucket: bucket.into(),
-                key: key.into(),
-                size: Some(size),
-                etag: Some(etag.into()),
-                version: None,
-            },
-        };
+        let event = crate::triggers::s3_endpoint::uploaded(name, bucket, key, etag, size);
         self.events.record(event).await.map(drop).map_err(|e| {
             tracing::error!(error = %e, "an upload's event could not be recorded; the client is told to retry");
             s3_error!(ServiceUnavailable, "the upload could not be recorded; retry it")

@@ -190,7 +190,7 @@ async fn serve_s3(
     settings: &Settings,
     config: &Config,
     local: &LocalStore,
-    events: Arc<crate::http::events::EventsState>,
+    events: Arc<crate::triggers::Ingress>,
     stopped: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, JoinHandle<()>), ServeError> {
     let bind = |source| ServeError::Bind {

@@ -1,9 +1,15 @@
-//! Triggers that Weir drives itself. The bucket poller lives here (`poller.rs`, its state in
-//! `poll_state.rs`); the webhook (`http/events.rs`) and the built-in S3 endpoint
-//! (`s3_endpoint/`) feed the same `EventsState` (planned: all three in this folder).
+//! Triggers: one file each, all feeding one `Ingress` (`ingress.rs`), which routes events and
+//! records them on the bus. The webhook (`webhook.rs`), the built-in S3 endpoint's uploads
+//! (`s3_endpoint.rs`; the S3 protocol server itself is `crate::s3_endpoint`) and the bucket
+//! poller (`poller.rs`, its state in `poll_state.rs`).
 
+mod ingress;
 pub mod poll_state;
 pub mod poller;
+pub mod s3_endpoint;
+pub mod webhook;
+
+pub use ingress::Ingress;
 
 use std::sync::Arc;
 
@@ -12,13 +18,12 @@ use tokio::task::JoinHandle;
 
 use crate::config::{LoadedFunction, Trigger};
 use crate::events::Event;
-use crate::http::events::EventsState;
 use crate::store::ObjectStore;
 
 /// A poller's events, recorded on the bus for its own function only: other functions hear of
 /// the same objects through their own triggers.
 struct ForFunction {
-    events: Arc<EventsState>,
+    events: Arc<Ingress>,
     function: String,
 }
 
@@ -39,7 +44,7 @@ impl poller::Sink for ForFunction {
 pub fn start_pollers(
     functions: &[LoadedFunction],
     store: &Arc<dyn ObjectStore>,
-    events: &Arc<EventsState>,
+    events: &Arc<Ingress>,
     data_dir: &std::path::Path,
     stop: &watch::Receiver<bool>,
 ) -> Result<Vec<JoinHandle<()>>, poll_state::StateError> {
