@@ -63,10 +63,13 @@ pub fn walk(video: &mut Video, mut w: Walk<'_>) -> Result<Ended, FnError> {
         ended: Ended::default(),
     };
     let mut seek_checked_for = f64::NAN;
-    let mut packet = ffmpeg::Packet::empty();
     let mut frame = ffmpeg::frame::Video::empty();
     loop {
         w.ctx.check(w.index)?;
+        // A fresh packet per read: `av_read_frame` fills the packet it is given without
+        // releasing what it held, so reusing one leaked every packet's data (a 200 MB video
+        // kept 230 MB resident).
+        let mut packet = ffmpeg::Packet::empty();
         if let Chooser::Every(iv) = &chooser
             && iv.target() != seek_checked_for
         {
