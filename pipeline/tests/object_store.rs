@@ -304,3 +304,29 @@ async fn s3_store_sorts_denied_and_unreachable() {
     assert_eq!(e.kind(), StoreErrorKind::Transient, "{e}");
     assert!(e.to_string().contains(&down.to_string()), "{e}");
 }
+
+/// Above the threshold the S3 store uploads in parts: S3 names such an object's ETag `md5-N`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_store_puts_large_objects_in_parts() {
+    let f = remote().await;
+    f.store.ensure_bucket("parts").await.unwrap();
+    let body = vec![3u8; MULTIPART_ABOVE + 1];
+    let put = f
+        .store
+        .put("parts", "big", body.into(), &PutOptions::default())
+        .await
+        .unwrap();
+    let parts = MULTIPART_ABOVE.div_ceil(weir_pipeline::store::s3::PART_SIZE) + 1;
+    assert!(put.etag.ends_with(&format!("-{parts}")), "{}", put.etag);
+    let small = f
+        .store
+        .put(
+            "parts",
+            "small",
+            vec![3u8; 10].into(),
+            &PutOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(!small.etag.contains('-'), "{}", small.etag);
+}

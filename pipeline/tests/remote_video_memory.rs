@@ -1,5 +1,5 @@
 //! A 200 MB video in a remote S3 store is turned into key frames by `weir serve` (the real
-//! binary, `store: s3`) while its resident memory grows by far less than the video: the object
+//! binary, `store: s3`, its keys from the AWS environment) while its resident memory grows by far less than the video: the object
 //! is spooled to a temporary file and read by offset, never held whole, and the packets FFmpeg
 //! reads are released as it goes.
 
@@ -51,7 +51,7 @@ async fn a_200mb_remote_video_is_streamed_not_held() {
     assert!(size > 180_000_000, "the video is only {size} bytes");
     let config = format!(
         r#"
-store: {{ kind: s3, endpoint: "http://{}", access_key: test-access, secret_key: test-secret-key }}
+store: {{ kind: s3, endpoint: "http://{}" }}
 functions:
   - name: frames
     kind: keyframes
@@ -72,6 +72,11 @@ functions:
         .arg(dir.path().join("data"))
         .args(["--http-listen", &format!("127.0.0.1:{port}")])
         .env_remove("WEIR_TOKEN")
+        // No keys in the config: the AWS credentials chain finds these.
+        .env("AWS_ACCESS_KEY_ID", "test-access")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret-key")
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

@@ -199,3 +199,36 @@ async fn a_store_that_is_down_or_refuses_the_keys_at_start_is_a_clear_error() {
         }
     }
 }
+
+/// A poller whose store stops answering backs off, counts and logs its failures, and stops
+/// nothing else: the webhook still records events and the server still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_poller_backs_off_and_stops_nothing_else() {
+    let remote = start("functions: []").await;
+    let yaml = store_section(remote.running.s3_addr().unwrap(), "test-secret-key")
+        + &THUMBS.replace(
+            "      - s3: { bucket: uploads, suffix: .jpg }",
+            "      - s3: { bucket: uploads, suffix: .jpg }\n      - poll: { bucket: uploads, prefix: polled/, interval: 1s }",
+        );
+    let weir = start(&yaml).await;
+    remote.running.shutdown().await.unwrap();
+    let errors = until("two failed polling rounds", async || {
+        let text = metrics_text(&weir.client, &weir.base).await;
+        let n = text
+            .lines()
+            .find(|l| l.starts_with(r#"weir_poll_errors_total{function="thumbs"}"#))
+            .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        (n >= 2.0).then_some(n)
+    })
+    .await;
+    assert!(errors >= 2.0);
+    let res = weir.notify(&[s3_record("minio:s3", "still.jpg")]).await;
+    assert_eq!(res.status(), 200, "the webhook still records events");
+    let res = weir
+        .client
+        .get(format!("{}/healthz", weir.base))
+        .send()
+        .await;
+    assert_eq!(res.unwrap().status(), 200);
+}

@@ -98,6 +98,60 @@ fn broken_configs_name_the_field() {
         // (what, replace this, with this, expected field)
         ("misspelt top key", "http:", "htpp:", "htpp"),
         (
+            "an unknown kind",
+            "kind: thumbnail",
+            "kind: resize",
+            "functions[0].kind",
+        ),
+        (
+            "a store of an unknown kind",
+            "data_dir: ./weir-data",
+            "data_dir: ./weir-data\nstore: { kind: ftp }",
+            "store.kind",
+        ),
+        (
+            "an S3 store with one key",
+            "data_dir: ./weir-data",
+            "data_dir: ./weir-data\nstore: { kind: s3, endpoint: \"http://minio:9000\", access_key: a }",
+            "store",
+        ),
+        (
+            "an S3 endpoint that is not a URL",
+            "data_dir: ./weir-data",
+            "data_dir: ./weir-data\nstore: { kind: s3, endpoint: minio:9000 }",
+            "store.endpoint",
+        ),
+        (
+            "a misspelt S3 store key",
+            "data_dir: ./weir-data",
+            "data_dir: ./weir-data\nstore: { kind: s3, endpont: \"http://minio:9000\" }",
+            "store",
+        ),
+        (
+            "a poll interval under a second",
+            "      - http: { path: /thumbs }",
+            "      - poll: { bucket: uploads, interval: 100ms }",
+            "functions[0].triggers[1].poll.interval",
+        ),
+        (
+            "a poll interval that is not a duration",
+            "      - http: { path: /thumbs }",
+            "      - poll: { bucket: uploads, interval: often }",
+            "functions[0].triggers[1].poll.interval",
+        ),
+        (
+            "a poll trigger without a bucket name",
+            "      - http: { path: /thumbs }",
+            "      - poll: { bucket: \"\" }",
+            "functions[0].triggers[1].poll.bucket",
+        ),
+        (
+            "a poll trigger with an s3 one in the same entry",
+            "      - http: { path: /thumbs }",
+            "      - { poll: { bucket: uploads }, s3: { bucket: uploads } }",
+            "functions[0].triggers[1]",
+        ),
+        (
             "no inference admitted",
             "listen: 127.0.0.1:8080 }",
             "listen: 127.0.0.1:8080, max_inference_requests: 0 }",
@@ -398,4 +452,62 @@ fn output_templates_and_buckets_are_checked() {
         .err()
         .unwrap();
     assert_eq!(e.field, "functions[0].output.bucket");
+}
+
+#[test]
+fn a_poll_trigger_and_an_s3_store_load() {
+    let text = GOOD.replace(
+        "      - http: { path: /thumbs }",
+        "      - poll: { bucket: uploads, prefix: images/, suffix: .jpg }",
+    ) + "store: { kind: s3, endpoint: \"http://minio:9000\", access_key: a, secret_key: b }\n";
+    let cfg = parse(&text).expect("valid");
+    let Trigger::Poll(p) = &cfg.functions[0].spec.triggers[1] else {
+        panic!("{:?}", cfg.functions[0].spec.triggers)
+    };
+    assert_eq!(
+        p.interval,
+        std::time::Duration::from_secs(30),
+        "the default"
+    );
+    assert_eq!(
+        (p.prefix.as_deref(), p.suffix.as_slice()),
+        (Some("images/"), &[".jpg".to_string()][..])
+    );
+    let StoreSection::S3(s3) = &cfg.file.store else {
+        panic!("{:?}", cfg.file.store)
+    };
+    assert_eq!(s3.endpoint.as_deref(), Some("http://minio:9000"));
+    assert_eq!(
+        s3.path_style, None,
+        "decided at connect: on with an endpoint"
+    );
+    // A poll trigger's output may not feed it either.
+    let looping = GOOD.replace(
+        "      - http: { path: /thumbs }",
+        "      - poll: { bucket: derived }",
+    );
+    let e = parse(&looping).err().expect("refused");
+    assert_eq!(e.field, "functions[0].output", "{e}");
+}
+
+#[test]
+fn the_spec_hash_follows_what_decides_the_outputs() {
+    let hash = |text: &str| parse(text).expect("valid").functions[0].spec.output_hash();
+    let base = hash(GOOD);
+    assert_eq!(base.len(), 16);
+    assert_eq!(
+        hash(&GOOD.replace("timeout: 3s", "timeout: 9s")),
+        base,
+        "resources do not count"
+    );
+    assert_eq!(
+        hash(&GOOD.replace(
+            "{ sizes: [256, 1024], format: jpeg, quality: 80 }",
+            "{ quality: 80, format: jpeg, sizes: [256, 1024] }"
+        )),
+        base,
+        "nor the order of the params"
+    );
+    assert_ne!(hash(&GOOD.replace("quality: 80", "quality: 81")), base);
+    assert_ne!(hash(&GOOD.replace("{size}.jpg", "{size}.jpeg")), base);
 }
