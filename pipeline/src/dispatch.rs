@@ -111,8 +111,10 @@ pub async fn start(
     let depth_bus = bus.clone();
     tokio::spawn(async move {
         loop {
-            if let Ok(n) = depth_bus.depth().await {
-                metrics::gauge!(m::BUS_DEPTH).set(n as f64);
+            match depth_bus.depth().await {
+                Ok(n) => metrics::gauge!(m::BUS_DEPTH).set(n as f64),
+                Err(crate::bus::BusError::Closed) => return,
+                Err(_) => {}
             }
             tokio::time::sleep(Duration::from_secs(1)).await;
         }

@@ -203,7 +203,11 @@ async fn a_restart_delivers_every_unacked_pair_again(open: fn(&Place) -> Arc<dyn
         }
         bus.close().await;
         assert!(matches!(bus.next("thumbs").await, Err(BusError::Closed)));
-        assert!(bus.publish(event("x"), vec![]).await.is_err());
+        assert!(matches!(
+            bus.publish(event("x"), vec![]).await,
+            Err(BusError::Closed)
+        ));
+        assert!(matches!(bus.depth().await, Err(BusError::Closed)));
     }
     let bus = open(&place);
     let mut keys = Vec::new();

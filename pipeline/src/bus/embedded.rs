@@ -210,11 +210,15 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// Runs `f` on a blocking thread with the bus (claims and reads walk redb tables).
+/// Runs `f` on a blocking thread with the bus (claims and reads walk redb tables); `Closed`
+/// once the bus is closed.
 async fn blocking<T: Send + 'static>(
     bus: &EmbeddedBus,
     f: impl FnOnce(&Inner) -> Result<T, BusError> + Send + 'static,
 ) -> Result<T, BusError> {
+    if *bus.0.closed.borrow() {
+        return Err(BusError::Closed);
+    }
     let bus = bus.0.clone();
     tokio::task::spawn_blocking(move || f(&bus))
         .await
