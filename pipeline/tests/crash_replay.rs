@@ -81,6 +81,20 @@ fn s3_client(s3_port: u16) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// Notifications of the N photos, accepted (200: on the bus) by the server on `port`.
+async fn notify_all(port: u16) {
+    let records: Vec<String> = (0..N)
+        .map(|i| s3_record("aws:s3", &format!("crash/{i}.jpg")))
+        .collect();
+    let res = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/events/s3"))
+        .body(format!(r#"{{"Records":[{}]}}"#, records.join(",")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200, "accepted");
+}
+
 /// After the restart: every output appears, once, and the server stops cleanly on SIGTERM.
 async fn all_done_after_restart(
     s3: &aws_sdk_s3::Client,
@@ -127,18 +141,8 @@ async fn a_killed_server_finishes_every_accepted_event_after_restart() {
     }
     let (port, s3_port) = (free_port(), free_port());
     let mut first = serve_with_s3(dir.path(), port, s3_port);
-    let records: Vec<String> = (0..N)
-        .map(|i| s3_record("aws:s3", &format!("crash/{i}.jpg")))
-        .collect();
+    notify_all(port).await;
     let client = reqwest::Client::new();
-    let url = format!("http://127.0.0.1:{port}/v1/events/s3");
-    let res = client
-        .post(&url)
-        .body(format!(r#"{{"Records":[{}]}}"#, records.join(",")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "accepted");
     // Killed right after the 200: one worker cannot have thumbnailed twelve 16 MP photos yet.
     first.kill().unwrap();
     first.wait().unwrap();
@@ -241,17 +245,7 @@ async fn with_an_s3_store_a_killed_server_finishes_every_accepted_event() {
     std::fs::write(dir.path().join("weir.yaml"), store + CONFIG).unwrap();
     let (port, s3_port) = (free_port(), free_port());
     let mut first = serve_with_s3(dir.path(), port, s3_port);
-    let records: Vec<String> = (0..N)
-        .map(|i| s3_record("aws:s3", &format!("crash/{i}.jpg")))
-        .collect();
-    let client = reqwest::Client::new();
-    let res = client
-        .post(format!("http://127.0.0.1:{port}/v1/events/s3"))
-        .body(format!(r#"{{"Records":[{}]}}"#, records.join(",")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "accepted");
+    notify_all(port).await;
     first.kill().unwrap();
     first.wait().unwrap();
     let before = done(&s3).await;

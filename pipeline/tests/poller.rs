@@ -5,12 +5,10 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use common::*;
-
-const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
 fn config(remote: std::net::SocketAddr) -> String {
     format!(
@@ -50,23 +48,6 @@ async fn put_all(s3: &aws_sdk_s3::Client, items: Vec<(String, Vec<u8>)>) {
                 .unwrap_or_else(|e| panic!("{key}: {e:?}"));
         })
         .await;
-}
-
-fn serve(dir: &std::path::Path, port: u16) -> Child {
-    let mut child = Command::new(WEIR)
-        .args(["serve", "--config"])
-        .arg(dir.join("weir.yaml"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args(["--http-listen", &format!("127.0.0.1:{port}")])
-        .env_remove("WEIR_TOKEN")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let banner = banner(&mut child);
-    assert!(banner.contains("serving"), "{banner}");
-    child
 }
 
 /// Every invocation of `thumbs` this process has run, whatever its outcome.
@@ -133,7 +114,7 @@ async fn every_version_runs_exactly_once_across_a_restart() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let weir = serve(dir.path(), port);
+    let weir = serve_binary(dir.path(), port, &[]);
     settle(&client, &base, 1600).await;
 
     // While it runs: 100 overwritten with new bytes, one deleted and put back unchanged.
@@ -152,7 +133,7 @@ async fn every_version_runs_exactly_once_across_a_restart() {
     // While it is stopped: 400 new, 50 overwritten.
     put_all(&s3, (1600..2000).map(|i| (key(i), png(i))).collect()).await;
     put_all(&s3, (200..250).map(|i| (key(i), png(20_000 + i))).collect()).await;
-    let weir = serve(dir.path(), port);
+    let weir = serve_binary(dir.path(), port, &[]);
     settle(&client, &base, 450).await; // only what changed
     stop(weir);
 

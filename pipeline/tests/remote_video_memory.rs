@@ -5,11 +5,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::*;
-
-const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 
 /// Resident memory of `pid` in bytes: now (`VmRSS`) or at its peak (`VmHWM`).
 fn memory(pid: u32, field: &str) -> u64 {
@@ -65,24 +63,14 @@ functions:
     );
     std::fs::write(dir.path().join("weir.yaml"), config).unwrap();
     let port = free_port();
-    let mut weir = Command::new(WEIR)
-        .args(["serve", "--config"])
-        .arg(dir.path().join("weir.yaml"))
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .args(["--http-listen", &format!("127.0.0.1:{port}")])
-        .env_remove("WEIR_TOKEN")
-        // No keys in the config: the AWS credentials chain finds these.
-        .env("AWS_ACCESS_KEY_ID", "test-access")
-        .env("AWS_SECRET_ACCESS_KEY", "test-secret-key")
-        .env("AWS_REGION", "us-east-1")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let banner = banner(&mut weir);
-    assert!(banner.contains("serving"), "{banner}");
+    // No keys in the config: the AWS credentials chain finds them in the environment.
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "test-access"),
+        ("AWS_SECRET_ACCESS_KEY", "test-secret-key"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let mut weir = serve_binary(dir.path(), port, &env);
     let pid = weir.id();
 
     let body = aws_sdk_s3::primitives::ByteStream::from_path(&video)

@@ -164,6 +164,27 @@ pub fn banner(child: &mut std::process::Child) -> String {
         .unwrap_or_default()
 }
 
+/// `weir serve` (the real binary) on `dir/weir.yaml` with `dir/data`, its HTTP API on `port`
+/// and `env` set; returns once its banner says it is serving.
+pub fn serve_binary(dir: &Path, port: u16, env: &[(&str, &str)]) -> std::process::Child {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["serve", "--config"])
+        .arg(dir.join("weir.yaml"))
+        .arg("--data-dir")
+        .arg(dir.join("data"))
+        .args(["--http-listen", &format!("127.0.0.1:{port}")])
+        .env_remove("WEIR_TOKEN")
+        .envs(env.iter().copied())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let banner = banner(&mut child);
+    assert!(banner.contains("serving"), "{banner}");
+    child
+}
+
 /// A port free on loopback right now (a test server is started on it next).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
