@@ -7,6 +7,7 @@
 
 mod clock;
 mod embedded;
+mod writer;
 
 use std::any::Any;
 use std::sync::Arc;
