@@ -59,11 +59,9 @@ def server_buckets(http: str) -> dict:
 
 
 def visible(s3, objects: pathlib.Path, watch: str, key: str) -> bool:
-    """Whether `key` can be read from bucket `derived`. `fs` looks at the file the endpoint serves
-    (s3s-fs reads the same path), costing the shared CPU no signed request per look; `s3` asks the
-    endpoint with HeadObject."""
-    if watch == "fs":
-        return (objects / "derived" / key).exists()
+    """Whether `key` can be read from bucket `derived`, asked with HeadObject. (A `fs` mode looked
+    at the file the endpoint served; the store names its blobs by id since issue 14, so there is
+    no file per key to look at.)"""
     try:
         s3.head_object(Bucket="derived", Key=key)
         return True
@@ -110,8 +108,8 @@ def main() -> None:
     ap.add_argument("--photo", default="mountains_1920x1440.jpg")
     ap.add_argument("--seconds", type=float, default=10)
     ap.add_argument("--rates", default="20,50")
-    ap.add_argument("--watch", choices=["fs", "s3"], default="fs",
-                    help="how a thumbnail is seen: its file under the data directory, or HeadObject")
+    ap.add_argument("--watch", choices=["s3"], default="s3",
+                    help="how a thumbnail is seen: HeadObject on the endpoint")
     ap.add_argument("--no-probe", action="store_true", help="skip the search for the highest sustained rate")
     ap.add_argument("--config", help="a weir.yaml to serve instead of the example's thumbnail function")
     a = ap.parse_args()
