@@ -5,7 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 . scripts/setup.sh
-weir_setup
+# nats-server (Debian's 2.9, JetStream with -js): the tests start their own on free ports.
+weir_setup nats-server
 weir_python_venv
 # Style and lints where the toolchain has them (rustup's rustfmt and clippy components).
 if cargo fmt --version >/dev/null 2>&1; then

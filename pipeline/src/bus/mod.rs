@@ -7,6 +7,7 @@
 
 mod clock;
 mod embedded;
+mod jetstream;
 mod writer;
 
 use std::any::Any;
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 pub use clock::{Clock, SystemClock, TokioClock};
 pub use embedded::EmbeddedBus;
+pub use jetstream::{JetStreamBus, JetStreamSettings};
 
 use crate::events::Event;
 

@@ -1,0 +1,370 @@
+//! NATS JetStream behind the `Bus` seam, so several Weir nodes share one queue. One work-queue
+//! stream holds every (event, function) pair on `<stream>.fn.<function>`; each function has one
+//! durable pull consumer that every node pulls from; dead letters go to `<stream>-dead`. An
+//! event's id is its message id (`Nats-Msg-Id`), so a notification sent twice is stored once.
+//!
+//! Attempts and due times travel in headers (`Weir-Attempts`, `Weir-Due`): a retry or a
+//! postponement publishes the pair again with its new count and due time, then acks the old
+//! delivery, so a postponement spends no attempt (JetStream's own delivery count cannot tell the
+//! two apart). A delivery that comes before its due time is nak'd with the delay left. While a
+//! consumer holds a delivery, an in-progress ack every third of `ack_wait` keeps it from being
+//! redelivered; a node that dies stops sending them, and its deliveries return within `ack_wait`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, stream};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::watch;
+
+use super::{Bus, BusError, Clock, DeadLetter, Delivery, Handle};
+use crate::events::Event;
+
+const ATTEMPTS: &str = "Weir-Attempts";
+const DUE: &str = "Weir-Due";
+
+/// Where the stream lives and how it is made.
+#[derive(Debug, Clone)]
+pub struct JetStreamSettings {
+    /// One server, or a cluster's servers separated by commas.
+    pub url: String,
+    /// The stream's name; subjects and the dead-letter stream are named after it.
+    pub stream: String,
+    pub replicas: usize,
+    /// How long a delivery stays with a consumer that neither acks nor says it is working.
+    pub ack_wait: Duration,
+}
+
+#[derive(Clone)]
+pub struct JetStreamBus(Arc<Inner>);
+
+struct Inner {
+    js: jetstream::Context,
+    settings: JetStreamSettings,
+    clock: Arc<dyn Clock>,
+    consumers: tokio::sync::Mutex<HashMap<String, PullConsumer>>,
+    closed: watch::Sender<bool>,
+}
+
+impl std::fmt::Debug for JetStreamBus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JetStreamBus")
+            .field("url", &self.0.settings.url)
+            .field("stream", &self.0.settings.stream)
+            .finish()
+    }
+}
+
+/// What a delivery holds: the message to ack, and the task that keeps it alive meanwhile.
+struct Held {
+    message: jetstream::Message,
+    keepalive: tokio::task::AbortHandle,
+}
+
+fn failed(what: &str, e: impl std::fmt::Display) -> BusError {
+    BusError::Store(format!("{what}: {e}"))
+}
+
+fn held(d: &Delivery) -> Result<&Held, BusError> {
+    d.handle
+        .get::<Held>()
+        .ok_or_else(|| BusError::Store("a delivery from another bus".into()))
+}
+
+impl JetStreamBus {
+    /// Connect, and create the streams when missing.
+    pub async fn open(
+        settings: JetStreamSettings,
+        clock: Arc<dyn Clock>,
+    ) -> Result<JetStreamBus, BusError> {
+        let client = async_nats::connect(settings.url.as_str())
+            .await
+            .map_err(|e| failed(&format!("connecting to {}", settings.url), e))?;
+        let js = jetstream::new(client);
+        let name = &settings.stream;
+        js.get_or_create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("{name}.fn.>")],
+            retention: stream::RetentionPolicy::WorkQueue,
+            num_replicas: settings.replicas,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| failed(&format!("the stream {name}"), e))?;
+        js.get_or_create_stream(stream::Config {
+            name: format!("{name}-dead"),
+            subjects: vec![format!("{name}.dead")],
+            num_replicas: settings.replicas,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| failed(&format!("the stream {name}-dead"), e))?;
+        Ok(JetStreamBus(Arc::new(Inner {
+            js,
+            settings,
+            clock,
+            consumers: tokio::sync::Mutex::default(),
+            closed: watch::channel(false).0,
+        })))
+    }
+}
+
+impl Inner {
+    /// `Closed` once the bus is closed: nothing is sent after that.
+    fn check_open(&self) -> Result<(), BusError> {
+        if *self.closed.borrow() {
+            return Err(BusError::Closed);
+        }
+        Ok(())
+    }
+
+    fn subject(&self, function: &str) -> String {
+        format!("{}.fn.{function}", self.settings.stream)
+    }
+
+    async fn consumer(&self, function: &str) -> Result<PullConsumer, BusError> {
+        let mut consumers = self.consumers.lock().await;
+        if let Some(c) = consumers.get(function) {
+            return Ok(c.clone());
+        }
+        let stream = self
+            .js
+            .get_stream(&self.settings.stream)
+            .await
+            .map_err(|e| failed("the stream", e))?;
+        let config = jetstream::consumer::pull::Config {
+            durable_name: Some(function.to_string()),
+            filter_subject: self.subject(function),
+            ack_policy: jetstream::consumer::AckPolicy::Explicit,
+            ack_wait: self.settings.ack_wait,
+            max_deliver: -1,
+            ..Default::default()
+        };
+        let c: PullConsumer = stream
+            .get_or_create_consumer(function, config)
+            .await
+            .map_err(|e| failed(&format!("the consumer {function}"), e))?;
+        consumers.insert(function.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// Record one pair, with its attempts so far and when it is due; durable on return.
+    async fn put(
+        &self,
+        event: &Event,
+        function: &str,
+        attempts: u32,
+        due_ms: u64,
+    ) -> Result<(), BusError> {
+        self.check_open()?;
+        let mut headers = HeaderMap::new();
+        let id = match (attempts, due_ms) {
+            (0, 0) => format!("{}/{function}", event.id),
+            _ => format!("{}/{function}/{attempts}/{due_ms}", event.id),
+        };
+        headers.insert("Nats-Msg-Id", id.as_str());
+        headers.insert(ATTEMPTS, attempts.to_string().as_str());
+        headers.insert(DUE, due_ms.to_string().as_str());
+        let payload = Bytes::from(serde_json::to_vec(event).map_err(|e| failed("an event", e))?);
+        self.js
+            .publish_with_headers(self.subject(function), headers, payload)
+            .await
+            .map_err(|e| failed("publishing", e))?
+            .await
+            .map_err(|e| failed("publishing (not confirmed)", e))?;
+        Ok(())
+    }
+
+    /// The message's delivery is over: stop keeping it alive and tell the server.
+    async fn settle(&self, d: &Delivery, kind: AckKind) -> Result<(), BusError> {
+        self.check_open()?;
+        let h = held(d)?;
+        h.keepalive.abort();
+        h.message
+            .double_ack_with(kind)
+            .await
+            .map_err(|e| failed("acknowledging", e))
+    }
+
+    async fn again(&self, d: &Delivery, attempts: u32, after: Duration) -> Result<(), BusError> {
+        let due = self.clock.now_ms() + after.as_millis() as u64;
+        self.put(&d.event, &d.function, attempts, due).await?;
+        self.settle(d, AckKind::Ack).await
+    }
+
+    /// Keep `message` from being redelivered while it is held: an in-progress ack every third of
+    /// `ack_wait`, until aborted or the bus closes.
+    fn keep_alive(&self, message: jetstream::Message) -> tokio::task::AbortHandle {
+        let every = self.settings.ack_wait / 3;
+        let mut closed = self.closed.subscribe();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = closed.wait_for(|c| *c) => return,
+                }
+                if message.ack_with(AckKind::Progress).await.is_err() {
+                    return;
+                }
+            }
+        })
+        .abort_handle()
+    }
+}
+
+fn header_u64(m: &jetstream::Message, name: &str) -> u64 {
+    m.headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .and_then(|v| v.as_str().parse().ok())
+        .unwrap_or(0)
+}
+
+#[async_trait::async_trait]
+impl Bus for JetStreamBus {
+    async fn publish(&self, event: Event, functions: Vec<String>) -> Result<(), BusError> {
+        self.0.check_open()?;
+        let all = functions.iter().map(|f| self.0.put(&event, f, 0, 0));
+        futures::future::try_join_all(all).await.map(drop)
+    }
+
+    async fn next(&self, function: &str) -> Result<Delivery, BusError> {
+        let consumer = self.0.consumer(function).await?;
+        let mut closed = self.0.closed.subscribe();
+        loop {
+            if *closed.borrow() {
+                return Err(BusError::Closed);
+            }
+            // A long poll: the server answers when a message comes, or after `expires`.
+            let fetch = consumer
+                .fetch()
+                .max_messages(1)
+                .expires(Duration::from_secs(5))
+                .messages();
+            let mut batch = tokio::select! {
+                b = fetch => b.map_err(|e| failed("pulling", e))?,
+                _ = closed.wait_for(|c| *c) => return Err(BusError::Closed),
+            };
+            let message = tokio::select! {
+                m = batch.next() => m,
+                _ = closed.wait_for(|c| *c) => return Err(BusError::Closed),
+            };
+            let Some(message) = message else { continue };
+            let message = message.map_err(|e| failed("pulling", e))?;
+            let due = header_u64(&message, DUE);
+            let now = self.0.clock.now_ms();
+            if due > now {
+                let wait = Duration::from_millis(due - now);
+                let _ = message.ack_with(AckKind::Nak(Some(wait))).await;
+                continue;
+            }
+            let event: Event = match serde_json::from_slice(&message.payload) {
+                Ok(e) => e,
+                Err(e) => {
+                    // Not Weir's: it can never be delivered as an event.
+                    tracing::error!(error = %e, "a message on the bus is not an event; dropped");
+                    let _ = message.ack_with(AckKind::Term).await;
+                    continue;
+                }
+            };
+            let attempts = header_u64(&message, ATTEMPTS) as u32;
+            let keepalive = self.0.keep_alive(message.clone());
+            return Ok(Delivery {
+                function: function.to_string(),
+                event,
+                attempts,
+                handle: Handle::new(Held { message, keepalive }),
+            });
+        }
+    }
+
+    async fn ack(&self, d: &Delivery) -> Result<(), BusError> {
+        self.0.settle(d, AckKind::Ack).await
+    }
+
+    async fn retry(&self, d: &Delivery, after: Duration) -> Result<(), BusError> {
+        self.0.again(d, d.attempts + 1, after).await
+    }
+
+    async fn postpone(&self, d: &Delivery, after: Duration) -> Result<(), BusError> {
+        self.0.again(d, d.attempts, after).await
+    }
+
+    async fn dead_letter(&self, d: &Delivery, kind: &str, reason: &str) -> Result<(), BusError> {
+        self.0.check_open()?;
+        let letter = DeadLetter {
+            id: 0,
+            function: d.function.clone(),
+            bucket: d.event.object.bucket.clone(),
+            key: d.event.object.key.clone(),
+            kind: kind.into(),
+            reason: reason.into(),
+            attempts: d.attempts + 1,
+            time: self.0.clock.now_ms() / 1000,
+        };
+        let payload = serde_json::to_vec(&letter).map_err(|e| failed("a dead letter", e))?;
+        self.0
+            .js
+            .publish(format!("{}.dead", self.0.settings.stream), payload.into())
+            .await
+            .map_err(|e| failed("recording a dead letter", e))?
+            .await
+            .map_err(|e| failed("recording a dead letter (not confirmed)", e))?;
+        self.0.settle(d, AckKind::Ack).await
+    }
+
+    async fn dead_letters(
+        &self,
+        limit: usize,
+        before: Option<u64>,
+    ) -> Result<Vec<DeadLetter>, BusError> {
+        self.0.check_open()?;
+        let name = format!("{}-dead", self.0.settings.stream);
+        let mut dead = self
+            .0
+            .js
+            .get_stream(&name)
+            .await
+            .map_err(|e| failed(&name, e))?;
+        let state = dead
+            .info()
+            .await
+            .map_err(|e| failed(&name, e))?
+            .state
+            .clone();
+        let mut out = Vec::new();
+        let mut seq = before.map_or(state.last_sequence, |b| b.saturating_sub(1));
+        while out.len() < limit && seq >= state.first_sequence.max(1) {
+            if let Ok(m) = dead.get_raw_message(seq).await
+                && let Ok(letter) = serde_json::from_slice::<DeadLetter>(&m.payload)
+            {
+                out.push(DeadLetter { id: seq, ..letter });
+            }
+            seq -= 1;
+        }
+        Ok(out)
+    }
+
+    async fn depth(&self) -> Result<u64, BusError> {
+        self.0.check_open()?;
+        let mut s = self
+            .0
+            .js
+            .get_stream(&self.0.settings.stream)
+            .await
+            .map_err(|e| failed("the stream", e))?;
+        Ok(s.info()
+            .await
+            .map_err(|e| failed("the stream", e))?
+            .state
+            .messages)
+    }
+
+    async fn close(&self) {
+        self.0.closed.send_replace(true);
+    }
+}
