@@ -13,7 +13,8 @@ use tokio::task::JoinHandle;
 use weir_functions::{ErrorKind, FnError, Input};
 use weir_workers::{Admission, Pool};
 
-use crate::bus::{Bus, Delivery, EmbeddedBus, SystemClock};
+use crate::bus::{Bus, Delivery, EmbeddedBus, JetStreamBus, SystemClock};
+use crate::config::BusSection;
 use crate::config::Retries;
 use crate::metric_names as m;
 use crate::store::provenance::Provenance;
@@ -63,10 +64,10 @@ pub async fn start(
     store: &Arc<dyn ObjectStore>,
     functions: &[crate::config::LoadedFunction],
     pools: &std::collections::HashMap<String, Pool>,
+    bus: &BusSection,
     stop: &watch::Receiver<bool>,
 ) -> Result<Dispatch, StartError> {
-    let embedded = EmbeddedBus::open(&data_dir.join("bus.redb"), Arc::new(SystemClock))?;
-    let bus: Arc<dyn Bus> = Arc::new(embedded);
+    let bus = open_bus(bus, data_dir, functions).await?;
     let (mut routes, mut consumers) = (Vec::new(), Vec::new());
     for f in functions {
         // Notifications (webhook, built-in endpoint) are routed by these; pollers feed their
@@ -128,6 +129,32 @@ pub async fn start(
         bus,
         consumers,
     })
+}
+
+/// The bus the configuration names. JetStream's consumers are made (or checked) now, so a
+/// mismatch stops the start.
+async fn open_bus(
+    section: &BusSection,
+    data_dir: &std::path::Path,
+    functions: &[crate::config::LoadedFunction],
+) -> Result<Arc<dyn Bus>, StartError> {
+    match section {
+        BusSection::Embedded => {
+            let path = data_dir.join("bus.redb");
+            Ok(Arc::new(EmbeddedBus::open(&path, Arc::new(SystemClock))?))
+        }
+        BusSection::Nats(n) => {
+            let bus = JetStreamBus::open(n.settings(), Arc::new(SystemClock)).await?;
+            let consumers: Vec<String> = functions
+                .iter()
+                .filter(|f| f.spec.triggers.iter().any(|t| t.storage().is_some()))
+                .map(|f| f.spec.name.clone())
+                .collect();
+            bus.prepare(&consumers).await?;
+            tracing::info!(url = %n.url, stream = %n.stream, "the bus is NATS JetStream");
+            Ok(Arc::new(bus))
+        }
+    }
 }
 
 async fn run(c: Arc<Consumer>) {

@@ -60,6 +60,9 @@ impl Place {
                     stream: "weir".into(),
                     replicas: 1,
                     ack_wait: Duration::from_secs(1),
+                    credentials: None,
+                    token: None,
+                    start_wait: Duration::from_secs(10),
                 };
                 Arc::new(JetStreamBus::open(settings, clock).await.unwrap())
             }

@@ -36,6 +36,11 @@ pub struct JetStreamSettings {
     pub replicas: usize,
     /// How long a delivery stays with a consumer that neither acks nor says it is working.
     pub ack_wait: Duration,
+    /// A `.creds` file (NATS decentralised auth), or a token; neither for an open server.
+    pub credentials: Option<std::path::PathBuf>,
+    pub token: Option<String>,
+    /// How long to wait at start for JetStream to answer (a cluster may still be electing).
+    pub start_wait: Duration,
 }
 
 #[derive(Clone)]
@@ -75,34 +80,32 @@ fn held(d: &Delivery) -> Result<&Held, BusError> {
 }
 
 impl JetStreamBus {
-    /// Connect, and create the streams when missing.
+    /// Connect, waiting up to `start_wait` for JetStream to answer, and create the streams when
+    /// missing or check them when present: a stream made for something else is an error, never
+    /// silently reconfigured.
     pub async fn open(
         settings: JetStreamSettings,
         clock: Arc<dyn Clock>,
     ) -> Result<JetStreamBus, BusError> {
-        let client = async_nats::connect(settings.url.as_str())
-            .await
-            .map_err(|e| failed(&format!("connecting to {}", settings.url), e))?;
-        let js = jetstream::new(client);
-        let name = &settings.stream;
-        js.get_or_create_stream(stream::Config {
-            name: name.clone(),
-            subjects: vec![format!("{name}.fn.>")],
-            retention: stream::RetentionPolicy::WorkQueue,
-            num_replicas: settings.replicas,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| failed(&format!("the stream {name}"), e))?;
-        js.get_or_create_stream(stream::Config {
-            name: format!("{name}-dead"),
-            subjects: vec![format!("{name}.dead")],
-            num_replicas: settings.replicas,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| failed(&format!("the stream {name}-dead"), e))?;
+        let deadline = tokio::time::Instant::now() + settings.start_wait;
+        let mut pause = Duration::from_millis(100);
+        let js = loop {
+            match Self::connect(&settings).await {
+                Ok(js) => break js,
+                Err(Refused::Mismatch(e)) => return Err(BusError::Store(e)),
+                Err(Refused::NotYet(e)) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::info!(error = %e, "waiting for JetStream");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                Err(Refused::NotYet(e)) => {
+                    return Err(BusError::Store(format!(
+                        "JetStream at {} did not answer within {:?}: {e}",
+                        settings.url, settings.start_wait
+                    )));
+                }
+            }
+        };
         Ok(JetStreamBus(Arc::new(Inner {
             js,
             settings,
@@ -111,6 +114,84 @@ impl JetStreamBus {
             closed: watch::channel(false).0,
         })))
     }
+
+    async fn connect(settings: &JetStreamSettings) -> Result<jetstream::Context, Refused> {
+        use Refused::NotYet;
+        let mut options = async_nats::ConnectOptions::new()
+            .connection_timeout(Duration::from_secs(5))
+            .max_reconnects(None);
+        if let Some(path) = &settings.credentials {
+            options = options.credentials_file(path).await.map_err(|e| {
+                Refused::Mismatch(format!("the credentials file {}: {e}", path.display()))
+            })?;
+        }
+        if let Some(token) = &settings.token {
+            options = options.token(token.clone());
+        }
+        let servers: Vec<&str> = settings.url.split(',').map(str::trim).collect();
+        let client = options
+            .connect(servers)
+            .await
+            .map_err(|e| NotYet(e.to_string()))?;
+        let js = jetstream::new(client);
+        let name = &settings.stream;
+        let work = stream::Config {
+            name: name.clone(),
+            subjects: vec![format!("{name}.fn.>")],
+            retention: stream::RetentionPolicy::WorkQueue,
+            num_replicas: settings.replicas,
+            duplicate_window: Duration::from_secs(120),
+            ..Default::default()
+        };
+        let dead = stream::Config {
+            name: format!("{name}-dead"),
+            subjects: vec![format!("{name}.dead")],
+            num_replicas: settings.replicas,
+            ..Default::default()
+        };
+        for want in [work, dead] {
+            let mut s = js
+                .get_or_create_stream(want.clone())
+                .await
+                .map_err(|e| NotYet(format!("the stream {}: {e}", want.name)))?;
+            let have = s
+                .info()
+                .await
+                .map_err(|e| NotYet(format!("the stream {}: {e}", want.name)))?
+                .config
+                .clone();
+            if let Some(what) = stream_mismatch(&have, &want) {
+                // Not a connection problem: waiting will not fix it.
+                return Err(Refused::Mismatch(format!(
+                    "the stream {} exists with {what}; Weir needs it as it makes it (remove it, or \
+                     name another stream in bus.stream)",
+                    want.name
+                )));
+            }
+        }
+        Ok(js)
+    }
+}
+
+/// Why a connection attempt failed: not answering yet (retried until `start_wait`), or a
+/// mismatch that waiting cannot fix.
+enum Refused {
+    NotYet(String),
+    Mismatch(String),
+}
+
+/// What differs between an existing stream and the one Weir would make, if anything it relies on.
+fn stream_mismatch(have: &stream::Config, want: &stream::Config) -> Option<String> {
+    if have.subjects != want.subjects {
+        return Some(format!("subjects {:?}", have.subjects));
+    }
+    if have.retention != want.retention {
+        return Some(format!("retention {:?}", have.retention));
+    }
+    if have.num_replicas != want.num_replicas {
+        return Some(format!("{} replicas", have.num_replicas));
+    }
+    None
 }
 
 impl Inner {
@@ -144,10 +225,25 @@ impl Inner {
             max_deliver: -1,
             ..Default::default()
         };
-        let c: PullConsumer = stream
-            .get_or_create_consumer(function, config)
+        let mut c: PullConsumer = stream
+            .get_or_create_consumer(function, config.clone())
             .await
             .map_err(|e| failed(&format!("the consumer {function}"), e))?;
+        let have = &c
+            .info()
+            .await
+            .map_err(|e| failed(&format!("the consumer {function}"), e))?
+            .config;
+        if have.filter_subject != config.filter_subject
+            || have.ack_policy != config.ack_policy
+            || have.ack_wait != config.ack_wait
+        {
+            return Err(BusError::Store(format!(
+                "the consumer {function} exists with filter {:?}, ack wait {:?}; Weir needs {:?}, \
+                 {:?} (remove it to let Weir make it)",
+                have.filter_subject, have.ack_wait, config.filter_subject, config.ack_wait
+            )));
+        }
         consumers.insert(function.to_string(), c.clone());
         Ok(c)
     }
@@ -222,6 +318,16 @@ fn header_u64(m: &jetstream::Message, name: &str) -> u64 {
         .and_then(|h| h.get(name))
         .and_then(|v| v.as_str().parse().ok())
         .unwrap_or(0)
+}
+
+impl JetStreamBus {
+    /// Create (or check) each function's consumer now, so a mismatch stops the start.
+    pub async fn prepare(&self, functions: &[String]) -> Result<(), BusError> {
+        for f in functions {
+            self.0.consumer(f).await?;
+        }
+        Ok(())
+    }
 }
 
 #[async_trait::async_trait]

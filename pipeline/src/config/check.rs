@@ -50,6 +50,44 @@ pub fn store(path: &Path, file: &FileConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// `bus: { kind: nats }`: a URL, a stream name NATS allows, replicas and an ack wait in range.
+pub fn bus(path: &Path, file: &FileConfig) -> Result<(), ConfigError> {
+    let super::BusSection::Nats(n) = &file.bus else {
+        return Ok(());
+    };
+    if n.url.trim().is_empty() {
+        return Err(err(
+            path,
+            "bus.url",
+            "expected nats://host:port (or several, comma-separated)",
+        ));
+    }
+    let name_ok = !n.stream.is_empty()
+        && n.stream.len() <= 64
+        && n.stream
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if !name_ok {
+        let msg = format!(
+            "expected 1 to 64 of A-Z, a-z, 0-9, - and _, got {:?}",
+            n.stream
+        );
+        return Err(err(path, "bus.stream", msg));
+    }
+    if !(1..=5).contains(&n.replicas) {
+        return Err(err(
+            path,
+            "bus.replicas",
+            format!("expected 1 to 5, got {}", n.replicas),
+        ));
+    }
+    if !(Duration::from_secs(1)..=Duration::from_secs(30)).contains(&n.ack_wait) {
+        let msg = format!("expected 1s to 30s, got {:?}", n.ack_wait);
+        return Err(err(path, "bus.ack_wait", msg));
+    }
+    Ok(())
+}
+
 /// The front door's limits.
 pub fn http(path: &Path, file: &FileConfig) -> Result<(), ConfigError> {
     let h = &file.http;

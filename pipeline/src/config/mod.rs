@@ -31,6 +31,9 @@ pub struct FileConfig {
     /// Where objects live: Weir's local store (the default) or any S3.
     #[serde(default)]
     pub store: StoreSection,
+    /// Where accepted events wait: the embedded durable bus (the default) or NATS JetStream.
+    #[serde(default)]
+    pub bus: BusSection,
     #[serde(default)]
     pub functions: Vec<FunctionSpec>,
     /// A folder of `*.yaml` files, one function spec each, added to `functions`.
@@ -138,6 +141,59 @@ pub enum StoreSection {
     S3(crate::store::s3::S3Settings),
 }
 
+/// `bus: { kind: embedded }` (`<data>/bus.redb`) or `bus: { kind: nats, url, stream, replicas,
+/// credentials, token, ack_wait }`: several Weir nodes on one stream share the work.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum BusSection {
+    #[default]
+    Embedded,
+    Nats(NatsSection),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsSection {
+    /// One server, or a cluster's servers separated by commas.
+    pub url: String,
+    #[serde(default = "default_stream")]
+    pub stream: String,
+    #[serde(default = "default_replicas")]
+    pub replicas: usize,
+    /// A `.creds` file; relative to the working directory.
+    pub credentials: Option<PathBuf>,
+    pub token: Option<String>,
+    /// 1s to 30s: how soon a dead node's deliveries go to another.
+    #[serde(default = "default_ack_wait", deserialize_with = "units::duration")]
+    pub ack_wait: std::time::Duration,
+}
+
+fn default_stream() -> String {
+    "weir".into()
+}
+
+fn default_replicas() -> usize {
+    1
+}
+
+fn default_ack_wait() -> std::time::Duration {
+    std::time::Duration::from_secs(30)
+}
+
+impl NatsSection {
+    pub fn settings(&self) -> crate::bus::JetStreamSettings {
+        crate::bus::JetStreamSettings {
+            url: self.url.clone(),
+            stream: self.stream.clone(),
+            replicas: self.replicas,
+            ack_wait: self.ack_wait,
+            credentials: self.credentials.clone(),
+            token: self.token.clone(),
+            start_wait: std::time::Duration::from_secs(30),
+        }
+    }
+}
+
 /// A config mistake: where, and what was expected.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{file}: {field}: {message}")]
@@ -194,6 +250,7 @@ impl Config {
         check::tokens(path, &file)?;
         check::http(path, &file)?;
         check::store(path, &file)?;
+        check::bus(path, &file)?;
         let models = match &file.models {
             Some(dir) => {
                 let dir = path.parent().unwrap_or(Path::new(".")).join(dir);

@@ -128,6 +128,36 @@ fn broken_configs_name_the_field() {
             "store",
         ),
         (
+            "a bus of an unknown kind",
+            "data_dir: ./weir-data",
+            "data_dir: ./weir-data\nbus: { kind: kafka }",
+            "bus.kind",
+        ),
+        (
+            "a NATS stream name with a dot",
+            "data_dir: ./weir-data",
+            "data_dir: ./weir-data\nbus: { kind: nats, url: \"nats://n:4222\", stream: a.b }",
+            "bus.stream",
+        ),
+        (
+            "no NATS replicas",
+            "data_dir: ./weir-data",
+            "data_dir: ./weir-data\nbus: { kind: nats, url: \"nats://n:4222\", replicas: 0 }",
+            "bus.replicas",
+        ),
+        (
+            "a NATS ack wait over 30s",
+            "data_dir: ./weir-data",
+            "data_dir: ./weir-data\nbus: { kind: nats, url: \"nats://n:4222\", ack_wait: 1m }",
+            "bus.ack_wait",
+        ),
+        (
+            "a misspelt NATS key",
+            "data_dir: ./weir-data",
+            "data_dir: ./weir-data\nbus: { kind: nats, url: \"nats://n:4222\", replica: 3 }",
+            "bus",
+        ),
+        (
             "a poll interval under a second",
             "      - http: { path: /thumbs }",
             "      - poll: { bucket: uploads, interval: 100ms }",

@@ -115,6 +115,7 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         &store,
         &config.functions,
         &pools.by_name,
+        &config.file.bus,
         &stopped,
     )
     .await?;

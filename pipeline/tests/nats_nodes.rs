@@ -1,0 +1,91 @@
+//! Two Weir nodes (the real binary, twice) on one JetStream stream and one S3 store share a
+//! function's work, and a notification sent to both is run once: the event id is the message id.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+async fn invocations(port: u16) -> u64 {
+    let text = metrics_text(&reqwest::Client::new(), &format!("http://127.0.0.1:{port}")).await;
+    text.lines()
+        .filter(|l| l.starts_with("weir_invocations_total{") && l.contains(r#"function="thumbs""#))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_the_work_and_a_repeated_notification_runs_once() {
+    const N: usize = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(&dir.path().join("nats"));
+    let remote = start("functions: []").await;
+    let s3 = s3_client(&remote, "test-secret-key");
+    s3.create_bucket().bucket("uploads").send().await.unwrap();
+    let photo = fixture("images/rocket_640x427.jpg");
+    for i in 0..N {
+        let body = aws_sdk_s3::primitives::ByteStream::from(photo.clone());
+        let key = format!("shared/{i:02}.jpg");
+        s3.put_object()
+            .bucket("uploads")
+            .key(key)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let config = format!(
+        r#"
+store: {{ kind: s3, endpoint: "http://{}", access_key: test-access, secret_key: test-secret-key }}
+bus: {{ kind: nats, url: "{}", stream: shared, ack_wait: 5s }}
+functions:
+  - name: thumbs
+    kind: thumbnail
+    params: {{ sizes: [64] }}
+    triggers:
+      - s3: {{ bucket: uploads, suffix: .jpg }}
+    output: {{ bucket: derived, key: "thumbs/{{key}}/{{size}}.jpg" }}
+    resources: {{ workers: {{ max: 1 }} }}
+"#,
+        remote.running.s3_addr().unwrap(),
+        nats.url
+    );
+    let mut nodes = Vec::new();
+    for name in ["a", "b"] {
+        let node = dir.path().join(name);
+        std::fs::create_dir_all(&node).unwrap();
+        std::fs::write(node.join("weir.yaml"), &config).unwrap();
+        let port = free_port();
+        nodes.push((serve_binary(&node, port, &[]), port));
+    }
+    let records: Vec<String> = (0..N)
+        .map(|i| s3_record("minio:s3", &format!("shared/{i:02}.jpg")))
+        .collect();
+    // The same notifications to both nodes, as a store with two webhook targets would send.
+    for (_, port) in &nodes {
+        let res = reqwest::Client::new()
+            .post(format!("http://127.0.0.1:{port}/v1/events/s3"))
+            .body(format!(r#"{{"Records":[{}]}}"#, records.join(",")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+    }
+    for i in 0..N {
+        wait_for(&s3, "derived", &format!("thumbs/shared/{i:02}.jpg/64.jpg")).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (a, b) = (invocations(nodes[0].1).await, invocations(nodes[1].1).await);
+    for (mut child, _) in nodes {
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        assert!(child.wait().unwrap().success());
+    }
+    eprintln!("node a ran {a} invocations, node b {b}");
+    assert_eq!(
+        a + b,
+        N as u64,
+        "each event once: node a ran {a}, node b {b}"
+    );
+    assert!(a > 0 && b > 0, "both nodes worked: a {a}, b {b}");
+}
