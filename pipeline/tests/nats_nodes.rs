@@ -89,3 +89,45 @@ functions:
     );
     assert!(a > 0 && b > 0, "both nodes worked: a {a}, b {b}");
 }
+
+/// When JetStream stops answering, the webhook cannot record and says so with a 503 and
+/// `Retry-After` (S3 and MinIO send again), and the node reports itself not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_jetstream_the_webhook_answers_503_and_the_node_is_not_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(&dir.path().join("nats"));
+    let yaml = format!(
+        r#"
+bus: {{ kind: nats, url: "{}", stream: gone }}
+functions:
+  - name: thumbs
+    kind: thumbnail
+    params: {{ sizes: [64] }}
+    triggers:
+      - s3: {{ bucket: uploads, suffix: .jpg }}
+    output: {{ bucket: derived, key: "thumbs/{{key}}/{{size}}.jpg" }}
+"#,
+        nats.url
+    );
+    let weir = start(&yaml).await;
+    let ready = weir
+        .client
+        .get(format!("{}/healthz/ready", weir.base))
+        .send()
+        .await;
+    assert_eq!(ready.unwrap().status(), 200);
+    drop(nats);
+    let res = weir.notify(&[s3_record("minio:s3", "a.jpg")]).await;
+    assert_eq!(res.status(), 503);
+    assert_eq!(res.headers()["retry-after"], "1");
+    let ready = weir
+        .client
+        .get(format!("{}/healthz/ready", weir.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let why = body_json(ready).await;
+    assert_ne!(why["bus"], "ok", "{why}");
+    assert_eq!(why["store"], "ok", "{why}");
+}

@@ -4,6 +4,7 @@ mod auth;
 pub mod body;
 mod dead_letters;
 pub(crate) mod invoke;
+pub mod ready;
 mod reply;
 mod serve;
 pub mod v2;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub spool_dir: std::path::PathBuf,
     /// Deadlines and sizes of bodies read whole.
     pub bodies: body::BodyLimits,
+    /// What `/healthz/ready` checks.
+    pub readiness: ready::Readiness,
 }
 
 pub type Shared = Arc<AppState>;
@@ -80,6 +83,7 @@ pub fn router(state: Shared, extra_routes: &[(String, String)]) -> Router {
             "/healthz",
             get(|| async { Json(json!({ "status": "ok" })) }),
         )
+        .route("/healthz/ready", get(ready::ready))
         .route("/metrics", get(render_metrics))
         .fallback(|| async {
             error(

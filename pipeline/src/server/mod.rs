@@ -126,10 +126,12 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         &settings.data_dir,
         &stopped,
     )?;
-    let http = steps::serve_http(
-        settings, config, pools, &cpu, &dispatch, spool_dir, &stopped,
-    )
-    .await?;
+    let wired = steps::Wired {
+        dispatch: &dispatch,
+        store: &store,
+        spool_dir,
+    };
+    let http = steps::serve_http(settings, config, pools, &cpu, wired, &stopped).await?;
     let mut front = vec![http.1];
     let s3_addr = match &local {
         Some(local) => {

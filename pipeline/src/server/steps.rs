@@ -83,6 +83,14 @@ impl Pools {
     }
 }
 
+/// What the HTTP API is wired to besides the pools.
+pub(super) struct Wired<'a> {
+    pub dispatch: &'a crate::dispatch::Dispatch,
+    pub store: &'a Arc<dyn crate::store::ObjectStore>,
+    /// Where request bodies of streaming functions are spooled (`<data>/tmp`).
+    pub spool_dir: PathBuf,
+}
+
 /// The HTTP API, bound; it stops accepting when `stop` turns true, and then closes the pools
 /// (requests on open connections get 503; admitted ones finish and reply).
 pub(super) async fn serve_http(
@@ -90,10 +98,14 @@ pub(super) async fn serve_http(
     config: &Config,
     pools: Pools,
     cpu: &Arc<rayon::ThreadPool>,
-    dispatch: &crate::dispatch::Dispatch,
-    spool_dir: PathBuf,
+    wired: Wired<'_>,
     stop: &watch::Receiver<bool>,
 ) -> Result<(SocketAddr, JoinHandle<()>), ServeError> {
+    let Wired {
+        dispatch,
+        store,
+        spool_dir,
+    } = wired;
     let closing: Vec<Pool> = pools.by_name.values().cloned().collect();
     let h = &config.file.http;
     let state = Arc::new(AppState {
@@ -116,6 +128,13 @@ pub(super) async fn serve_http(
         bodies: http::body::BodyLimits {
             timeout: h.body_timeout,
             max_event_body: usize::try_from(h.max_event_body).unwrap_or(usize::MAX),
+        },
+        readiness: http::ready::Readiness {
+            store: store.clone(),
+            bucket: config
+                .functions
+                .iter()
+                .find_map(|f| f.spec.output.as_ref().map(|o| o.bucket.clone())),
         },
     });
     let app = http::router(state, &pools.extra_routes);

@@ -34,11 +34,18 @@ pub async fn s3_webhook(State(st): State<Shared>, body: axum::body::Body) -> Res
         match ev.record(event.clone()).await {
             Ok(n) => routed += n,
             Err(e) => {
-                return error(
+                // Not recorded (the bus cannot confirm): the sender retries, as S3 and MinIO do
+                // on a 503. Events already recorded are stored once however often they come.
+                let mut res = error(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "unavailable",
                     e.to_string(),
                 );
+                res.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from_static("1"),
+                );
+                return res;
             }
         }
     }
