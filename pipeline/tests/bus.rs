@@ -114,8 +114,15 @@ async fn each_function_gets_each_event_until_it_acks(imp: Impl) {
     nothing_for(&*bus, "thumbs", place.unit() * 3).await;
     let l = bus.next("labels").await.unwrap();
     assert_eq!(l.event, event("a.jpg"));
+    assert_eq!(bus.pending("thumbs").await.unwrap(), 2, "held ones count");
+    assert_eq!(
+        bus.pending("labels").await.unwrap(),
+        1,
+        "labels holds a.jpg"
+    );
     bus.ack(&t1).await.unwrap();
     bus.ack(&t2).await.unwrap();
+    assert_eq!(bus.pending("thumbs").await.unwrap(), 0);
     assert_eq!(bus.depth().await.unwrap(), 1, "labels still owes a.jpg");
     bus.ack(&l).await.unwrap();
     assert_eq!(bus.depth().await.unwrap(), 0);

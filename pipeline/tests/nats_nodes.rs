@@ -77,6 +77,9 @@ functions:
     }
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (a, b) = (invocations(nodes[0].1).await, invocations(nodes[1].1).await);
+    let url = format!("http://127.0.0.1:{}/v1/functions", nodes[1].1);
+    let listed = body_json(reqwest::get(url).await.unwrap()).await;
+    assert_eq!(listed["functions"][0]["bus_pending"], 0, "{listed}");
     for (mut child, _) in nodes {
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
         assert!(child.wait().unwrap().success());

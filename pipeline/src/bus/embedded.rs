@@ -158,6 +158,20 @@ impl Inner {
         txn.open_table(PENDING).map_err(store)?.len().map_err(store)
     }
 
+    fn count_pending_for(&self, function: &str) -> Result<u64, BusError> {
+        let txn = self.db.begin_read().map_err(store)?;
+        let pending = txn.open_table(PENDING).map_err(store)?;
+        let mut n = 0;
+        for row in pending
+            .range((function, 0u64)..=(function, u64::MAX))
+            .map_err(store)?
+        {
+            row.map_err(store)?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
     fn read_dead(&self, limit: usize, before: Option<u64>) -> Result<Vec<DeadLetter>, BusError> {
         let txn = self.db.begin_read().map_err(store)?;
         let dead = txn.open_table(DEAD).map_err(store)?;
@@ -276,6 +290,11 @@ impl Bus for EmbeddedBus {
 
     async fn depth(&self) -> Result<u64, BusError> {
         blocking(self, |b| b.count_pending()).await
+    }
+
+    async fn pending(&self, function: &str) -> Result<u64, BusError> {
+        let f = function.to_string();
+        blocking(self, move |b| b.count_pending_for(&f)).await
     }
 
     async fn close(&self) {

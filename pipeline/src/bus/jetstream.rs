@@ -470,6 +470,13 @@ impl Bus for JetStreamBus {
             .messages)
     }
 
+    async fn pending(&self, function: &str) -> Result<u64, BusError> {
+        self.0.check_open()?;
+        let mut c = self.0.consumer(function).await?;
+        let info = c.info().await.map_err(|e| failed("the consumer", e))?;
+        Ok(info.num_pending + info.num_ack_pending as u64)
+    }
+
     async fn close(&self) {
         self.0.closed.send_replace(true);
     }

@@ -109,6 +109,9 @@ pub trait Bus: Send + Sync + std::fmt::Debug {
     /// Pairs not yet finished.
     async fn depth(&self) -> Result<u64, BusError>;
 
+    /// Pairs not yet finished for one function (waiting or held by a consumer, on any node).
+    async fn pending(&self, function: &str) -> Result<u64, BusError>;
+
     /// Finish the writes in progress; every later call, and every waiting `next`, is `Closed`.
     async fn close(&self);
 }

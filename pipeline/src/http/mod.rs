@@ -96,19 +96,29 @@ pub fn router(state: Shared, extra_routes: &[(String, String)]) -> Router {
         .with_state(state)
 }
 
+/// Each function with this node's load and, when it takes storage events, what waits for it on
+/// the bus (with JetStream: on every node's behalf).
 async fn list_functions(State(st): State<Shared>) -> Json<serde_json::Value> {
-    let functions: Vec<serde_json::Value> = st
-        .listing
-        .iter()
-        .map(|f| {
-            let mut f = f.clone();
-            if let Some(pool) = f["name"].as_str().and_then(|n| st.pools.get(n)) {
-                let s = pool.stats();
-                f["stats"] = json!({ "in_flight": s.in_flight, "peak_in_flight": s.peak_in_flight, "capacity": s.capacity });
-            }
-            f
-        })
-        .collect();
+    let mut functions = Vec::with_capacity(st.listing.len());
+    for f in &st.listing {
+        let mut f = f.clone();
+        let name = f["name"].as_str().unwrap_or_default().to_string();
+        if let Some(pool) = st.pools.get(&name) {
+            let s = pool.stats();
+            f["stats"] = json!({ "in_flight": s.in_flight, "peak_in_flight": s.peak_in_flight, "capacity": s.capacity });
+        }
+        let storage = st
+            .events
+            .as_ref()
+            .filter(|ev| ev.routes.iter().any(|(n, _)| *n == name));
+        if let Some(ev) = storage {
+            f["bus_pending"] = match ev.bus.pending(&name).await {
+                Ok(n) => json!(n),
+                Err(e) => json!({ "error": e.to_string() }),
+            };
+        }
+        functions.push(f);
+    }
     Json(json!({ "functions": functions }))
 }
 
