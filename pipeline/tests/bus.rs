@@ -272,6 +272,22 @@ async fn a_restart_delivers_every_unacked_pair_again(imp: Impl) {
     bus.close().await;
 }
 
+/// A pair held longer than a delivery's lease (JetStream's ack wait, 1 s here) is not given to
+/// anyone else while its holder works: a long invocation is not run twice.
+async fn a_held_pair_is_not_delivered_again(imp: Impl) {
+    let place = Place::new(imp);
+    let bus = place.open().await;
+    bus.publish(event("long.mp4"), vec!["frames".into()])
+        .await
+        .unwrap();
+    let d = bus.next("frames").await.unwrap();
+    nothing_for(&*bus, "frames", place.unit() * 16).await;
+    bus.ack(&d).await.unwrap();
+    nothing_for(&*bus, "frames", place.unit() * 8).await;
+    assert_eq!(bus.depth().await.unwrap(), 0);
+    bus.close().await;
+}
+
 async fn close_wakes_waiting_consumers(imp: Impl) {
     let place = Place::new(imp);
     let bus = place.open().await;
@@ -306,6 +322,7 @@ macro_rules! suite {
             case!(dead_letters_page_newest_first);
             case!(a_restart_delivers_every_unacked_pair_again);
             case!(close_wakes_waiting_consumers);
+            case!(a_held_pair_is_not_delivered_again);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_consumers_never_share_a_pair() {
