@@ -44,6 +44,8 @@ pub struct Dispatch {
     pub bus: Arc<dyn Bus>,
     /// End once `stop` turns true and their work in flight is recorded on the bus.
     pub consumers: Vec<JoinHandle<()>>,
+    /// The NATS connection when the bus is JetStream (the subject trigger uses it too).
+    pub nats: Option<async_nats::Client>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,7 +69,7 @@ pub async fn start(
     bus: &BusSection,
     stop: &watch::Receiver<bool>,
 ) -> Result<Dispatch, StartError> {
-    let bus = open_bus(bus, data_dir, functions).await?;
+    let (bus, nats) = open_bus(bus, data_dir, functions).await?;
     let (mut routes, mut consumers) = (Vec::new(), Vec::new());
     for f in functions {
         // Notifications (webhook, built-in endpoint) are routed by these; pollers feed their
@@ -82,6 +84,7 @@ pub async fn start(
             })
             .collect();
         let storage: Vec<_> = f.spec.triggers.iter().filter_map(|t| t.storage()).collect();
+        let feeds_bus = f.spec.triggers.iter().any(|t| t.feeds_bus());
         for t in &storage {
             store.ensure_bucket(&t.bucket).await?;
         }
@@ -89,7 +92,7 @@ pub async fn start(
             continue;
         };
         store.ensure_bucket(&out.bucket).await?;
-        if storage.is_empty() {
+        if !feeds_bus {
             continue;
         }
         let template = KeyTemplate::parse(&out.key, f.kind.template_vars)
@@ -128,6 +131,7 @@ pub async fn start(
         events,
         bus,
         consumers,
+        nats,
     })
 }
 
@@ -137,22 +141,26 @@ async fn open_bus(
     section: &BusSection,
     data_dir: &std::path::Path,
     functions: &[crate::config::LoadedFunction],
-) -> Result<Arc<dyn Bus>, StartError> {
+) -> Result<(Arc<dyn Bus>, Option<async_nats::Client>), StartError> {
     match section {
         BusSection::Embedded => {
             let path = data_dir.join("bus.redb");
-            Ok(Arc::new(EmbeddedBus::open(&path, Arc::new(SystemClock))?))
+            Ok((
+                Arc::new(EmbeddedBus::open(&path, Arc::new(SystemClock))?),
+                None,
+            ))
         }
         BusSection::Nats(n) => {
             let bus = JetStreamBus::open(n.settings(), Arc::new(SystemClock)).await?;
             let consumers: Vec<String> = functions
                 .iter()
-                .filter(|f| f.spec.triggers.iter().any(|t| t.storage().is_some()))
+                .filter(|f| f.spec.triggers.iter().any(|t| t.feeds_bus()))
                 .map(|f| f.spec.name.clone())
                 .collect();
             bus.prepare(&consumers).await?;
             tracing::info!(url = %n.url, stream = %n.stream, "the bus is NATS JetStream");
-            Ok(Arc::new(bus))
+            let client = bus.client();
+            Ok((Arc::new(bus), Some(client)))
         }
     }
 }

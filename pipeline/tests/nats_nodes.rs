@@ -134,3 +134,79 @@ functions:
     assert_ne!(why["bus"], "ok", "{why}");
     assert_eq!(why["store"], "ok", "{why}");
 }
+
+/// The subject trigger, through a real NATS client: an object reference becomes the function's
+/// outputs; an inline payload with a reply subject is answered with them; anything else is
+/// refused with a reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_subject_trigger_takes_references_and_answers_inline_payloads() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(&dir.path().join("nats"));
+    let yaml = format!(
+        r#"
+bus: {{ kind: nats, url: "{}", stream: subjects }}
+functions:
+  - name: thumbs
+    kind: thumbnail
+    params: {{ sizes: [64] }}
+    triggers:
+      - nats: {{ subject: "media.in.>" }}
+    output: {{ bucket: derived, key: "thumbs/{{key}}/{{size}}.jpg" }}
+"#,
+        nats.url
+    );
+    let weir = start(&yaml).await;
+    let s3 = s3_client(&weir, "test-secret-key");
+    s3.create_bucket().bucket("uploads").send().await.unwrap();
+    let photo = fixture("images/rocket_640x427.jpg");
+    let body = aws_sdk_s3::primitives::ByteStream::from(photo.clone());
+    s3.put_object()
+        .bucket("uploads")
+        .key("ref.jpg")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let client = async_nats::connect(nats.url.as_str()).await.unwrap();
+
+    let reference = br#"{"bucket":"uploads","key":"ref.jpg"}"#.to_vec();
+    let reply = client
+        .request("media.in.photos", reference.into())
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(answer["accepted"], 1, "{answer}");
+    let thumb = wait_for(&s3, "derived", "thumbs/ref.jpg/64.jpg").await;
+    assert_eq!(image::load_from_memory(&thumb).unwrap().width(), 64);
+
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Content-Type", "image/jpeg");
+    let reply = client
+        .request_with_headers("media.in.inline", headers, photo.into())
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    let data = answer["artifacts"][0]["data"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap();
+    assert_eq!(image::load_from_memory(&bytes).unwrap().width(), 64);
+
+    let reply = client
+        .request("media.in.x", "not a reference".into())
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(answer["kind"], "bad_input", "{answer}");
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Content-Type", "image/jpeg");
+    let reply = client
+        .request_with_headers("media.in.x", headers, b"garbage".to_vec().into())
+        .await
+        .unwrap();
+    let answer: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(answer["kind"], "bad_input", "{answer}");
+}

@@ -321,6 +321,11 @@ fn header_u64(m: &jetstream::Message, name: &str) -> u64 {
 }
 
 impl JetStreamBus {
+    /// The connection, for what else speaks NATS (the subject trigger).
+    pub fn client(&self) -> async_nats::Client {
+        self.0.js.client()
+    }
+
     /// Create (or check) each function's consumer now, so a mismatch stops the start.
     pub async fn prepare(&self, functions: &[String]) -> Result<(), BusError> {
         for f in functions {

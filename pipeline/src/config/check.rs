@@ -190,6 +190,18 @@ pub fn functions(
                     "expected a bucket name",
                 ));
             }
+            if let Trigger::Nats(n) = trigger {
+                let field = at(&format!("triggers[{t}].nats"));
+                if !matches!(file.bus, super::BusSection::Nats(_)) {
+                    let msg =
+                        "a nats trigger needs bus: { kind: nats } (its servers carry the subject)";
+                    return Err(err(path, &field, msg));
+                }
+                if n.subject.is_empty() || n.subject.contains(char::is_whitespace) {
+                    let msg = format!("expected a subject such as media.in.>, got {:?}", n.subject);
+                    return Err(err(path, &format!("{field}.subject"), msg));
+                }
+            }
             if let Trigger::Poll(p) = trigger
                 && !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&p.interval)
             {
@@ -201,9 +213,9 @@ pub fn functions(
             }
         }
         check_resources(path, &f.resources, &at("resources"))?;
-        let has_s3 = f.triggers.iter().any(|t| t.storage().is_some());
+        let has_s3 = f.triggers.iter().any(Trigger::feeds_bus);
         if has_s3 && f.output.is_none() {
-            let msg = "expected an output { bucket, key } for a function with s3 or poll triggers: its results need a place";
+            let msg = "expected an output { bucket, key } for a function with s3, poll or nats triggers: its results need a place";
             return Err(err(path, &at("output"), msg));
         }
         for (t, trigger) in f.triggers.iter().enumerate() {

@@ -15,8 +15,8 @@ use weir_gpu::{Device, Inventory};
 use weir_models::{Backends, Repository};
 
 pub use spec::{
-    Batch, FunctionSpec, HttpTrigger, OutputSpec, PollTrigger, Resources, Retries, S3Trigger,
-    Trigger, TriggerEntry, Workers,
+    Batch, FunctionSpec, HttpTrigger, NatsTrigger, OutputSpec, PollTrigger, Resources, Retries,
+    S3Trigger, Trigger, TriggerEntry, Workers,
 };
 
 /// The file as written.

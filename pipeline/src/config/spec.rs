@@ -55,6 +55,7 @@ pub struct TriggerEntry {
     pub s3: Option<S3Trigger>,
     pub http: Option<HttpTrigger>,
     pub poll: Option<PollTrigger>,
+    pub nats: Option<NatsTrigger>,
 }
 
 #[derive(Debug, Clone)]
@@ -66,15 +67,19 @@ pub enum Trigger {
     Http(HttpTrigger),
     /// A bucket listed every `interval`, for stores that send no notifications.
     Poll(PollTrigger),
+    /// Messages on a NATS subject: object references, or inline payloads answered on the
+    /// message's reply subject.
+    Nats(NatsTrigger),
 }
 
 impl TriggerEntry {
     pub fn into_trigger(self) -> Result<Trigger, String> {
-        match (self.s3, self.http, self.poll) {
-            (Some(s), None, None) => Ok(Trigger::S3(s)),
-            (None, Some(h), None) => Ok(Trigger::Http(h)),
-            (None, None, Some(p)) => Ok(Trigger::Poll(p)),
-            _ => Err("expected exactly one of s3, http or poll".into()),
+        match (self.s3, self.http, self.poll, self.nats) {
+            (Some(s), None, None, None) => Ok(Trigger::S3(s)),
+            (None, Some(h), None, None) => Ok(Trigger::Http(h)),
+            (None, None, Some(p), None) => Ok(Trigger::Poll(p)),
+            (None, None, None, Some(n)) => Ok(Trigger::Nats(n)),
+            _ => Err("expected exactly one of s3, http, poll or nats".into()),
         }
     }
 }
@@ -86,7 +91,13 @@ impl Trigger {
             Trigger::S3(_) => "s3",
             Trigger::Http(_) => "http",
             Trigger::Poll(_) => "poll",
+            Trigger::Nats(_) => "nats",
         }
+    }
+
+    /// Whether its events go through the bus to the function's consumer (which writes outputs).
+    pub fn feeds_bus(&self) -> bool {
+        !matches!(self, Trigger::Http(_))
     }
 
     /// The objects it fires on, as an `s3` trigger would say it (bucket, prefix, suffix): what
@@ -95,9 +106,17 @@ impl Trigger {
         match self {
             Trigger::S3(s) => Some(s.clone()),
             Trigger::Poll(p) => Some(p.as_s3()),
-            Trigger::Http(_) => None,
+            Trigger::Http(_) | Trigger::Nats(_) => None,
         }
     }
+}
+
+/// `- nats: { subject: "media.in.>" }`: the subject (wildcards allowed) on the bus's NATS servers;
+/// the nodes of one function share its messages (a queue group).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsTrigger {
+    pub subject: String,
 }
 
 /// `- poll: { bucket, prefix, suffix, interval: 30s }`.

@@ -158,6 +158,12 @@ fn broken_configs_name_the_field() {
             "bus",
         ),
         (
+            "a nats trigger without a NATS bus",
+            "      - http: { path: /thumbs }",
+            "      - nats: { subject: media.in }",
+            "functions[0].triggers[1].nats",
+        ),
+        (
             "a poll interval under a second",
             "      - http: { path: /thumbs }",
             "      - poll: { bucket: uploads, interval: 100ms }",

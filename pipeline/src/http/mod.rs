@@ -5,7 +5,7 @@ pub mod body;
 mod dead_letters;
 pub(crate) mod invoke;
 pub mod ready;
-mod reply;
+pub(crate) mod reply;
 mod serve;
 pub mod v2;
 

@@ -89,19 +89,20 @@ pub fn render(form: Form, function: &str, output: Output) -> Response {
                 "the function produced no artifact".into(),
             ),
         },
-        Form::Json => {
-            let b64 = base64::engine::general_purpose::STANDARD;
-            let mut artifacts = listing(&output);
-            for (entry, a) in artifacts.iter_mut().zip(&output.artifacts) {
-                entry["data"] = b64.encode(&a.bytes).into();
-            }
-            axum::Json(
-                json!({ "function": function, "summary": output.summary, "artifacts": artifacts }),
-            )
-            .into_response()
-        }
+        Form::Json => axum::Json(json_body(function, &output)).into_response(),
         Form::Multipart => multipart(function, output),
     }
+}
+
+/// The JSON reply: the summary, and each artifact with its bytes in base64 (also what a NATS
+/// request gets back).
+pub fn json_body(function: &str, output: &Output) -> serde_json::Value {
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut artifacts = listing(output);
+    for (entry, a) in artifacts.iter_mut().zip(&output.artifacts) {
+        entry["data"] = b64.encode(&a.bytes).into();
+    }
+    json!({ "function": function, "summary": output.summary, "artifacts": artifacts })
 }
 
 /// The parts go out as they are, one chunk each, without being copied into one buffer.

@@ -126,6 +126,13 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         &settings.data_dir,
         &stopped,
     )?;
+    let subscriptions = crate::triggers::nats::start(
+        &config.functions,
+        &pools.by_name,
+        &dispatch.events,
+        dispatch.nats.as_ref(),
+        &stopped,
+    );
     let wired = steps::Wired {
         dispatch: &dispatch,
         store: &store,
@@ -133,6 +140,7 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
     };
     let http = steps::serve_http(settings, config, pools, &cpu, wired, &stopped).await?;
     let mut front = vec![http.1];
+    front.extend(subscriptions);
     let s3_addr = match &local {
         Some(local) => {
             spawn_upload_expiry(local.clone(), config.file.s3.multipart_expiry);

@@ -191,7 +191,7 @@ fn describe(f: &LoadedFunction, pool: &Pool) -> serde_json::Value {
     let paths: Vec<String> = std::iter::once(format!("/v1/functions/{}/invoke", f.spec.name))
         .chain(f.spec.triggers.iter().filter_map(|t| match t {
             Trigger::Http(h) => Some(h.path.clone()),
-            Trigger::S3(_) | Trigger::Poll(_) => None,
+            Trigger::S3(_) | Trigger::Poll(_) | Trigger::Nats(_) => None,
         }))
         .collect();
     json!({

@@ -1,9 +1,10 @@
 //! Triggers: one file each, all feeding one `Ingress` (`ingress.rs`), which routes events and
 //! records them on the bus. The webhook (`webhook.rs`), the built-in S3 endpoint's uploads
-//! (`s3_endpoint.rs`; the S3 protocol server itself is `crate::s3_endpoint`) and the bucket
-//! poller (`poller.rs`, its state in `poll_state.rs`).
+//! (`s3_endpoint.rs`; the S3 protocol server itself is `crate::s3_endpoint`), the bucket
+//! poller (`poller.rs`, its state in `poll_state.rs`) and the NATS subject trigger (`nats.rs`).
 
 mod ingress;
+pub mod nats;
 pub mod poll_state;
 pub mod poller;
 pub mod s3_endpoint;
