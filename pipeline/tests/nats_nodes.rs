@@ -210,3 +210,64 @@ functions:
     let answer: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(answer["kind"], "bad_input", "{answer}");
 }
+
+/// Both nodes poll the same bucket, each with its own state; a version's event has one id on
+/// both, so JetStream stores it once and the function runs once per object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_pollers_on_one_stream_run_each_version_once() {
+    const N: usize = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(&dir.path().join("nats"));
+    let remote = start("functions: []").await;
+    let s3 = s3_client(&remote, "test-secret-key");
+    s3.create_bucket().bucket("uploads").send().await.unwrap();
+    let photo = fixture("images/chelsea_tiny_32x21.jpg");
+    for i in 0..N {
+        let body = aws_sdk_s3::primitives::ByteStream::from(photo.clone());
+        let key = format!("polled/{i:02}.jpg");
+        s3.put_object()
+            .bucket("uploads")
+            .key(key)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    let config = format!(
+        r#"
+store: {{ kind: s3, endpoint: "http://{}", access_key: test-access, secret_key: test-secret-key }}
+bus: {{ kind: nats, url: "{}", stream: polled }}
+functions:
+  - name: thumbs
+    kind: thumbnail
+    params: {{ sizes: [16] }}
+    triggers:
+      - poll: {{ bucket: uploads, prefix: polled/, interval: 1s }}
+    output: {{ bucket: derived, key: "thumbs/{{key}}/{{size}}.jpg" }}
+"#,
+        remote.running.s3_addr().unwrap(),
+        nats.url
+    );
+    let mut nodes = Vec::new();
+    for name in ["a", "b"] {
+        let node = dir.path().join(name);
+        std::fs::create_dir_all(&node).unwrap();
+        std::fs::write(node.join("weir.yaml"), &config).unwrap();
+        let port = free_port();
+        nodes.push((serve_binary(&node, port, &[]), port));
+    }
+    for i in 0..N {
+        wait_for(&s3, "derived", &format!("thumbs/polled/{i:02}.jpg/16.jpg")).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (a, b) = (invocations(nodes[0].1).await, invocations(nodes[1].1).await);
+    for (mut child, _) in nodes {
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        assert!(child.wait().unwrap().success());
+    }
+    assert_eq!(
+        a + b,
+        N as u64,
+        "each version once: node a ran {a}, node b {b}"
+    );
+}
