@@ -15,18 +15,12 @@ async fn invocations(port: u16) -> u64 {
         .sum::<f64>() as u64
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_share_the_work_and_a_repeated_notification_runs_once() {
-    const N: usize = 30;
-    let dir = tempfile::tempdir().unwrap();
-    let nats = Nats::start(&dir.path().join("nats"));
-    let remote = start("functions: []").await;
-    let s3 = s3_client(&remote, "test-secret-key");
+/// `n` copies of `photo` under `prefix` in bucket `uploads` of the remote store.
+async fn upload_all(s3: &aws_sdk_s3::Client, prefix: &str, n: usize, photo: &[u8]) {
     s3.create_bucket().bucket("uploads").send().await.unwrap();
-    let photo = fixture("images/rocket_640x427.jpg");
-    for i in 0..N {
-        let body = aws_sdk_s3::primitives::ByteStream::from(photo.clone());
-        let key = format!("shared/{i:02}.jpg");
+    for i in 0..n {
+        let body = aws_sdk_s3::primitives::ByteStream::from(photo.to_vec());
+        let key = format!("{prefix}/{i:02}.jpg");
         s3.put_object()
             .bucket("uploads")
             .key(key)
@@ -35,6 +29,41 @@ async fn two_nodes_share_the_work_and_a_repeated_notification_runs_once() {
             .await
             .unwrap();
     }
+}
+
+/// Two `weir serve` nodes with the same config, each with its own data directory.
+fn two_nodes(dir: &std::path::Path, config: &str) -> Vec<(std::process::Child, u16)> {
+    ["a", "b"]
+        .iter()
+        .map(|name| {
+            let node = dir.join(name);
+            std::fs::create_dir_all(&node).unwrap();
+            std::fs::write(node.join("weir.yaml"), config).unwrap();
+            let port = free_port();
+            (serve_binary(&node, port, &[]), port)
+        })
+        .collect()
+}
+
+/// Invocations on each node, then both stopped with SIGTERM (a clean exit).
+async fn count_and_stop(nodes: Vec<(std::process::Child, u16)>) -> (u64, u64) {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (a, b) = (invocations(nodes[0].1).await, invocations(nodes[1].1).await);
+    for (mut child, _) in nodes {
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        assert!(child.wait().unwrap().success());
+    }
+    (a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_share_the_work_and_a_repeated_notification_runs_once() {
+    const N: usize = 30;
+    let dir = tempfile::tempdir().unwrap();
+    let nats = Nats::start(&dir.path().join("nats"));
+    let remote = start("functions: []").await;
+    let s3 = s3_client(&remote, "test-secret-key");
+    upload_all(&s3, "shared", N, &fixture("images/rocket_640x427.jpg")).await;
     let config = format!(
         r#"
 store: {{ kind: s3, endpoint: "http://{}", access_key: test-access, secret_key: test-secret-key }}
@@ -51,14 +80,7 @@ functions:
         remote.running.s3_addr().unwrap(),
         nats.url
     );
-    let mut nodes = Vec::new();
-    for name in ["a", "b"] {
-        let node = dir.path().join(name);
-        std::fs::create_dir_all(&node).unwrap();
-        std::fs::write(node.join("weir.yaml"), &config).unwrap();
-        let port = free_port();
-        nodes.push((serve_binary(&node, port, &[]), port));
-    }
+    let nodes = two_nodes(dir.path(), &config);
     let records: Vec<String> = (0..N)
         .map(|i| s3_record("minio:s3", &format!("shared/{i:02}.jpg")))
         .collect();
@@ -75,15 +97,10 @@ functions:
     for i in 0..N {
         wait_for(&s3, "derived", &format!("thumbs/shared/{i:02}.jpg/64.jpg")).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let (a, b) = (invocations(nodes[0].1).await, invocations(nodes[1].1).await);
     let url = format!("http://127.0.0.1:{}/v1/functions", nodes[1].1);
     let listed = body_json(reqwest::get(url).await.unwrap()).await;
     assert_eq!(listed["functions"][0]["bus_pending"], 0, "{listed}");
-    for (mut child, _) in nodes {
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        assert!(child.wait().unwrap().success());
-    }
+    let (a, b) = count_and_stop(nodes).await;
     eprintln!("node a ran {a} invocations, node b {b}");
     assert_eq!(
         a + b,
@@ -220,19 +237,7 @@ async fn two_pollers_on_one_stream_run_each_version_once() {
     let nats = Nats::start(&dir.path().join("nats"));
     let remote = start("functions: []").await;
     let s3 = s3_client(&remote, "test-secret-key");
-    s3.create_bucket().bucket("uploads").send().await.unwrap();
-    let photo = fixture("images/chelsea_tiny_32x21.jpg");
-    for i in 0..N {
-        let body = aws_sdk_s3::primitives::ByteStream::from(photo.clone());
-        let key = format!("polled/{i:02}.jpg");
-        s3.put_object()
-            .bucket("uploads")
-            .key(key)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-    }
+    upload_all(&s3, "polled", N, &fixture("images/chelsea_tiny_32x21.jpg")).await;
     let config = format!(
         r#"
 store: {{ kind: s3, endpoint: "http://{}", access_key: test-access, secret_key: test-secret-key }}
@@ -248,23 +253,13 @@ functions:
         remote.running.s3_addr().unwrap(),
         nats.url
     );
-    let mut nodes = Vec::new();
-    for name in ["a", "b"] {
-        let node = dir.path().join(name);
-        std::fs::create_dir_all(&node).unwrap();
-        std::fs::write(node.join("weir.yaml"), &config).unwrap();
-        let port = free_port();
-        nodes.push((serve_binary(&node, port, &[]), port));
-    }
+    let nodes = two_nodes(dir.path(), &config);
     for i in 0..N {
         wait_for(&s3, "derived", &format!("thumbs/polled/{i:02}.jpg/16.jpg")).await;
     }
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let (a, b) = (invocations(nodes[0].1).await, invocations(nodes[1].1).await);
-    for (mut child, _) in nodes {
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        assert!(child.wait().unwrap().success());
-    }
+    // Three more rounds on each node: nothing new may run.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (a, b) = count_and_stop(nodes).await;
     assert_eq!(
         a + b,
         N as u64,

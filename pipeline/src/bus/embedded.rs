@@ -265,16 +265,7 @@ impl Bus for EmbeddedBus {
     }
 
     async fn dead_letter(&self, d: &Delivery, kind: &str, reason: &str) -> Result<(), BusError> {
-        let letter = DeadLetter {
-            id: 0,
-            function: d.function.clone(),
-            bucket: d.event.object.bucket.clone(),
-            key: d.event.object.key.clone(),
-            kind: kind.into(),
-            reason: reason.into(),
-            attempts: d.attempts + 1,
-            time: self.0.clock.now_ms() / 1000,
-        };
+        let letter = DeadLetter::of(d, kind, reason, self.0.clock.as_ref());
         self.0.submit(Op::Dead(Box::new(letter), seq_of(d))).await?;
         self.0.release(d);
         Ok(())

@@ -407,16 +407,7 @@ impl Bus for JetStreamBus {
 
     async fn dead_letter(&self, d: &Delivery, kind: &str, reason: &str) -> Result<(), BusError> {
         self.0.check_open()?;
-        let letter = DeadLetter {
-            id: 0,
-            function: d.function.clone(),
-            bucket: d.event.object.bucket.clone(),
-            key: d.event.object.key.clone(),
-            kind: kind.into(),
-            reason: reason.into(),
-            attempts: d.attempts + 1,
-            time: self.0.clock.now_ms() / 1000,
-        };
+        let letter = DeadLetter::of(d, kind, reason, self.0.clock.as_ref());
         let payload = serde_json::to_vec(&letter).map_err(|e| failed("a dead letter", e))?;
         self.0
             .js

@@ -76,6 +76,22 @@ pub struct DeadLetter {
     pub time: u64,
 }
 
+impl DeadLetter {
+    /// The letter for giving up on `d` now; its id is the bus's to give.
+    pub fn of(d: &Delivery, kind: &str, reason: &str, clock: &dyn Clock) -> DeadLetter {
+        DeadLetter {
+            id: 0,
+            function: d.function.clone(),
+            bucket: d.event.object.bucket.clone(),
+            key: d.event.object.key.clone(),
+            kind: kind.into(),
+            reason: reason.into(),
+            attempts: d.attempts + 1,
+            time: clock.now_ms() / 1000,
+        }
+    }
+}
+
 #[async_trait::async_trait]
 pub trait Bus: Send + Sync + std::fmt::Debug {
     /// Record `event` for each of `functions`; durable when this returns.
