@@ -4,13 +4,12 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::*;
 use weir_pipeline::store::LocalStore;
 
-const WEIR: &str = env!("CARGO_BIN_EXE_weir");
 const N: usize = 12;
 
 const CONFIG: &str = r#"
@@ -25,27 +24,12 @@ functions:
 "#;
 
 fn serve_with_s3(dir: &std::path::Path, port: u16, s3_port: u16) -> Child {
-    let mut child = Command::new(WEIR)
-        .args(["serve", "--config"])
-        .arg(dir.join("weir.yaml"))
-        .arg("--data-dir")
-        .arg(dir.join("data"))
-        .args([
-            "--http-listen",
-            &format!("127.0.0.1:{port}"),
-            "--s3-listen",
-            &format!("127.0.0.1:{s3_port}"),
-        ])
-        .env_remove("WEIR_TOKEN")
-        .env("WEIR_S3_ACCESS_KEY", "crash")
-        .env("WEIR_S3_SECRET_KEY", "crash-secret")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let banner = banner(&mut child);
-    assert!(banner.contains("serving"), "{banner}");
-    child
+    let s3 = format!("127.0.0.1:{s3_port}");
+    let keys = [
+        ("WEIR_S3_ACCESS_KEY", "crash"),
+        ("WEIR_S3_SECRET_KEY", "crash-secret"),
+    ];
+    serve_binary(dir, port, &["--s3-listen", &s3], &keys)
 }
 
 /// Outputs finished, read from the store while no server holds it.
@@ -224,19 +208,8 @@ async fn uploads_answered_200_survive_a_kill() {
 async fn with_an_s3_store_a_killed_server_finishes_every_accepted_event() {
     let remote = common::start("functions: []").await;
     let s3 = common::s3_client(&remote, "test-secret-key");
-    s3.create_bucket().bucket("uploads").send().await.unwrap();
     let photo = fixture("images/dandelions_5312x2988.jpg");
-    for i in 0..N {
-        let body = aws_sdk_s3::primitives::ByteStream::from(photo.clone());
-        let key = format!("crash/{i}.jpg");
-        s3.put_object()
-            .bucket("uploads")
-            .key(key)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-    }
+    upload_copies(&s3, N, &photo, |i| format!("crash/{i}.jpg")).await;
     let dir = tempfile::tempdir().unwrap();
     let store = format!(
         "store: {{ kind: s3, endpoint: \"http://{}\", access_key: test-access, secret_key: test-secret-key }}\n",

@@ -15,22 +15,6 @@ async fn invocations(port: u16) -> u64 {
         .sum::<f64>() as u64
 }
 
-/// `n` copies of `photo` under `prefix` in bucket `uploads` of the remote store.
-async fn upload_all(s3: &aws_sdk_s3::Client, prefix: &str, n: usize, photo: &[u8]) {
-    s3.create_bucket().bucket("uploads").send().await.unwrap();
-    for i in 0..n {
-        let body = aws_sdk_s3::primitives::ByteStream::from(photo.to_vec());
-        let key = format!("{prefix}/{i:02}.jpg");
-        s3.put_object()
-            .bucket("uploads")
-            .key(key)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-    }
-}
-
 /// Two `weir serve` nodes with the same config, each with its own data directory.
 fn two_nodes(dir: &std::path::Path, config: &str) -> Vec<(std::process::Child, u16)> {
     ["a", "b"]
@@ -40,7 +24,7 @@ fn two_nodes(dir: &std::path::Path, config: &str) -> Vec<(std::process::Child, u
             std::fs::create_dir_all(&node).unwrap();
             std::fs::write(node.join("weir.yaml"), config).unwrap();
             let port = free_port();
-            (serve_binary(&node, port, &[]), port)
+            (serve_binary(&node, port, &[], &[]), port)
         })
         .collect()
 }
@@ -63,7 +47,10 @@ async fn two_nodes_share_the_work_and_a_repeated_notification_runs_once() {
     let nats = Nats::start(&dir.path().join("nats"));
     let remote = start("functions: []").await;
     let s3 = s3_client(&remote, "test-secret-key");
-    upload_all(&s3, "shared", N, &fixture("images/rocket_640x427.jpg")).await;
+    upload_copies(&s3, N, &fixture("images/rocket_640x427.jpg"), |i| {
+        format!("shared/{i:02}.jpg")
+    })
+    .await;
     let config = format!(
         r#"
 store: {{ kind: s3, endpoint: "http://{}", access_key: test-access, secret_key: test-secret-key }}
@@ -130,24 +117,13 @@ functions:
         nats.url
     );
     let weir = start(&yaml).await;
-    let ready = weir
-        .client
-        .get(format!("{}/healthz/ready", weir.base))
-        .send()
-        .await;
-    assert_eq!(ready.unwrap().status(), 200);
+    assert_eq!(weir.ready().await.0, 200);
     drop(nats);
     let res = weir.notify(&[s3_record("minio:s3", "a.jpg")]).await;
     assert_eq!(res.status(), 503);
     assert_eq!(res.headers()["retry-after"], "1");
-    let ready = weir
-        .client
-        .get(format!("{}/healthz/ready", weir.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
-    let why = body_json(ready).await;
+    let (status, why) = weir.ready().await;
+    assert_eq!(status, 503, "{why}");
     assert_ne!(why["bus"], "ok", "{why}");
     assert_eq!(why["store"], "ok", "{why}");
 }
@@ -237,7 +213,10 @@ async fn two_pollers_on_one_stream_run_each_version_once() {
     let nats = Nats::start(&dir.path().join("nats"));
     let remote = start("functions: []").await;
     let s3 = s3_client(&remote, "test-secret-key");
-    upload_all(&s3, "polled", N, &fixture("images/chelsea_tiny_32x21.jpg")).await;
+    upload_copies(&s3, N, &fixture("images/chelsea_tiny_32x21.jpg"), |i| {
+        format!("polled/{i:02}.jpg")
+    })
+    .await;
     let config = format!(
         r#"
 store: {{ kind: s3, endpoint: "http://{}", access_key: test-access, secret_key: test-secret-key }}

@@ -114,7 +114,7 @@ async fn every_version_runs_exactly_once_across_a_restart() {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    let weir = serve_binary(dir.path(), port, &[]);
+    let weir = serve_binary(dir.path(), port, &[], &[]);
     settle(&client, &base, 1600).await;
 
     // While it runs: 100 overwritten with new bytes, one deleted and put back unchanged.
@@ -133,7 +133,7 @@ async fn every_version_runs_exactly_once_across_a_restart() {
     // While it is stopped: 400 new, 50 overwritten.
     put_all(&s3, (1600..2000).map(|i| (key(i), png(i))).collect()).await;
     put_all(&s3, (200..250).map(|i| (key(i), png(20_000 + i))).collect()).await;
-    let weir = serve_binary(dir.path(), port, &[]);
+    let weir = serve_binary(dir.path(), port, &[], &[]);
     settle(&client, &base, 450).await; // only what changed
     stop(weir);
 

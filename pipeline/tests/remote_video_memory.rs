@@ -70,7 +70,7 @@ functions:
         ("AWS_REGION", "us-east-1"),
         ("AWS_EC2_METADATA_DISABLED", "true"),
     ];
-    let mut weir = serve_binary(dir.path(), port, &env);
+    let mut weir = serve_binary(dir.path(), port, &[], &env);
     let pid = weir.id();
 
     let body = aws_sdk_s3::primitives::ByteStream::from_path(&video)

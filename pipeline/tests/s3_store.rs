@@ -153,25 +153,10 @@ async fn a_store_that_stops_answering_is_retried_then_dead_lettered() {
     let addr = remote.running.s3_addr().unwrap();
     let yaml = store_section(addr, "test-secret-key") + THUMBS;
     let weir = start(&yaml).await;
-    let ready = weir
-        .client
-        .get(format!("{}/healthz/ready", weir.base))
-        .send()
-        .await;
-    assert_eq!(
-        ready.unwrap().status(),
-        200,
-        "ready while the store answers"
-    );
+    assert_eq!(weir.ready().await.0, 200, "ready while the store answers");
     remote.running.shutdown().await.unwrap();
-    let ready = weir
-        .client
-        .get(format!("{}/healthz/ready", weir.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status(), 503);
-    let why = body_json(ready).await;
+    let (status, why) = weir.ready().await;
+    assert_eq!(status, 503, "{why}");
     assert_eq!(why["bus"], "ok", "{why}");
     assert!(
         why["store"].as_str().unwrap().contains(&addr.to_string()),

@@ -29,6 +29,12 @@ pub struct Event {
     pub object: ObjectRef,
 }
 
+/// Now, as an event's `time` (RFC 3339, milliseconds, UTC): what a trigger stamps on the events
+/// it makes.
+pub fn now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
 /// FNV-1a over the parts, so ids are stable across builds and machines (std's hasher is not).
 pub fn stable_id(parts: &[&str]) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -129,7 +129,7 @@ async fn record(s: &Subscription, m: &async_nats::Message) -> serde_json::Value 
             return refused(&FnError::bad_input(why));
         }
     };
-    let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let time = crate::events::now();
     // The sender's message id when it gives one (a message sent twice is then stored once).
     let id = m
         .headers

@@ -146,7 +146,7 @@ impl Poller {
                 &modified,
             ]),
             source: "weir:poll".into(),
-            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            time: crate::events::now(),
             name: "s3:ObjectCreated:Put".into(),
             object: ObjectRef {
                 bucket: self.trigger.bucket.clone(),

@@ -10,7 +10,7 @@ use crate::events::{Event, ObjectRef, stable_id};
 /// `CompleteMultipartUpload`); the id is unique per upload (its time is part of it), so two
 /// uploads of the same bytes are two events.
 pub fn uploaded(name: &str, bucket: &str, key: &str, etag: &str, size: u64) -> Event {
-    let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+    let time = crate::events::now();
     Event {
         id: stable_id(&["weir:s3", bucket, key, etag, &time]),
         source: "weir:s3".into(),

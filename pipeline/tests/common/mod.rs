@@ -88,6 +88,17 @@ impl TestServer {
             .unwrap()
     }
 
+    /// `GET /healthz/ready`: its status and what it says.
+    pub async fn ready(&self) -> (u16, serde_json::Value) {
+        let res = self
+            .client
+            .get(format!("{}/healthz/ready", self.base))
+            .send()
+            .await
+            .unwrap();
+        (res.status().as_u16(), body_json(res).await)
+    }
+
     pub async fn json(&self, path: &str) -> serde_json::Value {
         let res = self
             .client
@@ -164,9 +175,14 @@ pub fn banner(child: &mut std::process::Child) -> String {
         .unwrap_or_default()
 }
 
-/// `weir serve` (the real binary) on `dir/weir.yaml` with `dir/data`, its HTTP API on `port`
-/// and `env` set; returns once its banner says it is serving.
-pub fn serve_binary(dir: &Path, port: u16, env: &[(&str, &str)]) -> std::process::Child {
+/// `weir serve` (the real binary) on `dir/weir.yaml` with `dir/data`, its HTTP API on `port`,
+/// `args` after those and `env` set; returns once its banner says it is serving.
+pub fn serve_binary(
+    dir: &Path,
+    port: u16,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Child {
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["serve", "--config"])
@@ -174,6 +190,7 @@ pub fn serve_binary(dir: &Path, port: u16, env: &[(&str, &str)]) -> std::process
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--http-listen", &format!("127.0.0.1:{port}")])
+        .args(args)
         .env_remove("WEIR_TOKEN")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
@@ -245,6 +262,26 @@ pub fn code<E: aws_sdk_s3::error::ProvideErrorMetadata>(
 /// The HTTP status of a failed SDK call (0 when there was no reply).
 pub fn status<E>(e: &aws_sdk_s3::error::SdkError<E>) -> u16 {
     e.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
+}
+
+/// `n` copies of `body` in bucket `uploads` (made first), at the keys `key` gives.
+pub async fn upload_copies(
+    c: &aws_sdk_s3::Client,
+    n: usize,
+    body: &[u8],
+    key: impl Fn(usize) -> String,
+) {
+    c.create_bucket().bucket("uploads").send().await.unwrap();
+    for i in 0..n {
+        let bytes = aws_sdk_s3::primitives::ByteStream::from(body.to_vec());
+        c.put_object()
+            .bucket("uploads")
+            .key(key(i))
+            .body(bytes)
+            .send()
+            .await
+            .unwrap();
+    }
 }
 
 /// The object's bytes, or None when it is not there (yet).
