@@ -8,6 +8,8 @@ cd "$(dirname "$0")"
 # nats-server (Debian's 2.9, JetStream with -js): the tests start their own on free ports.
 weir_setup nats-server
 weir_python_venv
+# Linters and schemas for the offline checks of deploy/ (pipeline/tests/deploy.rs).
+weir_deploy_tools
 # Style and lints where the toolchain has them (rustup's rustfmt and clippy components).
 if cargo fmt --version >/dev/null 2>&1; then
   cargo fmt --all --check || { echo "test.sh: run 'cargo fmt --all'" >&2; exit 1; }

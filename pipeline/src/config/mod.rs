@@ -222,6 +222,17 @@ pub struct Config {
 }
 
 impl Config {
+    /// How long `weir serve` may take to finish what it admitted after SIGTERM: the longest
+    /// function `timeout` plus 5 s (a pod's termination grace period must cover it).
+    pub fn drain(&self) -> std::time::Duration {
+        self.functions
+            .iter()
+            .map(|f| f.spec.resources.timeout)
+            .max()
+            .unwrap_or_default()
+            + std::time::Duration::from_secs(5)
+    }
+
     pub fn load(path: &Path, inventory: &Inventory) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| err(path, "(file)", format!("cannot read the config file: {e}")))?;

@@ -152,13 +152,7 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         }
         None => None,
     };
-    let grace = config
-        .functions
-        .iter()
-        .map(|f| f.spec.resources.timeout)
-        .max()
-        .unwrap_or_default()
-        + Duration::from_secs(5);
+    let grace = config.drain();
     Ok(Running {
         addr: http.0,
         s3_addr,
