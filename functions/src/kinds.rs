@@ -10,6 +10,7 @@ use crate::Function;
 use crate::classify::{Classify, ClassifyParams};
 use crate::infer::{Infer, InferParams};
 use crate::keyframes::Keyframes;
+use crate::noop::{Noop, NoopParams};
 use crate::thumbnail::Thumbnail;
 
 /// What building a kind may need besides its params.
@@ -93,6 +94,15 @@ pub const KINDS: &[Kind] = &[
             Ok(Arc::new(
                 Infer::new(repository(ctx, "infer")?, params).map_err(field)?,
             ))
+        },
+    },
+    Kind {
+        name: "noop",
+        template_vars: &[],
+        per_item_vars: &[],
+        build: |p, _| {
+            let _: NoopParams = params(p)?;
+            Ok(Arc::new(Noop))
         },
     },
 ];

@@ -10,6 +10,7 @@ pub mod infer;
 pub mod keyframes;
 pub mod kinds;
 pub mod memory;
+pub mod noop;
 mod source;
 pub mod thumbnail;
 

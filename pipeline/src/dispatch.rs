@@ -212,6 +212,9 @@ async fn process(
     let recorded = match verdict(&result, d.attempts, &c.retries) {
         Verdict::Ack => {
             counter!(m::EVENTS_DONE, "function" => label.clone()).increment(1);
+            // One line per event run to completion: the trail that shows whether an event ran
+            // twice (a node killed between its outputs and its ack).
+            tracing::debug!(function = %c.function, event = %d.event.id, key = %d.event.object.key, attempts = d.attempts, "done");
             if let Ok(t) = humantime::parse_rfc3339_weak(d.event.time.trim_end_matches('Z'))
                 && let Ok(age) = std::time::SystemTime::now().duration_since(t)
             {
@@ -245,7 +248,7 @@ async fn process(
     };
     if let Err(e) = recorded {
         // Not acknowledged: the pair stays on the bus and is delivered again after a restart.
-        tracing::error!(function = %c.function, error = %e, "cannot record the outcome on the bus");
+        tracing::error!(function = %c.function, key = %d.event.object.key, error = %e, "cannot record the outcome on the bus");
     }
 }
 

@@ -246,8 +246,9 @@ async fn a_restart_delivers_every_unacked_pair_again(imp: Impl) {
         let late = bus.next("thumbs").await.unwrap();
         bus.retry(&late, Duration::from_secs(3600)).await.unwrap();
         // Five acked, one waiting an hour, four held and never finished, ten never delivered.
+        let mut held = Vec::new();
         for _ in 0..4 {
-            bus.next("thumbs").await.unwrap();
+            held.push(bus.next("thumbs").await.unwrap());
         }
         bus.close().await;
         assert!(matches!(bus.next("thumbs").await, Err(BusError::Closed)));
@@ -258,10 +259,13 @@ async fn a_restart_delivers_every_unacked_pair_again(imp: Impl) {
         assert!(matches!(bus.depth().await, Err(BusError::Closed)));
     }
     let bus = place.open().await;
-    let mut keys = Vec::new();
+    let (mut keys, mut held) = (Vec::new(), Vec::new());
     // JetStream gives back what a closed consumer held once its ack wait is over (1 s here).
+    // Each delivery is held (a dropped one would come back after the ack wait).
     while let Ok(d) = timeout(place.unit() * 12, bus.next("thumbs")).await {
-        keys.push(d.unwrap().event.object.key);
+        let d = d.unwrap();
+        keys.push(d.event.object.key.clone());
+        held.push(d);
     }
     keys.sort();
     let want: Vec<String> = (6..20).map(|i| format!("{i:02}.jpg")).collect();
@@ -372,5 +376,25 @@ async fn concurrent_consumers_never_share_a_pair(imp: Impl) {
     seen.dedup();
     assert_eq!(seen.len(), N, "no pair twice");
     assert_eq!(bus.depth().await.unwrap(), 0);
+    bus.close().await;
+}
+
+/// JetStream: a delivery dropped without its outcome (the server did not confirm it) is no
+/// longer kept alive, and comes back within the ack wait (1 s here) instead of never.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jetstream_a_dropped_delivery_comes_back_within_the_ack_wait() {
+    let place = Place::new(Impl::JetStream);
+    let bus = place.open().await;
+    bus.publish(event("lost.jpg"), vec!["thumbs".into()])
+        .await
+        .unwrap();
+    drop(bus.next("thumbs").await.unwrap());
+    let again = timeout(Duration::from_secs(5), bus.next("thumbs"))
+        .await
+        .expect("delivered again within 5 s")
+        .unwrap();
+    assert_eq!(again.event.object.key, "lost.jpg");
+    assert_eq!(again.attempts, 0, "a lost outcome spends no attempt");
+    bus.ack(&again).await.unwrap();
     bus.close().await;
 }

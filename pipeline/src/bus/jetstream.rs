@@ -69,6 +69,14 @@ struct Held {
     keepalive: tokio::task::AbortHandle,
 }
 
+/// A delivery dropped without its outcome recorded (the server did not confirm it) stops being
+/// kept alive, so it returns to the stream within `ack_wait` instead of being held forever.
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.keepalive.abort();
+    }
+}
+
 fn failed(what: &str, e: impl std::fmt::Display) -> BusError {
     BusError::Store(format!("{what}: {e}"))
 }
@@ -409,9 +417,18 @@ impl Bus for JetStreamBus {
         self.0.check_open()?;
         let letter = DeadLetter::of(d, kind, reason, self.0.clock.as_ref());
         let payload = serde_json::to_vec(&letter).map_err(|e| failed("a dead letter", e))?;
+        // One dead letter per pair, even when a node dies between this and its ack and the
+        // pair is given up on again elsewhere.
+        let mut headers = HeaderMap::new();
+        let id = format!("{}/{}", d.event.id, d.function);
+        headers.insert("Nats-Msg-Id", id.as_str());
         self.0
             .js
-            .publish(format!("{}.dead", self.0.settings.stream), payload.into())
+            .publish_with_headers(
+                format!("{}.dead", self.0.settings.stream),
+                headers,
+                payload.into(),
+            )
             .await
             .map_err(|e| failed("recording a dead letter", e))?
             .await

@@ -176,7 +176,8 @@ pub fn banner(child: &mut std::process::Child) -> String {
 }
 
 /// `weir serve` (the real binary) on `dir/weir.yaml` with `dir/data`, its HTTP API on `port`,
-/// `args` after those and `env` set; returns once its banner says it is serving.
+/// `args` after those and `env` set, its log appended to `dir/weir.log`; returns once its
+/// banner says it is serving.
 pub fn serve_binary(
     dir: &Path,
     port: u16,
@@ -184,6 +185,11 @@ pub fn serve_binary(
     env: &[(&str, &str)],
 ) -> std::process::Child {
     use std::process::{Command, Stdio};
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("weir.log"))
+        .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["serve", "--config"])
         .arg(dir.join("weir.yaml"))
@@ -194,7 +200,7 @@ pub fn serve_binary(
         .env_remove("WEIR_TOKEN")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let banner = banner(&mut child);
@@ -306,11 +312,44 @@ pub struct Nats {
 }
 
 impl Nats {
+    /// One JetStream server on a free loopback port, storing in `dir`.
     pub fn start(dir: &Path) -> Nats {
-        let port = free_port();
+        Self::spawn(dir, free_port(), &[])
+    }
+
+    /// `n` JetStream servers clustered on free loopback ports (so a stream can have `n`
+    /// replicas), each storing under `dir/<i>`. The cluster elects its leaders after this
+    /// returns; Weir waits for JetStream at start.
+    pub fn cluster(dir: &Path, n: usize) -> Vec<Nats> {
+        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
+        let all = routes
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        (0..n)
+            .map(|i| {
+                let (name, listen) = (format!("n{i}"), format!("nats://127.0.0.1:{}", routes[i]));
+                let args = [
+                    "-n",
+                    &name,
+                    "--cluster_name",
+                    "weir",
+                    "--cluster",
+                    &listen,
+                    "--routes",
+                    &all,
+                ];
+                Self::spawn(&dir.join(i.to_string()), free_port(), &args)
+            })
+            .collect()
+    }
+
+    fn spawn(dir: &Path, port: u16, args: &[&str]) -> Nats {
         let child = std::process::Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
             .arg(dir)
+            .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
@@ -327,6 +366,12 @@ impl Nats {
             child,
             url: format!("nats://127.0.0.1:{port}"),
         }
+    }
+
+    /// SIGKILL, as a machine that dies.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
