@@ -24,6 +24,8 @@ const POSTERS: usize = 4;
 struct Args {
     events: usize,
     weir: PathBuf,
+    /// Run only this path (raw, jetstream, embedded), e.g. under a profiler.
+    only: Option<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -31,6 +33,7 @@ fn args() -> anyhow::Result<Args> {
         events: 20_000,
         weir: PathBuf::from(std::env::var("CARGO_TARGET_DIR").unwrap_or("target".into()))
             .join("release/weir"),
+        only: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -38,7 +41,10 @@ fn args() -> anyhow::Result<Args> {
         match flag.as_str() {
             "--events" => a.events = value.parse()?,
             "--weir" => a.weir = value.into(),
-            _ => bail!("unknown flag {flag}; use --events N --weir PATH"),
+            "--only" => a.only = Some(value),
+            _ => bail!(
+                "unknown flag {flag}; use --events N --weir PATH --only raw|jetstream|embedded"
+            ),
         }
     }
     Ok(a)
@@ -152,6 +158,7 @@ async fn raw_jetstream(url: &str, n: usize, payload: bytes::Bytes) -> anyhow::Re
 /// Weir starts on the folder.
 fn objects(data: &Path, n: usize) -> anyhow::Result<()> {
     let store = weir_pipeline::store::LocalStore::open(&data.join("objects"))?;
+    store.create_bucket("uploads")?;
     for i in 0..n {
         store.put("uploads", &format!("e/{i:06}"), b"sixteen bytes...")?;
     }
@@ -273,15 +280,23 @@ async fn run(args: &Args, dir: &Path) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // A raw message as big as the event Weir stores for each notification.
     let payload = bytes::Bytes::from(vec![b'x'; record(0, "raw").len()]);
-    let raw = raw_jetstream(&url, args.events, payload).await?;
-    let embedded = weir_path(args, dir, "embedded", "bus: { kind: embedded }").await?;
-    let nats = weir_path(
-        args,
-        dir,
-        "nats",
-        &format!(r#"bus: {{ kind: nats, url: "{url}", stream: weir }}"#),
-    )
-    .await?;
+    let run = |name: &str| args.only.as_deref().is_none_or(|o| o == name);
+    let raw = if run("raw") {
+        raw_jetstream(&url, args.events, payload).await?
+    } else {
+        0.0
+    };
+    let embedded = if run("embedded") {
+        weir_path(args, dir, "embedded", "bus: { kind: embedded }").await?
+    } else {
+        0.0
+    };
+    let nats = if run("jetstream") {
+        let bus = format!(r#"bus: {{ kind: nats, url: "{url}", stream: weir }}"#);
+        weir_path(args, dir, "nats", &bus).await?
+    } else {
+        0.0
+    };
     println!(
         "{} events, {cores} cores, one run each (events/s)",
         args.events

@@ -172,16 +172,22 @@ async fn run(c: Arc<Consumer>) {
     let room = u32::try_from(cfg.workers * cfg.max_batch).unwrap_or(u32::MAX);
     let soon = Arc::new(tokio::sync::Semaphore::new(room as usize));
     let mut stop = c.stop.clone();
-    loop {
-        let Ok(slot) = soon.clone().acquire_owned().await else {
+    'pull: loop {
+        // One free slot to wait for, and as many more as are free now: a backlog is pulled
+        // in one round trip per batch, not one per pair.
+        let Ok(first) = soon.clone().acquire_owned().await else {
             return;
         };
-        let d = tokio::select! {
-            d = c.bus.next(&c.function) => d,
+        let mut slots = vec![first];
+        while let Ok(more) = soon.clone().try_acquire_owned() {
+            slots.push(more);
+        }
+        let ds = tokio::select! {
+            d = c.bus.next_batch(&c.function, slots.len()) => d,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let d = match d {
-            Ok(d) => d,
+        let ds = match ds {
+            Ok(ds) => ds,
             Err(crate::bus::BusError::Closed) => break,
             Err(e) => {
                 // The store behind the bus failed: say so, and look again in a moment.
@@ -190,12 +196,19 @@ async fn run(c: Arc<Consumer>) {
                 continue;
             }
         };
-        // Waits while the pool is full; fails once the pool closes (shutdown).
-        let Ok(admission) = c.pool.admit().await else {
-            let _ = c.bus.postpone(&d, Duration::ZERO).await;
-            break;
-        };
-        tokio::spawn(process(c.clone(), admission, d, slot));
+        // Slots beyond what came back are released as `slots` drops.
+        let mut ds = ds.into_iter();
+        for (d, slot) in ds.by_ref().zip(slots.drain(..)) {
+            // Waits while the pool is full; fails once the pool closes (shutdown).
+            let Ok(admission) = c.pool.admit().await else {
+                let _ = c.bus.postpone(&d, Duration::ZERO).await;
+                for rest in ds {
+                    let _ = c.bus.postpone(&rest, Duration::ZERO).await;
+                }
+                break 'pull;
+            };
+            tokio::spawn(process(c.clone(), admission, d, slot));
+        }
     }
     // Shutdown: wait until every pair in flight has its outcome on the bus.
     let _ = soon.acquire_many(room).await;

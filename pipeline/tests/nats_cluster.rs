@@ -97,6 +97,20 @@ fn trail(log: &Path) -> Trail {
     t
 }
 
+/// A `weir serve` node, killed when the test ends however it ends, so none is left running.
+struct Node {
+    child: std::process::Child,
+    port: u16,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_weir_node_and_nats_node_lose_nothing_and_double_only_what_was_in_flight() {
     let dir = tempfile::tempdir().unwrap();
@@ -131,17 +145,22 @@ functions:
         ("WEIR_LOG_FORMAT", "json"),
         ("RUST_LOG", "info,weir_pipeline::dispatch=debug"),
     ];
-    let mut nodes: Vec<(std::process::Child, u16, std::path::PathBuf)> = ["a", "b"]
+    let mut nodes: Vec<Node> = ["a", "b"]
         .iter()
         .map(|name| {
             let node = dir.path().join(name);
             std::fs::create_dir_all(&node).unwrap();
             std::fs::write(node.join("weir.yaml"), &config).unwrap();
             let port = free_port();
-            (serve_binary(&node, port, &[], &env), port, node)
+            let child = serve_binary(&node, port, &[], &env);
+            Node {
+                child,
+                port,
+                dir: node,
+            }
         })
         .collect();
-    let ports = [nodes[0].1, nodes[1].1];
+    let ports = [nodes[0].port, nodes[1].port];
 
     let mut records: Vec<String> = (0..GOOD)
         .map(|i| s3_record("minio:s3", &format!("good/{i:04}.jpg")))
@@ -164,12 +183,12 @@ functions:
     }
     // Kill mid-work: node a has run some events and holds others.
     until("node a at work", async || {
-        (trail(&nodes[0].2.join("weir.log")).done.len() >= 50).then_some(())
+        (trail(&nodes[0].dir.join("weir.log")).done.len() >= 50).then_some(())
     })
     .await;
     let killed = humantime::format_rfc3339_micros(std::time::SystemTime::now());
-    nodes[0].0.kill().unwrap();
-    nodes[0].0.wait().unwrap();
+    nodes[0].child.kill().unwrap();
+    nodes[0].child.wait().unwrap();
     nats[0].kill();
     // Acks sent until the client has moved off the dead server may be lost with it.
     let settled = std::time::SystemTime::now() + Duration::from_secs(1);
@@ -204,8 +223,8 @@ functions:
         }
         if started.elapsed() > Duration::from_secs(60) {
             let (a, b) = (
-                trail(&nodes[0].2.join("weir.log")),
-                trail(&nodes[1].2.join("weir.log")),
+                trail(&nodes[0].dir.join("weir.log")),
+                trail(&nodes[1].dir.join("weir.log")),
             );
             panic!(
                 "{} dead letters after 60 s: {v}\nnode a dead-lettered {:?}\nnode b dead-lettered {:?}, could not record {:?}",
@@ -234,11 +253,12 @@ functions:
     assert!(dead[MISSING].contains("no object"), "{}", dead[MISSING]);
 
     // Stop node b cleanly so its log is whole, then count completions per event.
-    let (mut b, _, b_dir) = nodes.pop().unwrap();
-    unsafe { libc::kill(b.id() as i32, libc::SIGTERM) };
-    assert!(b.wait().unwrap().success());
+    let mut b = nodes.pop().unwrap();
+    unsafe { libc::kill(b.child.id() as i32, libc::SIGTERM) };
+    assert!(b.child.wait().unwrap().success());
+    let b_dir = b.dir.clone();
     let (a, b) = (
-        trail(&nodes[0].2.join("weir.log")),
+        trail(&nodes[0].dir.join("weir.log")),
         trail(&b_dir.join("weir.log")),
     );
     let mut twice = vec![];

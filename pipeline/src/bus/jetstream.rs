@@ -25,6 +25,8 @@ use crate::events::Event;
 
 const ATTEMPTS: &str = "Weir-Attempts";
 const DUE: &str = "Weir-Due";
+/// The most pairs one pull asks for.
+const MAX_PULL: usize = 256;
 
 /// Where the stream lives and how it is made.
 #[derive(Debug, Clone)]
@@ -302,6 +304,34 @@ impl Inner {
 
     /// Keep `message` from being redelivered while it is held: an in-progress ack every third of
     /// `ack_wait`, until aborted or the bus closes.
+    /// A pulled message as a delivery: `None` when it is not due yet (given back with the delay
+    /// left) or not an event at all (terminated: it can never be delivered).
+    async fn deliver(&self, function: &str, message: jetstream::Message) -> Option<Delivery> {
+        let due = header_u64(&message, DUE);
+        let now = self.clock.now_ms();
+        if due > now {
+            let wait = Duration::from_millis(due - now);
+            let _ = message.ack_with(AckKind::Nak(Some(wait))).await;
+            return None;
+        }
+        let event: Event = match serde_json::from_slice(&message.payload) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "a message on the bus is not an event; dropped");
+                let _ = message.ack_with(AckKind::Term).await;
+                return None;
+            }
+        };
+        let attempts = header_u64(&message, ATTEMPTS) as u32;
+        let keepalive = self.keep_alive(message.clone());
+        Some(Delivery {
+            function: function.to_string(),
+            event,
+            attempts,
+            handle: Handle::new(Held { message, keepalive }),
+        })
+    }
+
     fn keep_alive(&self, message: jetstream::Message) -> tokio::task::AbortHandle {
         let every = self.settings.ack_wait / 3;
         let mut closed = self.closed.subscribe();
@@ -352,52 +382,60 @@ impl Bus for JetStreamBus {
     }
 
     async fn next(&self, function: &str) -> Result<Delivery, BusError> {
+        let mut one = self.next_batch(function, 1).await?;
+        Ok(one.remove(0))
+    }
+
+    async fn next_batch(&self, function: &str, max: usize) -> Result<Vec<Delivery>, BusError> {
         let consumer = self.0.consumer(function).await?;
         let mut closed = self.0.closed.subscribe();
+        let max = max.clamp(1, MAX_PULL);
         loop {
             if *closed.borrow() {
                 return Err(BusError::Closed);
             }
-            // A long poll: the server answers when a message comes, or after `expires`.
-            let fetch = consumer
-                .fetch()
-                .max_messages(1)
-                .expires(Duration::from_secs(5))
-                .messages();
-            let mut batch = tokio::select! {
-                b = fetch => b.map_err(|e| failed("pulling", e))?,
-                _ = closed.wait_for(|c| *c) => return Err(BusError::Closed),
-            };
-            let message = tokio::select! {
-                m = batch.next() => m,
-                _ = closed.wait_for(|c| *c) => return Err(BusError::Closed),
-            };
-            let Some(message) = message else { continue };
-            let message = message.map_err(|e| failed("pulling", e))?;
-            let due = header_u64(&message, DUE);
-            let now = self.0.clock.now_ms();
-            if due > now {
-                let wait = Duration::from_millis(due - now);
-                let _ = message.ack_with(AckKind::Nak(Some(wait))).await;
-                continue;
-            }
-            let event: Event = match serde_json::from_slice(&message.payload) {
-                Ok(e) => e,
-                Err(e) => {
-                    // Not Weir's: it can never be delivered as an event.
-                    tracing::error!(error = %e, "a message on the bus is not an event; dropped");
-                    let _ = message.ack_with(AckKind::Term).await;
-                    continue;
+            // What is there now, up to `max`, in one round trip (`fetch` does not wait); when
+            // nothing is, a long poll for one: the server answers when one comes, or after
+            // `expires`.
+            let mut messages = Vec::new();
+            for wait in [false, true] {
+                let pull = async {
+                    if wait {
+                        let long = consumer.batch().max_messages(1);
+                        let long = long.expires(Duration::from_secs(5)).messages().await;
+                        long.map_err(|e| failed("pulling", e))
+                    } else {
+                        let now = consumer.fetch().max_messages(max).messages().await;
+                        now.map_err(|e| failed("pulling", e))
+                    }
+                };
+                let mut batch = tokio::select! {
+                    b = pull => b?,
+                    _ = closed.wait_for(|c| *c) => return Err(BusError::Closed),
+                };
+                loop {
+                    let message = tokio::select! {
+                        m = batch.next() => m,
+                        _ = closed.wait_for(|c| *c) => return Err(BusError::Closed),
+                    };
+                    match message {
+                        Some(m) => messages.push(m.map_err(|e| failed("pulling", e))?),
+                        None => break,
+                    }
                 }
-            };
-            let attempts = header_u64(&message, ATTEMPTS) as u32;
-            let keepalive = self.0.keep_alive(message.clone());
-            return Ok(Delivery {
-                function: function.to_string(),
-                event,
-                attempts,
-                handle: Handle::new(Held { message, keepalive }),
-            });
+                if !messages.is_empty() {
+                    break;
+                }
+            }
+            let mut out = Vec::with_capacity(messages.len());
+            for message in messages {
+                if let Some(d) = self.0.deliver(function, message).await {
+                    out.push(d);
+                }
+            }
+            if !out.is_empty() {
+                return Ok(out);
+            }
         }
     }
 

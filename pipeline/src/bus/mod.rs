@@ -102,6 +102,13 @@ pub trait Bus: Send + Sync + std::fmt::Debug {
     /// function never hold the same pair. `Closed` once the bus is closed.
     async fn next(&self, function: &str) -> Result<Delivery, BusError>;
 
+    /// Like `next`, but up to `max` pairs at once when more are due (at least one): a bus
+    /// across the network answers a backlog in one round trip instead of one per pair.
+    async fn next_batch(&self, function: &str, max: usize) -> Result<Vec<Delivery>, BusError> {
+        let _ = max;
+        Ok(vec![self.next(function).await?])
+    }
+
     /// The function finished with the event and its outputs are written.
     async fn ack(&self, d: &Delivery) -> Result<(), BusError>;
 
