@@ -394,37 +394,28 @@ impl Bus for JetStreamBus {
             if *closed.borrow() {
                 return Err(BusError::Closed);
             }
-            // What is there now, up to `max`, in one round trip (`fetch` does not wait); when
-            // nothing is, a long poll for one: the server answers when one comes, or after
-            // `expires`.
+            // One round trip: the server answers with what is there, up to `max`, or waits
+            // (a long poll) until one comes or `expires` passes. `expires` also arms the
+            // client's own timer, so a pull whose server died mid-answer ends instead of
+            // waiting forever.
+            let pull = consumer
+                .fetch()
+                .max_messages(max)
+                .expires(Duration::from_secs(5))
+                .messages();
+            let mut batch = tokio::select! {
+                b = pull => b.map_err(|e| failed("pulling", e))?,
+                _ = closed.wait_for(|c| *c) => return Err(BusError::Closed),
+            };
             let mut messages = Vec::new();
-            for wait in [false, true] {
-                let pull = async {
-                    if wait {
-                        let long = consumer.batch().max_messages(1);
-                        let long = long.expires(Duration::from_secs(5)).messages().await;
-                        long.map_err(|e| failed("pulling", e))
-                    } else {
-                        let now = consumer.fetch().max_messages(max).messages().await;
-                        now.map_err(|e| failed("pulling", e))
-                    }
-                };
-                let mut batch = tokio::select! {
-                    b = pull => b?,
+            loop {
+                let message = tokio::select! {
+                    m = batch.next() => m,
                     _ = closed.wait_for(|c| *c) => return Err(BusError::Closed),
                 };
-                loop {
-                    let message = tokio::select! {
-                        m = batch.next() => m,
-                        _ = closed.wait_for(|c| *c) => return Err(BusError::Closed),
-                    };
-                    match message {
-                        Some(m) => messages.push(m.map_err(|e| failed("pulling", e))?),
-                        None => break,
-                    }
-                }
-                if !messages.is_empty() {
-                    break;
+                match message {
+                    Some(m) => messages.push(m.map_err(|e| failed("pulling", e))?),
+                    None => break,
                 }
             }
             let mut out = Vec::with_capacity(messages.len());
