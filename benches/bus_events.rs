@@ -232,9 +232,17 @@ functions:
             }
         }
     });
-    let posting = futures::stream::iter(posts)
-        .buffer_unordered(POSTERS)
-        .try_collect::<Vec<()>>();
+    let posting = async {
+        let all = futures::stream::iter(posts).buffer_unordered(POSTERS);
+        all.try_collect::<Vec<()>>().await?;
+        // How fast the front door records, apart from how fast the consumers finish.
+        eprintln!(
+            "{name}: {} notifications recorded in {:.2} s",
+            args.events,
+            started.elapsed().as_secs_f64()
+        );
+        anyhow::Ok(())
+    };
     let watching = async {
         loop {
             let text = client

@@ -292,6 +292,37 @@ async fn a_held_pair_is_not_delivered_again(imp: Impl) {
     bus.close().await;
 }
 
+/// `next_batch` takes up to `max` due pairs at once, never one already held, and together they
+/// are every pair once.
+async fn a_batch_takes_up_to_max_pairs_each_once(imp: Impl) {
+    let place = Place::new(imp);
+    let bus = place.open().await;
+    for i in 0..5 {
+        bus.publish(event(&format!("{i}.jpg")), vec!["f".into()])
+            .await
+            .unwrap();
+    }
+    let first = bus.next_batch("f", 3).await.unwrap();
+    assert!((1..=3).contains(&first.len()), "{} pairs", first.len());
+    let mut held = first;
+    while held.len() < 5 {
+        let more = timeout(place.unit() * 8, bus.next_batch("f", 10))
+            .await
+            .expect("the rest of the pairs")
+            .unwrap();
+        held.extend(more);
+    }
+    let mut keys: Vec<String> = held.iter().map(|d| d.event.object.key.clone()).collect();
+    keys.sort();
+    assert_eq!(keys, ["0.jpg", "1.jpg", "2.jpg", "3.jpg", "4.jpg"]);
+    nothing_for(&*bus, "f", place.unit() * 4).await;
+    for d in &held {
+        bus.ack(d).await.unwrap();
+    }
+    assert_eq!(bus.depth().await.unwrap(), 0);
+    bus.close().await;
+}
+
 async fn close_wakes_waiting_consumers(imp: Impl) {
     let place = Place::new(imp);
     let bus = place.open().await;
@@ -327,6 +358,7 @@ macro_rules! suite {
             case!(a_restart_delivers_every_unacked_pair_again);
             case!(close_wakes_waiting_consumers);
             case!(a_held_pair_is_not_delivered_again);
+            case!(a_batch_takes_up_to_max_pairs_each_once);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn concurrent_consumers_never_share_a_pair() {

@@ -40,7 +40,7 @@ impl std::fmt::Debug for EmbeddedBus {
 
 /// What a look at one function's pairs found.
 enum Claim {
-    Got(Box<Delivery>),
+    Got(Vec<Delivery>),
     /// Nothing due; the earliest pair comes due then (ms since the epoch), if there is one.
     NotYet(Option<u64>),
 }
@@ -111,9 +111,9 @@ impl Inner {
         Ok(())
     }
 
-    /// The oldest due pair for `function` not leased to anyone, leased now; or when the next
-    /// one comes due. Blocking I/O.
-    fn claim(&self, function: &str) -> Result<Claim, BusError> {
+    /// The oldest due pairs for `function` not leased to anyone (up to `max`), leased now; or
+    /// when the next one comes due. One read transaction however many. Blocking I/O.
+    fn claim(&self, function: &str, max: usize) -> Result<Claim, BusError> {
         let now = self.clock.now_ms();
         // The lease set is locked before the snapshot is taken: an ack commits and only then
         // releases its lease, so a snapshot from before that commit still sees the pair
@@ -124,6 +124,7 @@ impl Inner {
         let pending = txn.open_table(PENDING).map_err(store)?;
         let events = txn.open_table(EVENTS).map_err(store)?;
         let mut earliest: Option<u64> = None;
+        let mut got = Vec::new();
         for entry in pending
             .range((function, 0u64)..=(function, u64::MAX))
             .map_err(store)?
@@ -143,14 +144,21 @@ impl Inner {
             let event: Event =
                 serde_json::from_slice(json.value()).map_err(|e| BusError::Store(e.to_string()))?;
             leased.insert((function.to_string(), seq));
-            return Ok(Claim::Got(Box::new(Delivery {
+            got.push(Delivery {
                 function: function.to_string(),
                 event,
                 attempts,
                 handle: Handle::new(seq),
-            })));
+            });
+            if got.len() >= max {
+                break;
+            }
         }
-        Ok(Claim::NotYet(earliest))
+        if got.is_empty() {
+            Ok(Claim::NotYet(earliest))
+        } else {
+            Ok(Claim::Got(got))
+        }
     }
 
     fn count_pending(&self) -> Result<u64, BusError> {
@@ -224,6 +232,11 @@ impl Bus for EmbeddedBus {
     }
 
     async fn next(&self, function: &str) -> Result<Delivery, BusError> {
+        Ok(self.next_batch(function, 1).await?.remove(0))
+    }
+
+    async fn next_batch(&self, function: &str, max: usize) -> Result<Vec<Delivery>, BusError> {
+        let max = max.max(1);
         let wake = self.0.wake(function);
         let mut closed = self.0.closed.subscribe();
         loop {
@@ -235,8 +248,8 @@ impl Bus for EmbeddedBus {
             tokio::pin!(rung);
             rung.as_mut().enable();
             let f = function.to_string();
-            let due = match blocking(self, move |b| b.claim(&f)).await? {
-                Claim::Got(d) => return Ok(*d),
+            let due = match blocking(self, move |b| b.claim(&f, max)).await? {
+                Claim::Got(ds) => return Ok(ds),
                 Claim::NotYet(due) => due,
             };
             let until = due.map(|t| Duration::from_millis(t.saturating_sub(self.0.clock.now_ms())));

@@ -29,9 +29,12 @@ pub async fn s3_webhook(State(st): State<Shared>, body: axum::body::Body) -> Res
         Ok(e) => e,
         Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
     };
+    // All of a notification's records at once: the embedded bus commits them together (one
+    // fsync, not one per record) and JetStream confirms them in parallel.
+    let recorded = futures::future::join_all(events.iter().map(|e| ev.record(e.clone()))).await;
     let mut routed = 0;
-    for event in &events {
-        match ev.record(event.clone()).await {
+    for r in recorded {
+        match r {
             Ok(n) => routed += n,
             Err(e) => {
                 // Not recorded (the bus cannot confirm): the sender retries, as S3 and MinIO do
