@@ -249,3 +249,49 @@ functions:
         "each version once: node a ran {a}, node b {b}"
     );
 }
+
+/// A node started before JetStream answers waits for it (up to 30 s: a cluster may still be
+/// electing) and then serves, instead of failing at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_started_before_nats_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let nats_port = free_port();
+    let node = dir.path().join("node");
+    std::fs::create_dir_all(&node).unwrap();
+    std::fs::write(
+        node.join("weir.yaml"),
+        format!(
+            r#"
+bus: {{ kind: nats, url: "nats://127.0.0.1:{nats_port}", stream: late }}
+functions:
+  - name: thumbs
+    kind: thumbnail
+    params: {{ sizes: [64] }}
+    triggers:
+      - s3: {{ bucket: uploads, suffix: .jpg }}
+    output: {{ bucket: derived, key: "thumbs/{{key}}/{{size}}.jpg" }}
+"#
+        ),
+    )
+    .unwrap();
+    let nats_dir = dir.path().join("nats");
+    let late = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(3));
+        Nats::start_on(&nats_dir, nats_port)
+    });
+    let started = std::time::Instant::now();
+    let port = free_port();
+    let mut weir = serve_binary(&node, port, &["--s3-listen", "127.0.0.1:0"], &[]);
+    let waited = started.elapsed();
+    let _nats = late.join().unwrap();
+    let ready = reqwest::get(format!("http://127.0.0.1:{port}/healthz/ready"))
+        .await
+        .unwrap();
+    let _ = weir.kill();
+    let _ = weir.wait();
+    assert!(
+        waited >= Duration::from_secs(2),
+        "served after {waited:?}, before NATS was up"
+    );
+    assert_eq!(ready.status(), 200);
+}

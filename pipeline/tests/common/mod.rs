@@ -345,6 +345,11 @@ impl Nats {
             .collect()
     }
 
+    /// One JetStream server on `port` (a test that starts it late picks the port first).
+    pub fn start_on(dir: &Path, port: u16) -> Nats {
+        Self::spawn(dir, port, &[])
+    }
+
     fn spawn(dir: &Path, port: u16, args: &[&str]) -> Nats {
         let child = std::process::Command::new("nats-server")
             .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
