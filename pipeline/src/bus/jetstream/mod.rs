@@ -10,12 +10,14 @@
 //! consumer holds a delivery, an in-progress ack every third of `ack_wait` keeps it from being
 //! redelivered; a node that dies stops sending them, and its deliveries return within `ack_wait`.
 
+mod setup;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, AckKind, consumer::PullConsumer, stream};
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::watch;
@@ -87,121 +89,6 @@ fn held(d: &Delivery) -> Result<&Held, BusError> {
     d.handle
         .get::<Held>()
         .ok_or_else(|| BusError::Store("a delivery from another bus".into()))
-}
-
-impl JetStreamBus {
-    /// Connect, waiting up to `start_wait` for JetStream to answer, and create the streams when
-    /// missing or check them when present: a stream made for something else is an error, never
-    /// silently reconfigured.
-    pub async fn open(
-        settings: JetStreamSettings,
-        clock: Arc<dyn Clock>,
-    ) -> Result<JetStreamBus, BusError> {
-        let deadline = tokio::time::Instant::now() + settings.start_wait;
-        let mut pause = Duration::from_millis(100);
-        let js = loop {
-            match Self::connect(&settings).await {
-                Ok(js) => break js,
-                Err(Refused::Mismatch(e)) => return Err(BusError::Store(e)),
-                Err(Refused::NotYet(e)) if tokio::time::Instant::now() + pause < deadline => {
-                    tracing::info!(error = %e, "waiting for JetStream");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
-                }
-                Err(Refused::NotYet(e)) => {
-                    return Err(BusError::Store(format!(
-                        "JetStream at {} did not answer within {:?}: {e}",
-                        settings.url, settings.start_wait
-                    )));
-                }
-            }
-        };
-        Ok(JetStreamBus(Arc::new(Inner {
-            js,
-            settings,
-            clock,
-            consumers: tokio::sync::Mutex::default(),
-            closed: watch::channel(false).0,
-        })))
-    }
-
-    async fn connect(settings: &JetStreamSettings) -> Result<jetstream::Context, Refused> {
-        use Refused::NotYet;
-        let mut options = async_nats::ConnectOptions::new()
-            .connection_timeout(Duration::from_secs(5))
-            .max_reconnects(None);
-        if let Some(path) = &settings.credentials {
-            options = options.credentials_file(path).await.map_err(|e| {
-                Refused::Mismatch(format!("the credentials file {}: {e}", path.display()))
-            })?;
-        }
-        if let Some(token) = &settings.token {
-            options = options.token(token.clone());
-        }
-        let servers: Vec<&str> = settings.url.split(',').map(str::trim).collect();
-        let client = options
-            .connect(servers)
-            .await
-            .map_err(|e| NotYet(e.to_string()))?;
-        let js = jetstream::new(client);
-        let name = &settings.stream;
-        let work = stream::Config {
-            name: name.clone(),
-            subjects: vec![format!("{name}.fn.>")],
-            retention: stream::RetentionPolicy::WorkQueue,
-            num_replicas: settings.replicas,
-            duplicate_window: Duration::from_secs(120),
-            ..Default::default()
-        };
-        let dead = stream::Config {
-            name: format!("{name}-dead"),
-            subjects: vec![format!("{name}.dead")],
-            num_replicas: settings.replicas,
-            ..Default::default()
-        };
-        for want in [work, dead] {
-            let mut s = js
-                .get_or_create_stream(want.clone())
-                .await
-                .map_err(|e| NotYet(format!("the stream {}: {e}", want.name)))?;
-            let have = s
-                .info()
-                .await
-                .map_err(|e| NotYet(format!("the stream {}: {e}", want.name)))?
-                .config
-                .clone();
-            if let Some(what) = stream_mismatch(&have, &want) {
-                // Not a connection problem: waiting will not fix it.
-                return Err(Refused::Mismatch(format!(
-                    "the stream {} exists with {what}; Weir needs it as it makes it (remove it, or \
-                     name another stream in bus.stream)",
-                    want.name
-                )));
-            }
-        }
-        Ok(js)
-    }
-}
-
-/// Why a connection attempt failed: not answering yet (retried until `start_wait`), or a
-/// mismatch that waiting cannot fix.
-enum Refused {
-    NotYet(String),
-    Mismatch(String),
-}
-
-/// What differs between an existing stream and the one Weir would make, if anything it relies on.
-fn stream_mismatch(have: &stream::Config, want: &stream::Config) -> Option<String> {
-    if have.subjects != want.subjects {
-        return Some(format!("subjects {:?}", have.subjects));
-    }
-    if have.retention != want.retention {
-        return Some(format!("retention {:?}", have.retention));
-    }
-    if have.num_replicas != want.num_replicas {
-        return Some(format!("{} replicas", have.num_replicas));
-    }
-    None
 }
 
 impl Inner {
@@ -302,8 +189,6 @@ impl Inner {
         self.settle(d, AckKind::Ack).await
     }
 
-    /// Keep `message` from being redelivered while it is held: an in-progress ack every third of
-    /// `ack_wait`, until aborted or the bus closes.
     /// A pulled message as a delivery: `None` when it is not due yet (given back with the delay
     /// left) or not an event at all (terminated: it can never be delivered).
     async fn deliver(&self, function: &str, message: jetstream::Message) -> Option<Delivery> {
@@ -332,6 +217,8 @@ impl Inner {
         })
     }
 
+    /// Keep `message` from being redelivered while it is held: an in-progress ack every third of
+    /// `ack_wait`, until aborted or the bus closes.
     fn keep_alive(&self, message: jetstream::Message) -> tokio::task::AbortHandle {
         let every = self.settings.ack_wait / 3;
         let mut closed = self.closed.subscribe();
