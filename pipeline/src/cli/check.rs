@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use serde_json::json;
 
-use crate::config::{BusSection, Config, StoreSection, Trigger};
+use crate::config::{BusSection, Config, StoreSection};
 
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
@@ -23,7 +23,7 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
         .functions
         .iter()
         .map(|f| {
-            let triggers: Vec<&str> = f.spec.triggers.iter().map(trigger_name).collect();
+            let triggers: Vec<&str> = f.spec.triggers.iter().map(|t| t.key()).collect();
             json!({
                 "name": f.spec.name,
                 "kind": f.spec.kind,
@@ -43,13 +43,4 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
     });
     println!("{out:#}");
     Ok(())
-}
-
-fn trigger_name(t: &Trigger) -> &'static str {
-    match t {
-        Trigger::S3(_) => "s3",
-        Trigger::Http(_) => "http",
-        Trigger::Poll(_) => "poll",
-        Trigger::Nats(_) => "nats",
-    }
 }

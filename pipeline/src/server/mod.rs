@@ -198,14 +198,7 @@ async fn serve_s3(
     events: Arc<crate::triggers::Ingress>,
     stopped: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(SocketAddr, JoinHandle<()>), ServeError> {
-    let bind = |source| ServeError::Bind {
-        addr: settings.s3_listen,
-        source,
-    };
-    let s3 = tokio::net::TcpListener::bind(settings.s3_listen)
-        .await
-        .map_err(bind)?;
-    let addr = s3.local_addr().map_err(bind)?;
+    let (s3, addr) = steps::listen(settings.s3_listen).await?;
     let limits = crate::s3_endpoint::EndpointLimits {
         body_timeout: config.file.s3.body_timeout,
     };

@@ -17,6 +17,16 @@ use super::{ServeError, Settings};
 use crate::config::{Config, LoadedFunction, Trigger};
 use crate::http::{self, AppState};
 
+/// A listener on `addr` and the address it got (port 0 picks one); a failure names `addr`.
+pub(super) async fn listen(
+    addr: SocketAddr,
+) -> Result<(tokio::net::TcpListener, SocketAddr), ServeError> {
+    let bind = |source| ServeError::Bind { addr, source };
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
+    let local = listener.local_addr().map_err(bind)?;
+    Ok((listener, local))
+}
+
 /// Resolves when `stop` turns true.
 pub(super) async fn when(mut stop: watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
@@ -138,14 +148,7 @@ pub(super) async fn serve_http(
         },
     });
     let app = http::router(state, &pools.extra_routes);
-    let bind = |source| ServeError::Bind {
-        addr: settings.http_listen,
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind(settings.http_listen)
-        .await
-        .map_err(bind)?;
-    let addr = listener.local_addr().map_err(bind)?;
+    let (listener, addr) = listen(settings.http_listen).await?;
     let stopped = when(stop.clone());
     let shutdown = async move {
         stopped.await;
