@@ -70,13 +70,7 @@ async fn notify_all(port: u16) {
     let records: Vec<String> = (0..N)
         .map(|i| s3_record("aws:s3", &format!("crash/{i}.jpg")))
         .collect();
-    let res = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/v1/events/s3"))
-        .body(format!(r#"{{"Records":[{}]}}"#, records.join(",")))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 200, "accepted");
+    assert_eq!(notify_port(port, &records).await.status(), 200, "accepted");
 }
 
 /// After the restart: every output appears, once, and the server stops cleanly on SIGTERM.

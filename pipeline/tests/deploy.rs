@@ -63,36 +63,35 @@ fn the_checks_catch_broken_manifests() {
     let dir = tempfile::tempdir().unwrap();
     let deploy = dir.path().join("deploy");
     copy_dir(&root().join("deploy"), &deploy);
-    let base = deploy.join("k8s/base");
     // A grace period shorter than the drain, a replica count KEDA's schema refuses, a function
     // KEDA no longer watches, a root image, a node MinIO does not notify, a Service port the
     // Kubernetes schema refuses.
-    edit(
-        &base.join("deployment.yaml"),
-        "terminationGracePeriodSeconds: 140",
-        "terminationGracePeriodSeconds: 30",
-    );
-    edit(
-        &base.join("scaledobject.yaml"),
-        "minReplicaCount: 1",
-        "minReplicaCount: one",
-    );
-    edit(
-        &base.join("scaledobject.yaml"),
-        "consumer: keyframes",
-        "consumer: frames",
-    );
-    edit(
-        &deploy.join("docker/Dockerfile.cpu"),
-        "USER 10001",
-        "USER root",
-    );
-    edit(
-        &deploy.join("compose.yaml"),
-        "http://weir-2:8080/v1/events/s3",
-        "http://weir-3:8080/v1/events/s3",
-    );
-    edit(&base.join("service.yaml"), "port: 8080", "port: http");
+    for (file, from, to) in [
+        (
+            "k8s/base/deployment.yaml",
+            "terminationGracePeriodSeconds: 140",
+            "terminationGracePeriodSeconds: 30",
+        ),
+        (
+            "k8s/base/scaledobject.yaml",
+            "minReplicaCount: 1",
+            "minReplicaCount: one",
+        ),
+        (
+            "k8s/base/scaledobject.yaml",
+            "consumer: keyframes",
+            "consumer: frames",
+        ),
+        ("docker/Dockerfile.cpu", "USER 10001", "USER root"),
+        (
+            "compose.yaml",
+            "http://weir-2:8080/v1/events/s3",
+            "http://weir-3:8080/v1/events/s3",
+        ),
+        ("k8s/base/service.yaml", "port: 8080", "port: http"),
+    ] {
+        edit(&deploy.join(file), from, to);
+    }
     let (ok, text) = check(&deploy);
     assert!(!ok, "{text}");
     for expected in [

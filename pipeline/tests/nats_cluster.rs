@@ -34,7 +34,7 @@ const MISSING: &str = "bad/never-uploaded.jpg";
 /// confirm, as while a stream leader is elected) is sent again, as S3 and MinIO do, and a node
 /// that is gone is passed over.
 async fn notify(client: &reqwest::Client, ports: &[u16], records: &[String]) {
-    let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
+    let body = records_body(records);
     let started = Instant::now();
     loop {
         for port in ports {
@@ -97,20 +97,6 @@ fn trail(log: &Path) -> Trail {
     t
 }
 
-/// A `weir serve` node, killed when the test ends however it ends, so none is left running.
-struct Node {
-    child: std::process::Child,
-    port: u16,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_weir_node_and_nats_node_lose_nothing_and_double_only_what_was_in_flight() {
     let dir = tempfile::tempdir().unwrap();
@@ -127,7 +113,7 @@ async fn a_killed_weir_node_and_nats_node_lose_nothing_and_double_only_what_was_
     let urls: Vec<&str> = nats.iter().map(|n| n.url.as_str()).collect();
     let config = format!(
         r#"
-store: {{ kind: s3, endpoint: "http://{}", access_key: test-access, secret_key: test-secret-key }}
+{}
 bus: {{ kind: nats, url: "{}", stream: media, replicas: 3, ack_wait: 5s }}
 functions:
   - name: thumbs
@@ -138,7 +124,7 @@ functions:
     output: {{ bucket: derived, key: "thumbs/{{key}}/{{size}}.jpg" }}
     resources: {{ workers: {{ max: 2 }}, retries: {{ max: 5, backoff: 200ms }} }}
 "#,
-        store.running.s3_addr().unwrap(),
+        store_on(&store),
         urls.join(",")
     );
     let env = [
@@ -147,18 +133,7 @@ functions:
     ];
     let mut nodes: Vec<Node> = ["a", "b"]
         .iter()
-        .map(|name| {
-            let node = dir.path().join(name);
-            std::fs::create_dir_all(&node).unwrap();
-            std::fs::write(node.join("weir.yaml"), &config).unwrap();
-            let port = free_port();
-            let child = serve_binary(&node, port, &[], &env);
-            Node {
-                child,
-                port,
-                dir: node,
-            }
-        })
+        .map(|name| Node::serve(&dir.path().join(name), &config, &[], &env))
         .collect();
     let ports = [nodes[0].port, nodes[1].port];
 
@@ -253,10 +228,8 @@ functions:
     assert!(dead[MISSING].contains("no object"), "{}", dead[MISSING]);
 
     // Stop node b cleanly so its log is whole, then count completions per event.
-    let mut b = nodes.pop().unwrap();
-    unsafe { libc::kill(b.child.id() as i32, libc::SIGTERM) };
-    assert!(b.child.wait().unwrap().success());
-    let b_dir = b.dir.clone();
+    let b_dir = nodes[1].dir.clone();
+    nodes.pop().unwrap().stop();
     let (a, b) = (
         trail(&nodes[0].dir.join("weir.log")),
         trail(&b_dir.join("weir.log")),

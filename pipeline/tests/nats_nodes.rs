@@ -16,27 +16,21 @@ async fn invocations(port: u16) -> u64 {
 }
 
 /// Two `weir serve` nodes with the same config, each with its own data directory.
-fn two_nodes(dir: &std::path::Path, config: &str) -> Vec<(std::process::Child, u16)> {
+fn two_nodes(dir: &std::path::Path, config: &str) -> Vec<Node> {
     ["a", "b"]
         .iter()
-        .map(|name| {
-            let node = dir.join(name);
-            std::fs::create_dir_all(&node).unwrap();
-            std::fs::write(node.join("weir.yaml"), config).unwrap();
-            let port = free_port();
-            (serve_binary(&node, port, &[], &[]), port)
-        })
+        .map(|name| Node::serve(&dir.join(name), config, &[], &[]))
         .collect()
 }
 
 /// Invocations on each node, then both stopped with SIGTERM (a clean exit).
-async fn count_and_stop(nodes: Vec<(std::process::Child, u16)>) -> (u64, u64) {
+async fn count_and_stop(nodes: Vec<Node>) -> (u64, u64) {
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (a, b) = (invocations(nodes[0].1).await, invocations(nodes[1].1).await);
-    for (mut child, _) in nodes {
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        assert!(child.wait().unwrap().success());
-    }
+    let (a, b) = (
+        invocations(nodes[0].port).await,
+        invocations(nodes[1].port).await,
+    );
+    nodes.into_iter().for_each(Node::stop);
     (a, b)
 }
 
@@ -53,7 +47,7 @@ async fn two_nodes_share_the_work_and_a_repeated_notification_runs_once() {
     .await;
     let config = format!(
         r#"
-store: {{ kind: s3, endpoint: "http://{}", access_key: test-access, secret_key: test-secret-key }}
+{}
 bus: {{ kind: nats, url: "{}", stream: shared, ack_wait: 5s }}
 functions:
   - name: thumbs
@@ -64,7 +58,7 @@ functions:
     output: {{ bucket: derived, key: "thumbs/{{key}}/{{size}}.jpg" }}
     resources: {{ workers: {{ max: 1 }} }}
 "#,
-        remote.running.s3_addr().unwrap(),
+        store_on(&remote),
         nats.url
     );
     let nodes = two_nodes(dir.path(), &config);
@@ -72,20 +66,14 @@ functions:
         .map(|i| s3_record("minio:s3", &format!("shared/{i:02}.jpg")))
         .collect();
     // The same notifications to both nodes, as a store with two webhook targets would send.
-    for (_, port) in &nodes {
-        let res = reqwest::Client::new()
-            .post(format!("http://127.0.0.1:{port}/v1/events/s3"))
-            .body(format!(r#"{{"Records":[{}]}}"#, records.join(",")))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(res.status(), 200);
+    for node in &nodes {
+        assert_eq!(notify_port(node.port, &records).await.status(), 200);
     }
     for i in 0..N {
         wait_for(&s3, "derived", &format!("thumbs/shared/{i:02}.jpg/64.jpg")).await;
     }
     // The last outputs are written just before their acks: pending reaches 0 right after.
-    let url = format!("http://127.0.0.1:{}/v1/functions", nodes[1].1);
+    let url = format!("http://127.0.0.1:{}/v1/functions", nodes[1].port);
     until("bus_pending 0 on node b", async || {
         let listed = body_json(reqwest::get(&url).await.ok()?).await;
         (listed["functions"][0]["bus_pending"] == 0).then_some(())
@@ -223,7 +211,7 @@ async fn two_pollers_on_one_stream_run_each_version_once() {
     .await;
     let config = format!(
         r#"
-store: {{ kind: s3, endpoint: "http://{}", access_key: test-access, secret_key: test-secret-key }}
+{}
 bus: {{ kind: nats, url: "{}", stream: polled }}
 functions:
   - name: thumbs
@@ -233,7 +221,7 @@ functions:
       - poll: {{ bucket: uploads, prefix: polled/, interval: 1s }}
     output: {{ bucket: derived, key: "thumbs/{{key}}/{{size}}.jpg" }}
 "#,
-        remote.running.s3_addr().unwrap(),
+        store_on(&remote),
         nats.url
     );
     let nodes = two_nodes(dir.path(), &config);
@@ -256,12 +244,8 @@ functions:
 async fn a_node_started_before_nats_waits_for_it() {
     let dir = tempfile::tempdir().unwrap();
     let nats_port = free_port();
-    let node = dir.path().join("node");
-    std::fs::create_dir_all(&node).unwrap();
-    std::fs::write(
-        node.join("weir.yaml"),
-        format!(
-            r#"
+    let config = format!(
+        r#"
 bus: {{ kind: nats, url: "nats://127.0.0.1:{nats_port}", stream: late }}
 functions:
   - name: thumbs
@@ -271,24 +255,24 @@ functions:
       - s3: {{ bucket: uploads, suffix: .jpg }}
     output: {{ bucket: derived, key: "thumbs/{{key}}/{{size}}.jpg" }}
 "#
-        ),
-    )
-    .unwrap();
+    );
     let nats_dir = dir.path().join("nats");
     let late = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(3));
         Nats::start_on(&nats_dir, nats_port)
     });
     let started = std::time::Instant::now();
-    let port = free_port();
-    let mut weir = serve_binary(&node, port, &["--s3-listen", "127.0.0.1:0"], &[]);
+    let node = Node::serve(
+        &dir.path().join("node"),
+        &config,
+        &["--s3-listen", "127.0.0.1:0"],
+        &[],
+    );
     let waited = started.elapsed();
     let _nats = late.join().unwrap();
-    let ready = reqwest::get(format!("http://127.0.0.1:{port}/healthz/ready"))
+    let ready = reqwest::get(format!("http://127.0.0.1:{}/healthz/ready", node.port))
         .await
         .unwrap();
-    let _ = weir.kill();
-    let _ = weir.wait();
     assert!(
         waited >= Duration::from_secs(2),
         "served after {waited:?}, before NATS was up"

@@ -84,15 +84,7 @@ functions:
         .await
         .unwrap();
     let before = memory(pid, "VmRSS");
-    let res = reqwest::Client::new()
-        .post(format!("http://127.0.0.1:{port}/v1/events/s3"))
-        .body(format!(
-            r#"{{"Records":[{}]}}"#,
-            s3_record("minio:s3", "big.mp4")
-        ))
-        .send()
-        .await
-        .unwrap();
+    let res = notify_port(port, &[s3_record("minio:s3", "big.mp4")]).await;
     assert_eq!(res.status(), 200);
     let manifest = wait_for(&s3, "derived", "keyframes/big.mp4/manifest.json").await;
     let manifest: serde_json::Value = serde_json::from_slice(&manifest).unwrap();

@@ -79,10 +79,9 @@ impl TestServer {
 
     /// POST an S3 notification holding `records` (from `s3_record`) to the webhook.
     pub async fn notify(&self, records: &[String]) -> reqwest::Response {
-        let body = format!(r#"{{"Records":[{}]}}"#, records.join(","));
         self.client
             .post(format!("{}/v1/events/s3", self.base))
-            .body(body)
+            .body(records_body(records))
             .send()
             .await
             .unwrap()
@@ -206,6 +205,64 @@ pub fn serve_binary(
     let banner = banner(&mut child);
     assert!(banner.contains("serving"), "{banner}");
     child
+}
+
+/// A notification of `records` as a store's webhook sends it: `{"Records":[...]}`.
+pub fn records_body(records: &[String]) -> String {
+    format!(r#"{{"Records":[{}]}}"#, records.join(","))
+}
+
+/// `records` POSTed to the webhook of the node serving HTTP on `port`.
+pub async fn notify_port(port: u16, records: &[String]) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{port}/v1/events/s3"))
+        .body(records_body(records))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// The `store:` line of a config whose objects live in `srv`'s built-in S3 endpoint.
+pub fn store_on(srv: &TestServer) -> String {
+    format!(
+        r#"store: {{ kind: s3, endpoint: "http://{}", access_key: test-access, secret_key: test-secret-key }}"#,
+        srv.running.s3_addr().unwrap()
+    )
+}
+
+/// A `weir serve` node of its own (`dir/weir.yaml`, `dir/data`, `dir/weir.log`), killed when
+/// dropped so a failed assertion leaves none running.
+pub struct Node {
+    pub child: std::process::Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl Node {
+    /// `config` written to `dir/weir.yaml` and served on a free port (see `serve_binary`).
+    pub fn serve(dir: &Path, config: &str, args: &[&str], env: &[(&str, &str)]) -> Node {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join("weir.yaml"), config).unwrap();
+        let port = free_port();
+        Node {
+            child: serve_binary(dir, port, args, env),
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// SIGTERM, and a clean exit.
+    pub fn stop(mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        assert!(self.child.wait().unwrap().success());
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// A port free on loopback right now (a test server is started on it next).
