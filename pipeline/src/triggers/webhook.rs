@@ -31,7 +31,8 @@ pub async fn s3_webhook(State(st): State<Shared>, body: axum::body::Body) -> Res
     };
     // All of a notification's records at once: the embedded bus commits them together (one
     // fsync, not one per record) and JetStream confirms them in parallel.
-    let recorded = futures::future::join_all(events.iter().map(|e| ev.record(e.clone()))).await;
+    let accepted = events.len();
+    let recorded = futures::future::join_all(events.into_iter().map(|e| ev.record(e))).await;
     let mut routed = 0;
     for r in recorded {
         match r {
@@ -52,5 +53,5 @@ pub async fn s3_webhook(State(st): State<Shared>, body: axum::body::Body) -> Res
             }
         }
     }
-    Json(json!({ "accepted": events.len(), "routed": routed })).into_response()
+    Json(json!({ "accepted": accepted, "routed": routed })).into_response()
 }
