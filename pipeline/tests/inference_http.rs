@@ -356,27 +356,27 @@ async fn inference_admission_and_compressed_bodies() {
     );
     let srv = start(&yaml).await;
     let url = format!("{}/v2/models/simple/infer", srv.base);
-    // A request whose body never finishes holds the one place: its headers and a first byte
-    // written on a raw socket, the rest never sent.
-    use tokio::io::AsyncWriteExt;
-    let mut stalled = tokio::net::TcpStream::connect(srv.running.http_addr())
-        .await
-        .unwrap();
-    stalled
-        .write_all(
-            b"POST /v2/models/simple/infer HTTP/1.1\r\nHost: weir\r\nContent-Length: 1000\r\n\r\n{",
-        )
-        .await
-        .unwrap();
     let request = json!({"inputs": [
         {"name": "INPUT0", "shape": [1, 16], "datatype": "INT32", "data": (0..16).collect::<Vec<i32>>()},
         {"name": "INPUT1", "shape": [1, 16], "datatype": "INT32", "data": vec![1; 16]},
     ]})
     .to_string()
     .into_bytes();
+    // A request whose body never finishes holds the one place: its headers and a first byte
+    // written on a raw socket, the rest never sent. Which of two new connections the server
+    // admits first is not ordered, so a stall that a poll overtook (the poll ran, the stall was
+    // refused) is dropped and opened again.
+    let mut stalled = None;
     let refused = until("the second request refused", async || {
+        if stalled.is_none() {
+            stalled = Some(stall(&srv).await);
+        }
         let (code, headers, _) = post(&srv, "/v2/models/simple/infer", request.clone(), None).await;
-        (code == 429).then_some(headers)
+        if code == 429 {
+            return Some(headers);
+        }
+        stalled = None;
+        None
     })
     .await;
     assert_eq!(refused["retry-after"], "1");
@@ -427,6 +427,21 @@ async fn inference_admission_and_compressed_bodies() {
         text.contains("Content-Encoding") && text.contains("br"),
         "{text}"
     );
+}
+
+/// A connection to `srv` that sent an inference request's headers and one byte of its body.
+async fn stall(srv: &TestServer) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt;
+    let mut stalled = tokio::net::TcpStream::connect(srv.running.http_addr())
+        .await
+        .unwrap();
+    stalled
+        .write_all(
+            b"POST /v2/models/simple/infer HTTP/1.1\r\nHost: weir\r\nContent-Length: 1000\r\n\r\n{",
+        )
+        .await
+        .unwrap();
+    stalled
 }
 
 /// `bytes` compressed as an HTTP coding (`gzip`, or `deflate` = zlib) at `level` 0..=9.
