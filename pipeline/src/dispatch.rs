@@ -10,7 +10,7 @@ use std::time::Duration;
 use metrics::{counter, histogram};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use weir_functions::{ErrorKind, FnError, Input};
+use weir_functions::{ErrorKind, FnError, Input, Source};
 use weir_workers::{Admission, Pool};
 
 use crate::bus::{Bus, Delivery, EmbeddedBus, JetStreamBus, SystemClock};
@@ -18,7 +18,9 @@ use crate::config::BusSection;
 use crate::config::Retries;
 use crate::metric_names as m;
 use crate::store::provenance::Provenance;
-use crate::store::{KeyTemplate, ObjectStore, PutOptions, StoreError, StoreErrorKind};
+use crate::store::{
+    Fetched, KeyTemplate, ObjectStore, PutOptions, StoreError, StoreErrorKind,
+};
 use crate::triggers::Ingress;
 
 /// Everything one function's consumer needs.
@@ -197,8 +199,10 @@ async fn run(c: Arc<Consumer>) {
             }
         };
         // Slots beyond what came back are released as `slots` drops.
+        let mut opened = open_ahead(&c, &ds).await.into_iter();
         let mut ds = ds.into_iter();
         for (d, slot) in ds.by_ref().zip(slots.drain(..)) {
+            let opened = opened.next().flatten();
             // Waits while the pool is full; fails once the pool closes (shutdown).
             let Ok(admission) = c.pool.admit().await else {
                 let _ = c.bus.postpone(&d, Duration::ZERO).await;
@@ -207,21 +211,41 @@ async fn run(c: Arc<Consumer>) {
                 }
                 break 'pull;
             };
-            tokio::spawn(process(c.clone(), admission, d, slot));
+            tokio::spawn(process(c.clone(), admission, d, opened, slot));
         }
     }
     // Shutdown: wait until every pair in flight has its outcome on the bus.
     let _ = soon.acquire_many(room).await;
 }
 
+/// What a store that opens in one go (`ObjectStore::open_many`) opened for a pulled batch of a
+/// streaming function, one per delivery; `None` for each where the store opens one at a time.
+type Opened = Option<Result<Fetched<Arc<dyn Source>>, StoreError>>;
+
+async fn open_ahead(c: &Consumer, ds: &[Delivery]) -> Vec<Opened> {
+    if !c.streams_input {
+        return Vec::new();
+    }
+    let objects: Vec<(&str, &str)> = ds
+        .iter()
+        .map(|d| (d.event.object.bucket.as_str(), d.event.object.key.as_str()))
+        .collect();
+    let limit = c.pool.config().max_input;
+    match c.store.open_many(&objects, limit).await {
+        Some(all) => all.into_iter().map(Some).collect(),
+        None => Vec::new(),
+    }
+}
+
 async fn process(
     c: Arc<Consumer>,
     admission: Admission,
     d: Delivery,
+    opened: Opened,
     _slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let label = c.function.clone();
-    let result = attempt(&c, admission, &d).await;
+    let result = attempt(&c, admission, &d, opened).await;
     let recorded = match verdict(&result, d.attempts, &c.retries) {
         Verdict::Ack => {
             counter!(m::EVENTS_DONE, "function" => label.clone()).increment(1);
@@ -289,12 +313,20 @@ fn verdict(result: &Result<(), FnError>, attempts: u32, retries: &Retries) -> Ve
     }
 }
 
-async fn attempt(c: &Consumer, admission: Admission, d: &Delivery) -> Result<(), FnError> {
+async fn attempt(
+    c: &Consumer,
+    admission: Admission,
+    d: &Delivery,
+    opened: Opened,
+) -> Result<(), FnError> {
     let object = &d.event.object;
     let limit = c.pool.config().max_input;
     // A function that streams (video) opens the object; the others get its bytes.
     let (input, version) = if c.streams_input {
-        let f = c.store.open(&object.bucket, &object.key, limit).await;
+        let f = match opened {
+            Some(f) => f,
+            None => c.store.open(&object.bucket, &object.key, limit).await,
+        };
         let f = f.map_err(read_error)?;
         (Input::streamed(f.body), f.info)
     } else {

@@ -28,6 +28,22 @@ fn info(key: String, m: &ObjectMeta) -> ObjectInfo {
     }
 }
 
+impl LocalStore {
+    /// `open_object` as the seam gives it. Blocking I/O.
+    fn open_fetched(
+        &self,
+        bucket: &str,
+        key: String,
+        limit: u64,
+    ) -> Result<Fetched<Arc<dyn Source>>, StoreError> {
+        let (meta, file) = self.open_object(bucket, &key, limit)?;
+        Ok(Fetched {
+            info: info(key, &meta),
+            body: Arc::new(file) as Arc<dyn Source>,
+        })
+    }
+}
+
 #[async_trait::async_trait]
 impl ObjectStore for LocalStore {
     async fn ensure_bucket(&self, bucket: &str) -> Result<(), StoreError> {
@@ -54,14 +70,34 @@ impl ObjectStore for LocalStore {
         limit: u64,
     ) -> Result<Fetched<Arc<dyn Source>>, StoreError> {
         let (s, b, k) = (self.clone(), bucket.to_string(), key.to_string());
-        blocking(move || {
-            let (meta, file) = s.open_object(&b, &k, limit)?;
-            Ok(Fetched {
-                info: info(k, &meta),
-                body: Arc::new(file) as Arc<dyn Source>,
-            })
+        blocking(move || s.open_fetched(&b, k, limit)).await
+    }
+
+    async fn open_many(
+        &self,
+        objects: &[(&str, &str)],
+        limit: u64,
+    ) -> Option<Vec<Result<Fetched<Arc<dyn Source>>, StoreError>>> {
+        let s = self.clone();
+        let owned: Vec<(String, String)> = objects
+            .iter()
+            .map(|(b, k)| (b.to_string(), k.to_string()))
+            .collect();
+        let opened = tokio::task::spawn_blocking(move || {
+            owned
+                .into_iter()
+                .map(|(b, k)| s.open_fetched(&b, k, limit))
+                .collect()
         })
-        .await
+        .await;
+        // A blocking task that failed (it panicked) is a failure of every open it held.
+        Some(opened.unwrap_or_else(|e| {
+            let e = format!("a storage task failed: {e}");
+            objects
+                .iter()
+                .map(|_| Err(StoreError::Index(e.clone())))
+                .collect()
+        }))
     }
 
     async fn put(

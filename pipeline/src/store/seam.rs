@@ -111,6 +111,19 @@ pub trait ObjectStore: Send + Sync + std::fmt::Debug {
         limit: u64,
     ) -> Result<Fetched<Arc<dyn Source>>, StoreError>;
 
+    /// Several objects opened in one go, each result in the order asked; `None` when the store
+    /// has nothing cheaper than one `open` each (a remote store: each is its own round trip, and
+    /// one slow object must not hold the others). The local store opens them all in one trip to
+    /// a blocking thread: for small, cheap functions that trip per object was most of the cost.
+    async fn open_many(
+        &self,
+        objects: &[(&str, &str)],
+        limit: u64,
+    ) -> Option<Vec<Result<Fetched<Arc<dyn Source>>, StoreError>>> {
+        let _ = (objects, limit);
+        None
+    }
+
     /// Write the object with its metadata (a remote store uses multipart above a threshold).
     async fn put(
         &self,
