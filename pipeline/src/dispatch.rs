@@ -18,9 +18,7 @@ use crate::config::BusSection;
 use crate::config::Retries;
 use crate::metric_names as m;
 use crate::store::provenance::Provenance;
-use crate::store::{
-    Fetched, KeyTemplate, ObjectStore, PutOptions, StoreError, StoreErrorKind,
-};
+use crate::store::{Fetched, KeyTemplate, ObjectStore, PutOptions, StoreError, StoreErrorKind};
 use crate::triggers::Ingress;
 
 /// Everything one function's consumer needs.
