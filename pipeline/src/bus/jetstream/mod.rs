@@ -7,9 +7,11 @@
 //! postponement publishes the pair again with its new count and due time, then acks the old
 //! delivery, so a postponement spends no attempt (JetStream's own delivery count cannot tell the
 //! two apart). A delivery that comes before its due time is nak'd with the delay left. While a
-//! consumer holds a delivery, an in-progress ack every third of `ack_wait` keeps it from being
-//! redelivered; a node that dies stops sending them, and its deliveries return within `ack_wait`.
+//! consumer holds a delivery, an in-progress ack every third of `ack_wait` (one task for all the
+//! node's deliveries, `held.rs`) keeps it from being redelivered; a node that dies stops sending
+//! them, and its deliveries return within `ack_wait`.
 
+mod held;
 mod setup;
 
 use std::collections::HashMap;
@@ -21,6 +23,8 @@ use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::watch;
+
+use held::{Held, HeldSet};
 
 use super::{Bus, BusError, Clock, DeadLetter, Delivery, Handle};
 use crate::events::Event;
@@ -55,6 +59,8 @@ struct Inner {
     settings: JetStreamSettings,
     clock: Arc<dyn Clock>,
     consumers: tokio::sync::Mutex<HashMap<String, PullConsumer>>,
+    /// The deliveries this node holds, kept alive by one task (`held::keep_alive`).
+    held: Arc<std::sync::Mutex<HeldSet>>,
     closed: watch::Sender<bool>,
 }
 
@@ -64,20 +70,6 @@ impl std::fmt::Debug for JetStreamBus {
             .field("url", &self.0.settings.url)
             .field("stream", &self.0.settings.stream)
             .finish()
-    }
-}
-
-/// What a delivery holds: the message to ack, and the task that keeps it alive meanwhile.
-struct Held {
-    message: jetstream::Message,
-    keepalive: tokio::task::AbortHandle,
-}
-
-/// A delivery dropped without its outcome recorded (the server did not confirm it) stops being
-/// kept alive, so it returns to the stream within `ack_wait` instead of being held forever.
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.keepalive.abort();
     }
 }
 
@@ -176,7 +168,7 @@ impl Inner {
     async fn settle(&self, d: &Delivery, kind: AckKind) -> Result<(), BusError> {
         self.check_open()?;
         let h = held(d)?;
-        h.keepalive.abort();
+        h.release();
         h.message
             .double_ack_with(kind)
             .await
@@ -208,32 +200,12 @@ impl Inner {
             }
         };
         let attempts = header_u64(&message, ATTEMPTS) as u32;
-        let keepalive = self.keep_alive(message.clone());
         Some(Delivery {
             function: function.to_string(),
             event,
             attempts,
-            handle: Handle::new(Held { message, keepalive }),
+            handle: Handle::new(Held::new(&self.held, message)),
         })
-    }
-
-    /// Keep `message` from being redelivered while it is held: an in-progress ack every third of
-    /// `ack_wait`, until aborted or the bus closes.
-    fn keep_alive(&self, message: jetstream::Message) -> tokio::task::AbortHandle {
-        let every = self.settings.ack_wait / 3;
-        let mut closed = self.closed.subscribe();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => {}
-                    _ = closed.wait_for(|c| *c) => return,
-                }
-                if message.ack_with(AckKind::Progress).await.is_err() {
-                    return;
-                }
-            }
-        })
-        .abort_handle()
     }
 }
 

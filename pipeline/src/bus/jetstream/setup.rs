@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use tokio::sync::watch;
 
-use super::{Inner, JetStreamBus, JetStreamSettings};
+use super::{Inner, JetStreamBus, JetStreamSettings, held};
 use crate::bus::{BusError, Clock};
 
 impl JetStreamBus {
@@ -37,12 +37,15 @@ impl JetStreamBus {
                 }
             }
         };
+        let (closed, held) = (watch::channel(false).0, Arc::default());
+        held::keep_alive(Arc::clone(&held), settings.ack_wait / 3, closed.subscribe());
         Ok(JetStreamBus(Arc::new(Inner {
             js,
             settings,
             clock,
             consumers: tokio::sync::Mutex::default(),
-            closed: watch::channel(false).0,
+            held,
+            closed,
         })))
     }
 
