@@ -16,7 +16,12 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StoreError::Index(format!("a storage task failed: {e}")))?
+        .map_err(|e| StoreError::Index(task_failed(&e)))?
+}
+
+/// Why a blocking task did not finish (it panicked).
+fn task_failed(e: &tokio::task::JoinError) -> String {
+    format!("a storage task failed: {e}")
 }
 
 fn info(key: String, m: &ObjectMeta) -> ObjectInfo {
@@ -92,7 +97,7 @@ impl ObjectStore for LocalStore {
         .await;
         // A blocking task that failed (it panicked) is a failure of every open it held.
         Some(opened.unwrap_or_else(|e| {
-            let e = format!("a storage task failed: {e}");
+            let e = task_failed(&e);
             objects
                 .iter()
                 .map(|_| Err(StoreError::Index(e.clone())))
