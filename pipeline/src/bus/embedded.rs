@@ -2,7 +2,7 @@
 //! is waiting into one transaction (one fsync for many events), off the async runtime's threads.
 //! Each (event, function) pair is tracked, retried and dead-lettered on its own. Deliveries are
 //! leases kept in memory: after a restart there are none, so every pending pair is due at once.
-//! A consumer waiting in `next` sleeps until a publish or retry rings its function, or until
+//! A consumer waiting in `next_batch` sleeps until a publish or retry rings its function, or until
 //! the earliest retry comes due.
 
 use std::collections::{HashMap, HashSet};
@@ -229,10 +229,6 @@ impl Bus for EmbeddedBus {
             w.notify_waiters();
         }
         Ok(())
-    }
-
-    async fn next(&self, function: &str) -> Result<Delivery, BusError> {
-        Ok(self.next_batch(function, 1).await?.remove(0))
     }
 
     async fn next_batch(&self, function: &str, max: usize) -> Result<Vec<Delivery>, BusError> {

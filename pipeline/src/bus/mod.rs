@@ -97,16 +97,19 @@ pub trait Bus: Send + Sync + std::fmt::Debug {
     /// Record `event` for each of `functions`; durable when this returns.
     async fn publish(&self, event: Event, functions: Vec<String>) -> Result<(), BusError>;
 
-    /// The next pair due for `function`, waiting (for a publish, or for a retry to come due;
-    /// never polling on a fixed interval) until there is one. Concurrent callers for one
-    /// function never hold the same pair. `Closed` once the bus is closed.
-    async fn next(&self, function: &str) -> Result<Delivery, BusError>;
+    /// Up to `max` pairs due for `function` (at least one), waiting (for a publish, or for a
+    /// retry to come due; never polling on a fixed interval) until there is one. A bus across
+    /// the network answers a backlog in one round trip instead of one per pair. Concurrent
+    /// callers for one function never hold the same pair. `Closed` once the bus is closed.
+    async fn next_batch(&self, function: &str, max: usize) -> Result<Vec<Delivery>, BusError>;
 
-    /// Like `next`, but up to `max` pairs at once when more are due (at least one): a bus
-    /// across the network answers a backlog in one round trip instead of one per pair.
-    async fn next_batch(&self, function: &str, max: usize) -> Result<Vec<Delivery>, BusError> {
-        let _ = max;
-        Ok(vec![self.next(function).await?])
+    /// The next pair due for `function`: `next_batch` of one.
+    async fn next(&self, function: &str) -> Result<Delivery, BusError> {
+        self.next_batch(function, 1)
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| BusError::Store("the bus answered a pull with no pair".into()))
     }
 
     /// The function finished with the event and its outputs are written.

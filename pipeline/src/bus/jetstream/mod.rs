@@ -240,11 +240,6 @@ impl Bus for JetStreamBus {
         futures::future::try_join_all(all).await.map(drop)
     }
 
-    async fn next(&self, function: &str) -> Result<Delivery, BusError> {
-        let mut one = self.next_batch(function, 1).await?;
-        Ok(one.remove(0))
-    }
-
     async fn next_batch(&self, function: &str, max: usize) -> Result<Vec<Delivery>, BusError> {
         let consumer = self.0.consumer(function).await?;
         let mut closed = self.0.closed.subscribe();
