@@ -253,6 +253,7 @@ impl Node {
 
     /// SIGTERM, and a clean exit.
     pub fn stop(mut self) {
+        // SAFETY: kill(2) only sends a signal, to a child this Node owns and has not reaped.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
         assert!(self.child.wait().unwrap().success());
     }
@@ -371,7 +372,7 @@ pub struct Nats {
 impl Nats {
     /// One JetStream server on a free loopback port, storing in `dir`.
     pub fn start(dir: &Path) -> Nats {
-        Self::spawn(dir, free_port(), &[])
+        Self::start_on(dir, free_port())
     }
 
     /// `n` JetStream servers clustered on free loopback ports (so a stream can have `n`
