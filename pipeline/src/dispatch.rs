@@ -166,54 +166,95 @@ async fn open_bus(
 }
 
 async fn run(c: Arc<Consumer>) {
-    // Take from the bus only what can start soon: as many as the workers run at once. The rest
-    // of a backlog waits on the bus, where waiting costs no lease, no attempt and no timeout.
+    // Take from the bus only what can start soon: what the workers run at once, and as much
+    // again waiting its turn, so a worker that finishes finds its next batch here rather than
+    // a round trip away (a slot is held until the outcome is on the bus). The rest of a
+    // backlog waits on the bus, where waiting costs no lease, no attempt and no timeout.
     let cfg = c.pool.config();
-    let room = u32::try_from(cfg.workers * cfg.max_batch).unwrap_or(u32::MAX);
+    let room = u32::try_from(2 * cfg.workers * cfg.max_batch).unwrap_or(u32::MAX);
     let soon = Arc::new(tokio::sync::Semaphore::new(room as usize));
     let mut stop = c.stop.clone();
-    'pull: loop {
-        // One free slot to wait for, and as many more as are free now: a backlog is pulled
-        // in one round trip per batch, not one per pair.
-        let Ok(first) = soon.clone().acquire_owned().await else {
+    // Set by a batch whose admission found the pool closed (shutdown): pull nothing more.
+    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    while !closed.load(std::sync::atomic::Ordering::Relaxed) {
+        let Some(slots) = free_slots(&soon, room, cfg.max_delay).await else {
             return;
         };
-        let mut slots = vec![first];
-        while let Ok(more) = soon.clone().try_acquire_owned() {
-            slots.push(more);
-        }
         let ds = tokio::select! {
             d = c.bus.next_batch(&c.function, slots.len()) => d,
             _ = stop.wait_for(|s| *s) => break,
         };
-        let ds = match ds {
-            Ok(ds) => ds,
+        match ds {
+            // Opened and admitted apart, so the next pull goes out while this batch's objects
+            // are opened. Slots beyond what came back are released as `slots` drops.
+            Ok(ds) => drop(tokio::spawn(start_batch(
+                c.clone(),
+                ds,
+                slots,
+                closed.clone(),
+            ))),
             Err(crate::bus::BusError::Closed) => break,
             Err(e) => {
                 // The store behind the bus failed: say so, and look again in a moment.
                 tracing::error!(function = %c.function, error = %e, "cannot read the bus");
                 tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
             }
-        };
-        // Slots beyond what came back are released as `slots` drops.
-        let mut opened = open_ahead(&c, &ds).await.into_iter();
-        let mut ds = ds.into_iter();
-        for (d, slot) in ds.by_ref().zip(slots.drain(..)) {
-            let opened = opened.next().flatten();
-            // Waits while the pool is full; fails once the pool closes (shutdown).
-            let Ok(admission) = c.pool.admit().await else {
-                let _ = c.bus.postpone(&d, Duration::ZERO).await;
-                for rest in ds {
-                    let _ = c.bus.postpone(&rest, Duration::ZERO).await;
-                }
-                break 'pull;
-            };
-            tokio::spawn(process(c.clone(), admission, d, opened, slot));
         }
     }
     // Shutdown: wait until every pair in flight has its outcome on the bus.
     let _ = soon.acquire_many(room).await;
+}
+
+/// Open a pulled batch's objects, admit each pair to the pool in order and run it; once the
+/// pool refuses (it closed), the rest go back to the bus unspent and `closed` is set.
+async fn start_batch(
+    c: Arc<Consumer>,
+    ds: Vec<Delivery>,
+    slots: Vec<tokio::sync::OwnedSemaphorePermit>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let mut opened = open_ahead(&c, &ds).await.into_iter();
+    let mut ds = ds.into_iter();
+    for (d, slot) in ds.by_ref().zip(slots) {
+        let opened = opened.next().flatten();
+        // Waits while the pool is full; fails once the pool closes (shutdown).
+        let Ok(admission) = c.pool.admit().await else {
+            closed.store(true, std::sync::atomic::Ordering::Relaxed);
+            let _ = c.bus.postpone(&d, Duration::ZERO).await;
+            for rest in ds {
+                let _ = c.bus.postpone(&rest, Duration::ZERO).await;
+            }
+            return;
+        };
+        tokio::spawn(process(c.clone(), admission, d, opened, slot));
+    }
+}
+
+/// Slots for the next pull: one to wait for, and as many more as are free. While more than
+/// half the room is busy, it waits (at most the batch's `max_delay`, the delay the function
+/// already accepts for company) until half is free, so a backlog is pulled half a room per
+/// round trip rather than one pull per finished pair — on a remote bus each pull costs the
+/// server far more than a pair — and the workers keep the other half meanwhile.
+async fn free_slots(
+    soon: &Arc<tokio::sync::Semaphore>,
+    room: u32,
+    wait: Duration,
+) -> Option<Vec<tokio::sync::OwnedSemaphorePermit>> {
+    let first = soon.clone().acquire_owned().await.ok()?;
+    let mut slots = vec![first];
+    let half = (room / 2).max(1);
+    if (soon.available_permits() as u32) < half - 1 {
+        let waited = tokio::time::timeout(wait, soon.clone().acquire_many_owned(half - 1)).await;
+        if let Ok(Ok(mut many)) = waited {
+            while let Some(one) = many.split(1) {
+                slots.push(one);
+            }
+        }
+    }
+    while let Ok(more) = soon.clone().try_acquire_owned() {
+        slots.push(more);
+    }
+    Some(slots)
 }
 
 /// What a store that opens in one go (`ObjectStore::open_many`) opened for a pulled batch of a
@@ -333,16 +374,20 @@ async fn attempt(
         (Input::new(f.body), f.info)
     };
     let output = admission.run(input).await?;
-    // The version actually read, which may be newer than the one the event named.
-    let metadata = Provenance {
-        bucket: &object.bucket,
-        key: &object.key,
-        etag: &version.etag,
-        function: &c.function,
-        spec_hash: &c.spec_hash,
-    }
-    .metadata();
+    // The version actually read, which may be newer than the one the event named; made once,
+    // and only for a function that wrote something.
+    let mut metadata = None;
     for a in output.artifacts {
+        let metadata = metadata.get_or_insert_with(|| {
+            Provenance {
+                bucket: &object.bucket,
+                key: &object.key,
+                etag: &version.etag,
+                function: &c.function,
+                spec_hash: &c.spec_hash,
+            }
+            .metadata()
+        });
         let key = c
             .template
             .render_for(&a, &object.bucket, &object.key)
@@ -386,6 +431,36 @@ fn write_error(e: StoreError) -> FnError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_busy_room_waits_for_half_of_it_but_no_longer_than_max_delay() {
+        let soon = Arc::new(tokio::sync::Semaphore::new(8));
+        let wait = Duration::from_millis(5);
+        // Mostly free: everything free now, at once.
+        let all = free_slots(&soon, 8, wait).await.unwrap();
+        assert_eq!(all.len(), 8);
+        drop(all);
+        // Seven busy: one free, and it waits for half the room (4) to free.
+        let mut busy = soon.clone().acquire_many_owned(7).await.unwrap();
+        let freeing = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            let three = busy.split(3).unwrap();
+            drop(three);
+            busy
+        });
+        let started = tokio::time::Instant::now();
+        let half = free_slots(&soon, 8, wait).await.unwrap();
+        assert_eq!(half.len(), 4, "the free one and the three freed");
+        assert_eq!(started.elapsed(), Duration::from_millis(2));
+        // All busy but one, and nothing frees: it goes with what it has after max_delay.
+        let _busy = freeing.await.unwrap();
+        drop(half);
+        let _three = soon.clone().acquire_many_owned(3).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let one = free_slots(&soon, 8, wait).await.unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(started.elapsed(), wait);
+    }
 
     #[test]
     fn verdicts_follow_the_error_kind_and_the_attempts_left() {
