@@ -430,3 +430,33 @@ async fn jetstream_a_dropped_delivery_comes_back_within_the_ack_wait() {
     bus.ack(&again).await.unwrap();
     bus.close().await;
 }
+
+/// A JetStream that never answers ends the start after `start_wait`, with an error that names
+/// the URL, rather than a node that waits forever or starts without its bus.
+#[tokio::test]
+async fn jetstream_that_never_answers_fails_the_start_naming_the_url() {
+    let url = format!("nats://127.0.0.1:{}", common::free_port());
+    let settings = JetStreamSettings {
+        url: url.clone(),
+        stream: "weir".into(),
+        replicas: 1,
+        ack_wait: Duration::from_secs(1),
+        credentials: None,
+        token: None,
+        start_wait: Duration::from_secs(1),
+    };
+    let started = Instant::now();
+    let opened = timeout(
+        Duration::from_secs(20),
+        JetStreamBus::open(settings, Arc::new(TokioClock::new())),
+    )
+    .await
+    .expect("gave up within 20 s");
+    let err = opened.expect_err("nothing listens there").to_string();
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "it waited before giving up"
+    );
+    assert!(err.contains(&url), "names the URL: {err}");
+    assert!(err.contains("did not answer"), "says why: {err}");
+}
