@@ -55,7 +55,10 @@ pub struct JetStreamSettings {
 pub struct JetStreamBus(Arc<Inner>);
 
 struct Inner {
+    /// Publishing: the front door's events, retries, dead letters, and what reads the streams.
     js: jetstream::Context,
+    /// Pulling and acknowledging, on a connection of its own (`setup.rs` says why).
+    pulls: jetstream::Context,
     settings: JetStreamSettings,
     clock: Arc<dyn Clock>,
     consumers: tokio::sync::Mutex<HashMap<String, PullConsumer>>,
@@ -102,7 +105,7 @@ impl Inner {
             return Ok(c.clone());
         }
         let stream = self
-            .js
+            .pulls
             .get_stream(&self.settings.stream)
             .await
             .map_err(|e| failed("the stream", e))?;

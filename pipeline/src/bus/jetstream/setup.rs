@@ -20,9 +20,9 @@ impl JetStreamBus {
     ) -> Result<JetStreamBus, BusError> {
         let deadline = tokio::time::Instant::now() + settings.start_wait;
         let mut pause = Duration::from_millis(100);
-        let js = loop {
+        let (js, pulls) = loop {
             match Self::connect(&settings).await {
-                Ok(js) => break js,
+                Ok(both) => break both,
                 Err(Refused::Mismatch(e)) => return Err(BusError::Store(e)),
                 Err(Refused::NotYet(e)) if tokio::time::Instant::now() + pause < deadline => {
                     tracing::info!(error = %e, "waiting for JetStream");
@@ -41,6 +41,7 @@ impl JetStreamBus {
         held::keep_alive(Arc::clone(&held), settings.ack_wait / 3, closed.subscribe());
         Ok(JetStreamBus(Arc::new(Inner {
             js,
+            pulls,
             settings,
             clock,
             consumers: tokio::sync::Mutex::default(),
@@ -49,7 +50,10 @@ impl JetStreamBus {
         })))
     }
 
-    async fn connect(settings: &JetStreamSettings) -> Result<jetstream::Context, Refused> {
+    /// The publishing context, and the consuming one on a second connection.
+    async fn connect(
+        settings: &JetStreamSettings,
+    ) -> Result<(jetstream::Context, jetstream::Context), Refused> {
         use Refused::NotYet;
         let mut options = async_nats::ConnectOptions::new()
             .connection_timeout(Duration::from_secs(5))
@@ -64,6 +68,14 @@ impl JetStreamBus {
         }
         let servers: Vec<&str> = settings.url.split(',').map(str::trim).collect();
         let client = options
+            .clone()
+            .connect(servers.clone())
+            .await
+            .map_err(|e| NotYet(e.to_string()))?;
+        // The consumers' pulls and acks on a connection of their own: the server reads each
+        // connection in order, so on a shared one they queued behind every publish of a burst of
+        // notifications, and the consumers stood idle until it ended.
+        let consuming = options
             .connect(servers)
             .await
             .map_err(|e| NotYet(e.to_string()))?;
@@ -103,7 +115,7 @@ impl JetStreamBus {
                 )));
             }
         }
-        Ok(js)
+        Ok((js, jetstream::new(consuming)))
     }
 }
 
