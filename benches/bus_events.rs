@@ -259,7 +259,11 @@ functions:
                 .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
                 .sum();
             if done as usize >= args.events {
-                return anyhow::Ok(started.elapsed());
+                let took = started.elapsed();
+                let batches = metric(&text, "weir_batch_size_count");
+                let each = metric(&text, "weir_batch_size_sum") / batches.max(1.0);
+                eprintln!("{name}: {batches} batches, {each:.1} events each");
+                return anyhow::Ok(took);
             }
             if started.elapsed() > Duration::from_secs(600) {
                 bail!("{done} of {} events done after 600 s", args.events);
@@ -270,6 +274,14 @@ functions:
     let (posted, took) = tokio::join!(posting, watching);
     posted?;
     Ok(args.events as f64 / took?.as_secs_f64())
+}
+
+/// The sum of a metric's series in a Prometheus text page.
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[tokio::main]
