@@ -338,6 +338,16 @@ async fn close_wakes_waiting_consumers(imp: Impl) {
 
 /// Every case for one implementation, on the runtime it needs: paused time for a bus whose
 /// clock is tokio's, real time (several threads) for a server that keeps its own.
+/// An open bus is ready; a closed one says it is not (readiness probes ask `ready`).
+async fn ready_until_closed(imp: Impl) {
+    let place = Place::new(imp);
+    let bus = place.open().await;
+    bus.ready().await.expect("an open bus is ready");
+    bus.close().await;
+    let r = bus.ready().await;
+    assert!(matches!(r, Err(BusError::Closed)), "{r:?}");
+}
+
 macro_rules! suite {
     ($module:ident, $imp:expr, #[$runtime:meta]) => {
         mod $module {
@@ -351,6 +361,7 @@ macro_rules! suite {
                 };
             }
             case!(each_function_gets_each_event_until_it_acks);
+            case!(ready_until_closed);
             case!(a_waiting_consumer_wakes_on_publish);
             case!(retries_back_off_then_dead_letter_with_the_reason);
             case!(a_postponed_pair_spends_no_attempt);

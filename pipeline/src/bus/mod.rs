@@ -135,6 +135,12 @@ pub trait Bus: Send + Sync + std::fmt::Debug {
     /// Pairs not yet finished.
     async fn depth(&self) -> Result<u64, BusError>;
 
+    /// Whether the bus can take and hand out work now (`/healthz/ready`): by default, whether
+    /// it answers its depth.
+    async fn ready(&self) -> Result<(), BusError> {
+        self.depth().await.map(drop)
+    }
+
     /// Pairs not yet finished for one function (waiting or held by a consumer, on any node).
     async fn pending(&self, function: &str) -> Result<u64, BusError>;
 

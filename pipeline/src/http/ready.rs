@@ -1,5 +1,5 @@
 //! `GET /healthz/ready`: whether this node can take work, for a readiness probe. The bus must
-//! answer (its depth), and the object store (one listing of a bucket the functions use); either
+//! answer (`Bus::ready`), and the object store (one listing of a bucket the functions use); either
 //! failing is 503 with which and why. `/healthz` stays the liveness answer: the process serves.
 
 use std::sync::Arc;
@@ -22,7 +22,7 @@ pub struct Readiness {
 
 pub async fn ready(State(st): State<Shared>) -> Response {
     let bus = match &st.events {
-        Some(ev) => ev.bus.depth().await.map(drop).map_err(|e| e.to_string()),
+        Some(ev) => ev.bus.ready().await.map_err(|e| e.to_string()),
         None => Ok(()),
     };
     let store = match &st.readiness.bucket {

@@ -373,6 +373,19 @@ impl Bus for JetStreamBus {
             .messages)
     }
 
+    /// Both connections: the stream answers through the publishing one, and the consumers'
+    /// one is connected (it can be down alone, reconnecting, while publishes still go through).
+    async fn ready(&self) -> Result<(), BusError> {
+        use async_nats::connection::State;
+        if self.0.pulls.client().connection_state() != State::Connected {
+            return Err(BusError::Store(format!(
+                "the consumers' connection to {} is down (reconnecting)",
+                self.0.settings.url
+            )));
+        }
+        self.depth().await.map(drop)
+    }
+
     async fn pending(&self, function: &str) -> Result<u64, BusError> {
         self.0.check_open()?;
         let mut c = self.0.consumer(function).await?;
