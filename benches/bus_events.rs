@@ -251,17 +251,12 @@ functions:
                 .await?
                 .text()
                 .await?;
-            let done: f64 = text
-                .lines()
-                .filter(|l| {
-                    l.starts_with("weir_events_done_total{") && l.contains(r#"function="noop""#)
-                })
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum();
+            let done = metric(&text, "weir_events_done_total", r#"function="noop""#);
             if done as usize >= args.events {
                 let took = started.elapsed();
-                let batches = metric(&text, "weir_batch_size_count");
-                let each = metric(&text, "weir_batch_size_sum") / batches.max(1.0);
+                let batches = metric(&text, "weir_batch_size_count", r#"function="noop""#);
+                let sum = metric(&text, "weir_batch_size_sum", r#"function="noop""#);
+                let each = sum / batches.max(1.0);
                 eprintln!("{name}: {batches} batches, {each:.1} events each");
                 return anyhow::Ok(took);
             }
@@ -276,10 +271,11 @@ functions:
     Ok(args.events as f64 / took?.as_secs_f64())
 }
 
-/// The sum of a metric's series in a Prometheus text page.
-fn metric(text: &str, name: &str) -> f64 {
+/// The sum of a metric's series whose labels contain `labels`, in a Prometheus text page.
+fn metric(text: &str, name: &str, labels: &str) -> f64 {
     text.lines()
         .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| l.contains(labels))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
 }
