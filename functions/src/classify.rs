@@ -137,7 +137,8 @@ impl Function for Classify {
                 ctx.check(i)?;
                 let mut allow = ctx.allowance(i, self.params.max_pixels);
                 allow.rgb_copy = true;
-                pixels_to_row(&input.bytes, pre, &allow)
+                ctx.cores
+                    .on_core(|| pixels_to_row(&input.bytes, pre, &allow))
             })
             .collect();
         let ok: Vec<usize> = (0..rows.len()).filter(|i| rows[*i].is_ok()).collect();

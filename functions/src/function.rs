@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use weir_gpu::Device;
+use weir_models::cores::Cores;
 
 use crate::FnError;
 use crate::memory::DecodeMemory;
@@ -103,6 +104,9 @@ pub struct ExecCtx {
     pub deadlines: Vec<Instant>,
     /// The process's decode-memory budget, shared by every function.
     pub memory: Arc<DecodeMemory>,
+    /// The cores every function and model share: an input holds one while it runs, and spreads
+    /// its pieces over the idle ones (`crate::spread`).
+    pub cores: &'static Cores,
 }
 
 impl ExecCtx {
@@ -112,6 +116,7 @@ impl ExecCtx {
             device: Device::Cpu,
             deadlines: vec![far(); n],
             memory: DecodeMemory::unlimited(),
+            cores: Cores::machine(),
         }
     }
 
@@ -131,8 +136,8 @@ impl ExecCtx {
         self.deadlines.get(i).copied().unwrap_or_else(far)
     }
 
-    /// `one` for every input of the batch on the current rayon pool, each after its deadline
-    /// check: one result per input, in order.
+    /// `one` for every input of the batch on the current rayon pool, each on the core of the
+    /// thread that runs it and after its deadline check: one result per input, in order.
     pub fn par_each(
         &self,
         batch: &[Input],
@@ -142,19 +147,27 @@ impl ExecCtx {
         batch
             .par_iter()
             .enumerate()
-            .map(|(i, input)| self.check(i).and_then(|_| one(input, i)))
+            .map(|(i, input)| {
+                self.cores
+                    .on_core(|| self.check(i).and_then(|_| one(input, i)))
+            })
             .collect()
     }
 
     /// Fails once input `i` is past its deadline, so long work stops between stages.
     pub fn check(&self, i: usize) -> Result<(), FnError> {
-        match self.deadlines.get(i) {
-            Some(d) if Instant::now() >= *d => Err(FnError::timeout(
-                "the invocation ran past its deadline and was stopped",
-            )),
-            _ => Ok(()),
-        }
+        self.deadlines.get(i).map_or(Ok(()), |d| before(*d))
     }
+}
+
+/// Fails once `deadline` has passed; for work that carries its deadline to other threads.
+pub fn before(deadline: Instant) -> Result<(), FnError> {
+    if Instant::now() >= deadline {
+        return Err(FnError::timeout(
+            "the invocation ran past its deadline and was stopped",
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn far() -> Instant {

@@ -12,8 +12,9 @@ pub mod kinds;
 pub mod memory;
 pub mod noop;
 mod source;
+pub mod spread;
 pub mod thumbnail;
 
 pub use error::{ErrorKind, FnError};
-pub use function::{Artifact, ExecCtx, Function, Input, Limits, Output, Placement};
+pub use function::{Artifact, ExecCtx, Function, Input, Limits, Output, Placement, before};
 pub use source::{FileSource, Source, SourceReader};

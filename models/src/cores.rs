@@ -4,7 +4,12 @@
 //! running batches at once would put twice as many threads as cores to work, and both batches
 //! would take longer than one after the other. Runs are let through in arrival order, so a
 //! two-core run is not starved by a stream of one-core runs.
+//!
+//! Functions' work holds cores here too, so models and functions agree on who holds which core:
+//! each input a function runs holds its thread's core (`on_core`), and a function that spreads
+//! one input over idle cores takes only cores that are free and that no one waits for (`spare`).
 
+use std::cell::Cell;
 use std::sync::{Condvar, Mutex, OnceLock};
 
 /// The pure bookkeeping: cores free, and whose turn it is.
@@ -15,6 +20,8 @@ struct Ledger {
     /// The next ticket to hand out, and the ticket whose turn it is.
     issued: u64,
     serving: u64,
+    /// Runs waiting in line: a release wakes them only when there are some.
+    waiting: usize,
 }
 
 impl Ledger {
@@ -25,7 +32,17 @@ impl Ledger {
             free: total,
             issued: 0,
             serving: 0,
+            waiting: 0,
         }
+    }
+
+    /// One free core that no run in line is waiting for.
+    fn try_spare(&mut self) -> bool {
+        if self.issued != self.serving || self.free == 0 {
+            return false;
+        }
+        self.free -= 1;
+        true
     }
 
     /// A run asking for more cores than there are gets them all.
@@ -55,6 +72,13 @@ impl Ledger {
     }
 }
 
+thread_local! {
+    /// This thread runs a function's input and holds a core for it: work nested on the same
+    /// thread (a rayon join, a scope waiting for its jobs) runs on that core, never takes another.
+    static ON_CORE: Cell<bool> = const { Cell::new(false) };
+}
+
+#[derive(Debug)]
 pub struct Cores {
     ledger: Mutex<Ledger>,
     changed: Condvar,
@@ -82,26 +106,95 @@ impl Cores {
 
     /// Wait for `n` cores (in arrival order). Blocks: call it off the async runtime.
     pub fn take(&self, n: usize) -> Held<'_> {
-        let mut ledger = self.ledger.lock().unwrap_or_else(|p| p.into_inner());
+        let mut ledger = self.lock();
         let ticket = ledger.ticket();
-        while !ledger.try_go(ticket, n) {
-            ledger = self.changed.wait(ledger).unwrap_or_else(|p| p.into_inner());
+        if !ledger.try_go(ticket, n) {
+            ledger.waiting += 1;
+            while !ledger.try_go(ticket, n) {
+                ledger = self.changed.wait(ledger).unwrap_or_else(|p| p.into_inner());
+            }
+            ledger.waiting -= 1;
         }
-        drop(ledger);
         // The next in line may fit in what is left.
-        self.changed.notify_all();
+        let wake = ledger.waiting > 0;
+        drop(ledger);
+        if wake {
+            self.changed.notify_all();
+        }
         Held { cores: self, n }
+    }
+
+    /// One core that is free and that no run waits for, or none: for helping another core's
+    /// work, never for work that must run.
+    pub fn spare(&self) -> Option<Held<'_>> {
+        let spared = self.lock().try_spare();
+        spared.then(|| Held { cores: self, n: 1 })
+    }
+
+    /// Cores no run holds right now.
+    pub fn free(&self) -> usize {
+        self.lock().free
+    }
+
+    /// Run `f`, a function's work on one input, holding this thread's core: waits in line for it
+    /// unless this thread holds one already (nested work runs on the same core).
+    pub fn on_core<T>(&self, f: impl FnOnce() -> T) -> T {
+        if ON_CORE.get() {
+            return f();
+        }
+        let held = self.take(1);
+        ON_CORE.set(true);
+        // Reset even if `f` panics: the pool catches the panic and the thread serves on.
+        let _reset = Reset;
+        let out = f();
+        drop(held);
+        out
+    }
+
+    /// Run `f`, which blocks on work that needs cores (a model's run), with this thread's core
+    /// given back meanwhile, so that the work it waits for can take it.
+    pub fn lend<T>(&self, f: impl FnOnce() -> T) -> T {
+        if !ON_CORE.get() {
+            return f();
+        }
+        drop(Held { cores: self, n: 1 });
+        ON_CORE.set(false);
+        // Taken back however `f` ends; the `on_core` above gives it back for good.
+        struct Back<'a>(&'a Cores);
+        impl Drop for Back<'_> {
+            fn drop(&mut self) {
+                std::mem::forget(self.0.take(1));
+                ON_CORE.set(true);
+            }
+        }
+        let _back = Back(self);
+        f()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        self.ledger.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Clears `ON_CORE` when dropped (after the core is given back, or on a panic).
+struct Reset;
+
+impl Drop for Reset {
+    fn drop(&mut self) {
+        ON_CORE.set(false);
     }
 }
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
-        self.cores
-            .ledger
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .release(self.n);
-        self.cores.changed.notify_all();
+        let wake = {
+            let mut ledger = self.cores.lock();
+            ledger.release(self.n);
+            ledger.waiting > 0
+        };
+        if wake {
+            self.cores.changed.notify_all();
+        }
     }
 }
 
@@ -123,6 +216,43 @@ mod tests {
         assert!(!l.try_go(c, 1), "every core is taken");
         l.release(2);
         assert!(l.try_go(c, 1));
+    }
+
+    #[test]
+    fn a_spare_core_is_one_that_is_free_and_that_no_run_waits_for() {
+        let mut l = Ledger::new(2);
+        let a = l.ticket();
+        assert!(l.try_go(a, 1));
+        assert!(l.try_spare(), "the other core is idle");
+        assert!(!l.try_spare(), "no core is left");
+        l.release(1);
+        l.release(1);
+        let (b, c) = (l.ticket(), l.ticket());
+        assert!(l.try_go(b, 2));
+        l.release(1);
+        assert!(!l.try_spare(), "c waits in line: the free core is its");
+        assert!(l.try_go(c, 1));
+        l.release(1);
+        assert!(l.try_spare(), "no one waits any more");
+    }
+
+    #[test]
+    fn nested_work_runs_on_the_core_its_thread_holds_and_lends_it_to_a_model() {
+        let c = Cores::new(2);
+        c.on_core(|| {
+            assert_eq!(c.free(), 1);
+            c.on_core(|| assert_eq!(c.free(), 1, "the same thread: the same core"));
+            c.lend(|| {
+                assert_eq!(c.free(), 2, "given back while it waits on a model");
+                let _model = c.take(2);
+            });
+            assert_eq!(c.free(), 1, "taken back after");
+            let spare = c.spare().expect("one core is idle");
+            assert!(c.spare().is_none());
+            drop(spare);
+        });
+        assert_eq!(c.free(), 2);
+        c.lend(|| assert_eq!(c.free(), 2, "a thread holding nothing lends nothing"));
     }
 
     #[test]

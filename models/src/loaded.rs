@@ -126,8 +126,17 @@ impl LoadedModel {
     }
 
     /// Run one request's inputs (in the signature's order), through the dynamic batcher when the
-    /// model has one. Blocks: call it off the async runtime.
+    /// model has one. Blocks: call it off the async runtime. A function's input calling it gives
+    /// its core to the model meanwhile (`Cores::lend`).
     pub fn run_blocking(
+        &self,
+        inputs: Vec<crate::tensor::Tensor>,
+        source: &'static str,
+    ) -> Result<Vec<crate::tensor::Tensor>, ModelError> {
+        crate::cores::Cores::machine().lend(|| self.run_waiting(inputs, source))
+    }
+
+    fn run_waiting(
         &self,
         inputs: Vec<crate::tensor::Tensor>,
         source: &'static str,

@@ -361,6 +361,7 @@ fn dispatch(
             device,
             deadlines: live.iter_mut().map(|j| j.start(begun).into_std()).collect(),
             memory,
+            cores: weir_models::cores::Cores::machine(),
         };
         let started = std::time::Instant::now();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| function.call(&inputs, &ctx)));

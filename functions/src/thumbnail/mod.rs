@@ -11,18 +11,19 @@ mod webp_decode;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde_json::json;
 
 pub use decode::{Allowance, Layout, Picture, decode, dimensions, most_reserved};
 pub(crate) use encode::encode;
-pub use resize::{Frame, shrink, target_size, upright};
+pub use resize::{Frame, shrink, shrink_rows, stored_size, target_size, upright};
 
 const LANCZOS: fast_image_resize::FilterType = fast_image_resize::FilterType::Lanczos3;
 pub use params::{Chroma, Format, MAX_SIZE, ThumbnailParams};
 pub use quality::psnr;
 
-use crate::{Artifact, ExecCtx, FnError, Function, Input, Limits, Output};
+use crate::{Artifact, ExecCtx, FnError, Function, Input, Limits, Output, spread};
 
 pub struct Thumbnail {
     params: ThumbnailParams,
@@ -32,10 +33,52 @@ pub struct Thumbnail {
 /// hundreds of megabytes one huge picture needed (kept, they would never return to the system).
 const KEEP_SCRATCH: usize = 64 << 20;
 
+/// The most strips one resize is cut into.
+const MAX_STRIPS: u32 = 8;
+
 thread_local! {
     // A resizer keeps scratch buffers between calls; one per worker thread avoids reallocating.
     static RESIZER: RefCell<fast_image_resize::Resizer> = RefCell::new(fast_image_resize::Resizer::new());
 }
+
+/// `f` with this thread's resizer, which then drops scratch over `KEEP_SCRATCH`.
+fn with_resizer<T>(f: impl FnOnce(&mut fast_image_resize::Resizer) -> T) -> T {
+    RESIZER.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut r) => {
+            let out = f(&mut r);
+            if r.size_of_internal_buffers() > KEEP_SCRATCH {
+                r.reset_internal_buffers();
+            }
+            out
+        }
+        // In use further up this thread's stack (a re-entrant call, as rayon work stealing
+        // inside a resize once caused): give this call its own.
+        Err(_) => f(&mut fast_image_resize::Resizer::new()),
+    })
+}
+
+/// One size to make, in the order sizes are made: largest first, so that a smaller size can be
+/// made from the one before it when that is at least twice its width (as good as from the
+/// original, and far less work).
+#[derive(Debug, Clone, Copy)]
+struct Step {
+    /// Where the size is in the params' list (outputs keep that order).
+    k: usize,
+    size: u32,
+    /// The thumbnail's displayed width and height.
+    target: (u32, u32),
+    from_previous: bool,
+}
+
+/// What encoding needs, copied into each piece of work.
+#[derive(Debug, Clone, Copy)]
+struct Encoding {
+    format: Format,
+    quality: u8,
+    chroma: Chroma,
+}
+
+type Made = Vec<(usize, Artifact, serde_json::Value)>;
 
 impl Thumbnail {
     pub fn new(params: ThumbnailParams) -> Result<Self, (&'static str, String)> {
@@ -47,65 +90,83 @@ impl Thumbnail {
         &self.params
     }
 
-    /// Thumbnail one input, checking the deadline between stages.
+    /// Every size's step, refusing an output too large before any pixels are made.
+    fn steps(&self, displayed: (u32, u32)) -> Result<Vec<Step>, FnError> {
+        let p = &self.params;
+        let mut order: Vec<usize> = (0..p.sizes.len()).collect();
+        order.sort_by_key(|&k| std::cmp::Reverse(p.sizes[k]));
+        let mut previous_width: Option<u32> = None;
+        let mut steps = Vec::with_capacity(order.len());
+        for k in order {
+            let size = p.sizes[k];
+            let target = resize::target_size(displayed, size, p.upscale);
+            check_output(p.format, target.0, target.1, p.max_pixels)?;
+            let from_previous = previous_width.is_some_and(|w| w >= target.0.saturating_mul(2));
+            previous_width = Some(target.0);
+            steps.push(Step {
+                k,
+                size,
+                target,
+                from_previous,
+            });
+        }
+        Ok(steps)
+    }
+
+    /// Thumbnail one input, checking the deadline between stages. The decode is one core's
+    /// work; on cores that are idle (`crate::spread`) the largest resize is cut into strips of
+    /// rows, and its encode runs beside the smaller sizes. On a busy machine all of it runs here,
+    /// one step after the other, and makes the same pixels.
     pub fn run_one(&self, input: &Input, ctx: &ExecCtx, i: usize) -> Result<Output, FnError> {
         let p = &self.params;
         let largest = p.sizes.iter().copied().max().filter(|_| !p.upscale);
-        let pic = decode(&input.bytes, &ctx.allowance(i, p.max_pixels), largest)?;
+        let pic = Arc::new(decode(
+            &input.bytes,
+            &ctx.allowance(i, p.max_pixels),
+            largest,
+        )?);
         let displayed = pic.displayed();
-        // Largest first, so that a smaller size can be made from a larger one that is at least
-        // twice its width (as good as from the original, and far less work).
-        let mut order: Vec<usize> = (0..p.sizes.len()).collect();
-        order.sort_by_key(|&k| std::cmp::Reverse(p.sizes[k]));
-        let mut made: Vec<Option<(Artifact, serde_json::Value)>> = vec![None; p.sizes.len()];
-        // The last size made, with its displayed width.
-        let mut previous: Option<(Picture, u32)> = None;
-        for k in order {
-            ctx.check(i)?;
-            let size = p.sizes[k];
-            let (tw, th) = resize::target_size(displayed, size, p.upscale);
-            check_output(p.format, tw, th, p.max_pixels)?;
-            let from = match &previous {
-                Some((prev, prev_w)) if *prev_w >= tw.saturating_mul(2) => prev,
-                _ => &pic,
-            };
-            let small = RESIZER.with(|cell| match cell.try_borrow_mut() {
-                Ok(mut r) => {
-                    let small = resize::shrink(&mut r, from, (tw, th), LANCZOS);
-                    if r.size_of_internal_buffers() > KEEP_SCRATCH {
-                        r.reset_internal_buffers();
-                    }
-                    small
+        let steps = self.steps(displayed)?;
+        let Some((&first, rest)) = steps.split_first() else {
+            return Err(FnError::bad_input("no thumbnail size was asked for"));
+        };
+        let deadline = ctx.deadline(i);
+        crate::before(deadline)?;
+        let big = Arc::new(shrink_in_strips(ctx, &pic, first.target)?);
+        crate::before(deadline)?;
+        let enc = Encoding {
+            format: p.format,
+            quality: p.quality,
+            chroma: p.chroma,
+        };
+        let mut pieces: Vec<spread::Piece<Result<Made, FnError>>> = Vec::with_capacity(2);
+        let first_pic = big.clone();
+        pieces.push(Box::new(move || Ok(vec![finish(first, &first_pic, enc)?])));
+        if !rest.is_empty() {
+            let (rest, pic, big) = (rest.to_vec(), pic.clone(), big.clone());
+            pieces.push(Box::new(move || {
+                let mut made = Vec::with_capacity(rest.len());
+                let mut previous = big;
+                for step in rest {
+                    crate::before(deadline)?;
+                    let from = if step.from_previous { &previous } else { &pic };
+                    let small = with_resizer(|r| resize::shrink(r, from, step.target, LANCZOS))?;
+                    made.push(finish(step, &small, enc)?);
+                    previous = Arc::new(small);
                 }
-                // In use further up this thread's stack (a re-entrant call, as rayon work
-                // stealing inside a resize once caused): give this call its own.
-                Err(_) => resize::shrink(
-                    &mut fast_image_resize::Resizer::new(),
-                    from,
-                    (tw, th),
-                    LANCZOS,
-                ),
-            })?;
-            let frame = resize::upright(&small);
-            let bytes = encode::encode(&frame, p.format, p.quality, p.chroma)?;
-            let name = format!("{size}.{}", p.format.extension());
-            let info = json!({
-                "name": name, "size": size, "width": frame.width, "height": frame.height,
-                "bytes": bytes.len(),
-            });
-            let artifact = Artifact {
-                name,
-                content_type: p.format.content_type().to_string(),
-                bytes,
-                vars: BTreeMap::from([("size".to_string(), size.to_string())]),
-                placement: Default::default(),
-            };
-            made[k] = Some((artifact, info));
-            drop(frame);
-            previous = Some((small, tw));
+                Ok(made)
+            }));
         }
+        let pixels = u64::from(big.width) * u64::from(big.height);
+        drop(big);
+        let help = spread::Helpers::take(ctx.cores, pieces.len(), pixels);
+        let mut made: Made = Vec::with_capacity(steps.len());
+        for piece in help.run(pieces) {
+            made.extend(piece?);
+        }
+        made.sort_by_key(|(k, ..)| *k);
         let (artifacts, made): (Vec<Artifact>, Vec<serde_json::Value>) =
-            made.into_iter().flatten().unzip();
+            made.into_iter().map(|(_, a, info)| (a, info)).unzip();
         let summary = json!({
             "input": {
                 "format": decode::format_name(pic.format),
@@ -117,6 +178,59 @@ impl Thumbnail {
         });
         Ok(Output { artifacts, summary })
     }
+}
+
+/// `pic` resized to `displayed`, cut into strips of rows when idle cores can help: each output
+/// row's filter reaches into the whole source, so the strips joined are the whole resize, pixel
+/// for pixel (`tests/thumbnail_spread.rs`).
+fn shrink_in_strips(
+    ctx: &ExecCtx,
+    pic: &Arc<Picture>,
+    displayed: (u32, u32),
+) -> Result<Picture, FnError> {
+    let (w, h) = resize::stored_size(pic, displayed);
+    // A strip of a few rows would redo most of its neighbours' filter rows.
+    let most = (h / 32).clamp(1, MAX_STRIPS) as usize;
+    let help = spread::Helpers::take(ctx.cores, most, u64::from(w) * u64::from(h));
+    let n = help.count() as u32 + 1;
+    if n == 1 {
+        return with_resizer(|r| resize::shrink(r, pic, displayed, LANCZOS));
+    }
+    let pieces: Vec<spread::Piece<Result<Vec<u8>, FnError>>> = (0..n)
+        .map(|s| {
+            let (pic, rows) = (pic.clone(), h * s / n..h * (s + 1) / n);
+            Box::new(move || with_resizer(|r| resize::shrink_rows(r, &pic, (w, h), rows, LANCZOS)))
+                as spread::Piece<_>
+        })
+        .collect();
+    let mut pixels = Vec::with_capacity(w as usize * h as usize * pic.layout.channels());
+    for strip in help.run(pieces) {
+        pixels.extend_from_slice(&strip?);
+    }
+    Ok(resize::resized(pic, (w, h), pixels))
+}
+
+/// A made size, turned upright and encoded, with its line of the summary.
+fn finish(
+    step: Step,
+    small: &Picture,
+    enc: Encoding,
+) -> Result<(usize, Artifact, serde_json::Value), FnError> {
+    let frame = resize::upright(small);
+    let bytes = encode::encode(&frame, enc.format, enc.quality, enc.chroma)?;
+    let name = format!("{}.{}", step.size, enc.format.extension());
+    let info = json!({
+        "name": name, "size": step.size, "width": frame.width, "height": frame.height,
+        "bytes": bytes.len(),
+    });
+    let artifact = Artifact {
+        name,
+        content_type: enc.format.content_type().to_string(),
+        bytes,
+        vars: BTreeMap::from([("size".to_string(), step.size.to_string())]),
+        placement: Default::default(),
+    };
+    Ok((step.k, artifact, info))
 }
 
 /// Refuse an output the encoder cannot hold, or one over the pixel limit (a very thin picture

@@ -2,6 +2,7 @@
 //! upright: rotating after the resize moves far fewer pixels than rotating the full picture.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use fast_image_resize::images::{TypedImage, TypedImageRef};
 use fast_image_resize::pixels::{PixelType, U8, U8x3, U8x4};
@@ -29,6 +30,15 @@ pub fn target_size(displayed: (u32, u32), width: u32, upscale: bool) -> (u32, u3
     (tw, th)
 }
 
+/// The size, in stored orientation, of the resize that measures `displayed` once upright.
+pub fn stored_size(pic: &Picture, displayed: (u32, u32)) -> (u32, u32) {
+    if swaps_axes(pic.orientation) {
+        (displayed.1, displayed.0)
+    } else {
+        displayed
+    }
+}
+
 /// Resize `pic` so that, once upright, it measures `displayed` (width, height). The result stays
 /// in stored orientation, as a picture that smaller sizes can in turn be made from.
 pub fn shrink(
@@ -37,44 +47,65 @@ pub fn shrink(
     displayed: (u32, u32),
     filter: FilterType,
 ) -> Result<Picture, FnError> {
-    let (w, h) = if swaps_axes(pic.orientation) {
-        (displayed.1, displayed.0)
-    } else {
-        displayed
-    };
-    let pixels = match pic.layout {
-        Layout::Gray => resize_typed::<U8>(resizer, pic, w, h, filter)?,
-        Layout::Rgb => resize_typed::<U8x3>(resizer, pic, w, h, filter)?,
-        Layout::Rgba => resize_typed::<U8x4>(resizer, pic, w, h, filter)?,
-    };
-    Ok(Picture {
+    let (w, h) = stored_size(pic, displayed);
+    let pixels = shrink_rows(resizer, pic, (w, h), 0..h, filter)?;
+    Ok(resized(pic, (w, h), pixels))
+}
+
+/// Rows `rows` of `pic` resized to `size` (stored orientation): strips made apart and joined in
+/// order are the whole resize, as each output row's filter reaches into the whole source.
+pub fn shrink_rows(
+    resizer: &mut Resizer,
+    pic: &Picture,
+    size: (u32, u32),
+    rows: Range<u32>,
+    filter: FilterType,
+) -> Result<Vec<u8>, FnError> {
+    match pic.layout {
+        Layout::Gray => resize_typed::<U8>(resizer, pic, size, rows, filter),
+        Layout::Rgb => resize_typed::<U8x3>(resizer, pic, size, rows, filter),
+        Layout::Rgba => resize_typed::<U8x4>(resizer, pic, size, rows, filter),
+    }
+}
+
+/// The picture made of `pixels`, `size` in stored orientation, resized from `pic`.
+pub fn resized(pic: &Picture, (w, h): (u32, u32), pixels: Vec<u8>) -> Picture {
+    Picture {
         width: w,
         height: h,
         pixels,
         exact: (f64::from(w), f64::from(h)),
         held: None,
         ..*pic
-    })
+    }
 }
 
 /// The typed entry point compiles a quarter as much code as the generic one.
 fn resize_typed<P: PixelTrait>(
     resizer: &mut Resizer,
     pic: &Picture,
-    w: u32,
-    h: u32,
+    (w, h): (u32, u32),
+    rows: Range<u32>,
     filter: FilterType,
 ) -> Result<Vec<u8>, FnError> {
     let internal = |what: &str| FnError::transient(format!("resize failed: {what}"));
     let src = TypedImageRef::<P>::from_buffer(pic.width, pic.height, &pic.pixels)
         .map_err(|e| internal(&e.to_string()))?;
-    let mut buf = vec![0u8; w as usize * h as usize * pic.layout.channels()];
+    let n = rows.end.saturating_sub(rows.start);
+    let mut buf = vec![0u8; w as usize * n as usize * pic.layout.channels()];
     let mut dst =
-        TypedImage::<P>::from_buffer(w, h, &mut buf).map_err(|e| internal(&e.to_string()))?;
-    // Only the exact region of a scaled decode maps onto the full picture.
+        TypedImage::<P>::from_buffer(w, n, &mut buf).map_err(|e| internal(&e.to_string()))?;
+    // Only the exact region of a scaled decode maps onto the full picture; a strip maps onto
+    // its share of it.
+    let (top, bottom) = if rows == (0..h) {
+        (0.0, pic.exact.1)
+    } else {
+        let at = |row: u32| pic.exact.1 * f64::from(row) / f64::from(h);
+        (at(rows.start), at(rows.end))
+    };
     let opts = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(filter))
-        .crop(0.0, 0.0, pic.exact.0, pic.exact.1);
+        .crop(0.0, top, pic.exact.0, bottom - top);
     resizer
         .resize_typed(&src, &mut dst, &opts)
         .map_err(|e| internal(&e.to_string()))?;

@@ -1,0 +1,224 @@
+//! One input's independent pieces of work spread over the cores that are idle right now.
+//!
+//! A lone upload on a quiet machine should use every core; under full load each input should
+//! stay on its one core, as nested parallelism that ignores load leaves cores idle while
+//! threads wait on each other, and cutting work that one core runs anyway only adds cost. So a
+//! step asks for helpers first, and only cores the ledger (`weir_models::cores`) says are free
+//! and that no one waits for are taken; the step is cut into as many pieces as there are cores
+//! to run them. The pieces must make the same output however they are cut.
+//!
+//! The thread that owns the input runs pieces too, and when none are left it waits for the
+//! helpers' last pieces (short: a piece) rather than steal other work, which could be a whole
+//! invocation and would hold up this one's answer.
+
+use std::sync::{Arc, Condvar, Mutex};
+
+use weir_models::cores::{Cores, Held};
+
+/// A piece smaller than this many pixels costs less than handing it to another core.
+pub const MIN_PIECE_PIXELS: u64 = 64 * 1024;
+
+/// How many idle cores should help with a step of `work_pixels` pixels that can be cut into at
+/// most `most_pieces` pieces: none when the machine is busy or the pieces would be too small to
+/// be worth the hop, and never more than would leave a helper without a piece.
+pub fn helpers(idle: usize, most_pieces: usize, work_pixels: u64) -> usize {
+    let worth = usize::try_from(work_pixels / MIN_PIECE_PIXELS).unwrap_or(usize::MAX);
+    idle.min(most_pieces.saturating_sub(1))
+        .min(worth.saturating_sub(1))
+}
+
+/// A piece of work, owning what it needs (pieces may run on other threads).
+pub type Piece<T> = Box<dyn FnOnce() -> T + Send>;
+
+struct State<T> {
+    pieces: Vec<Option<Piece<T>>>,
+    next: usize,
+    results: Vec<Option<std::thread::Result<T>>>,
+    done: usize,
+}
+
+struct Shared<T> {
+    state: Mutex<State<T>>,
+    finished: Condvar,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<T>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run pieces until none is left to start.
+    fn work(&self) {
+        loop {
+            let (i, piece) = {
+                let mut s = self.lock();
+                let i = s.next;
+                match s.pieces.get_mut(i).and_then(Option::take) {
+                    Some(piece) => {
+                        s.next += 1;
+                        (i, piece)
+                    }
+                    None => return,
+                }
+            };
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(piece));
+            let mut s = self.lock();
+            s.results[i] = Some(result);
+            s.done += 1;
+            if s.done == s.results.len() {
+                self.finished.notify_all();
+            }
+        }
+    }
+}
+
+/// Idle cores taken to help with one step; each goes back when its helper ends.
+pub struct Helpers {
+    held: Vec<Held<'static>>,
+}
+
+impl Helpers {
+    /// As many spare cores as `helpers` says a step of `work_pixels` pixels, cut into at most
+    /// `most_pieces` pieces, is worth (none at all on a busy machine).
+    pub fn take(cores: &'static Cores, most_pieces: usize, work_pixels: u64) -> Helpers {
+        let wanted = helpers(cores.free(), most_pieces, work_pixels);
+        Helpers {
+            held: std::iter::from_fn(|| cores.spare()).take(wanted).collect(),
+        }
+    }
+
+    /// How many cores help: cut the step into one piece more than this.
+    pub fn count(&self) -> usize {
+        self.held.len()
+    }
+
+    /// Run `pieces` here and on the helpers' cores; their results in order. Without helpers
+    /// they run here, one after the other. A piece's panic is raised here.
+    pub fn run<T: Send + 'static>(self, pieces: Vec<Piece<T>>) -> Vec<T> {
+        if self.held.is_empty() {
+            return pieces.into_iter().map(|piece| piece()).collect();
+        }
+        let n = pieces.len();
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                pieces: pieces.into_iter().map(Some).collect(),
+                next: 0,
+                results: (0..n).map(|_| None).collect(),
+                done: 0,
+            }),
+            finished: Condvar::new(),
+        });
+        let span = tracing::Span::current();
+        for core in self.held {
+            let (shared, span) = (shared.clone(), span.clone());
+            // Onto the current rayon pool: an idle worker of it picks this up. One that starts
+            // after the pieces are gone finds none and gives its core back at once.
+            rayon::spawn(move || {
+                let _enter = span.enter();
+                shared.work();
+                drop(core);
+            });
+        }
+        shared.work();
+        let mut s = shared.lock();
+        while s.done < n {
+            s = shared.finished.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        let results = std::mem::take(&mut s.results);
+        drop(s);
+        results
+            .into_iter()
+            .map(|r| match r {
+                Some(Ok(v)) => v,
+                Some(Err(panic)) => std::panic::resume_unwind(panic),
+                None => unreachable!("every piece ran before `done` reached the count"),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_busy_machine_or_small_work_gets_no_help() {
+        let big = 1 << 22;
+        assert_eq!(helpers(0, 6, big), 0, "no core is idle");
+        assert_eq!(
+            helpers(3, 6, 100_000),
+            0,
+            "two pieces would each be too small"
+        );
+        assert_eq!(
+            helpers(3, 6, 3 * MIN_PIECE_PIXELS),
+            2,
+            "three pieces worth a hop"
+        );
+        assert_eq!(helpers(1, 6, big), 1);
+        assert_eq!(helpers(15, 6, big), 5, "one piece each at most");
+        assert_eq!(helpers(15, 1, big), 0, "one piece: nothing to share");
+        assert_eq!(helpers(15, 0, big), 0);
+    }
+
+    fn pieces(n: usize) -> Vec<Piece<usize>> {
+        (0..n)
+            .map(|i| {
+                Box::new(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    i * 10
+                }) as Piece<usize>
+            })
+            .collect()
+    }
+
+    #[test]
+    fn results_come_in_order_with_or_without_helpers() {
+        let idle: &'static Cores = Box::leak(Box::new(Cores::new(4)));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(4)
+            .build()
+            .unwrap();
+        let want: Vec<usize> = (0..7).map(|i| i * 10).collect();
+        let helped = pool.install(|| {
+            let help = Helpers::take(idle, 7, 1 << 22);
+            assert_eq!(help.count(), 4, "every core of the ledger is idle");
+            help.run(pieces(7))
+        });
+        assert_eq!(helped, want);
+        let t = std::time::Instant::now();
+        while idle.free() < 4 && t.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::yield_now();
+        }
+        assert_eq!(idle.free(), 4, "every helper gave its core back");
+        let busy: &'static Cores = Box::leak(Box::new(Cores::new(1)));
+        let _all = busy.take(1);
+        let alone = pool.install(|| {
+            let help = Helpers::take(busy, 7, 1 << 22);
+            assert_eq!(help.count(), 0);
+            help.run(pieces(7))
+        });
+        assert_eq!(alone, want);
+    }
+
+    #[test]
+    fn a_piece_that_panics_is_raised_to_the_owner() {
+        let cores: &'static Cores = Box::leak(Box::new(Cores::new(2)));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let mut ps = pieces(3);
+        ps.push(Box::new(|| panic!("piece failed")));
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            pool.install(|| Helpers::take(cores, 4, 1 << 22).run(ps))
+        }));
+        assert!(caught.is_err());
+        // The helper's core comes back once its job has ended.
+        let t = std::time::Instant::now();
+        while cores.free() < 2 && t.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::yield_now();
+        }
+        assert_eq!(cores.free(), 2);
+    }
+}

@@ -1,0 +1,94 @@
+//! One thumbnail spread over idle cores: the same pixels as on a busy machine, and strips of a
+//! resize that join into the whole resize.
+
+use std::path::Path;
+
+use weir_functions::thumbnail::{
+    Allowance, Format, Thumbnail, ThumbnailParams, decode, shrink, shrink_rows, stored_size,
+};
+use weir_functions::{ExecCtx, Input};
+use weir_models::cores::Cores;
+
+fn photo(name: &str) -> Input {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/images")
+        .join(name);
+    Input::new(std::fs::read(path).unwrap())
+}
+
+const PHOTOS: [&str; 4] = [
+    "mountains_1920x1440.jpg",
+    "dogs_exif_orientation6_3088x2048.jpg",
+    "document_page_1240x1754.png",
+    "dandelions_5312x2988.jpg",
+];
+
+#[test]
+fn idle_cores_make_the_same_thumbnails_as_a_busy_machine() {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(4)
+        .build()
+        .unwrap();
+    let f = Thumbnail::new(ThumbnailParams::new(vec![256, 1024, 700], Format::Jpeg, 80)).unwrap();
+    let idle: &'static Cores = Box::leak(Box::new(Cores::new(4)));
+    let busy: &'static Cores = Box::leak(Box::new(Cores::new(4)));
+    let _all_taken = busy.take(4);
+    for name in PHOTOS {
+        let input = photo(name);
+        let run = |cores: &'static Cores| {
+            let ctx = ExecCtx {
+                cores,
+                ..ExecCtx::unbounded(1)
+            };
+            pool.install(|| f.run_one(&input, &ctx, 0))
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        let (spread, alone) = (run(idle), run(busy));
+        assert_eq!(spread.artifacts.len(), 3, "{name}");
+        for (a, b) in spread.artifacts.iter().zip(&alone.artifacts) {
+            assert_eq!(a.name, b.name);
+            assert!(
+                a.bytes == b.bytes,
+                "{name} {}: other bytes on idle cores",
+                a.name
+            );
+        }
+        assert_eq!(spread.summary, alone.summary, "{name}");
+        assert_eq!(idle.free(), 4, "{name}: every helper gave its core back");
+    }
+}
+
+#[test]
+fn strips_of_a_resize_join_into_the_whole_resize() {
+    for name in PHOTOS {
+        let pic = decode(
+            &photo(name).bytes,
+            &Allowance::pixels(100_000_000),
+            Some(1024),
+        )
+        .unwrap();
+        let displayed = weir_functions::thumbnail::target_size(pic.displayed(), 1024, false);
+        let mut r = fast_image_resize::Resizer::new();
+        let whole = shrink(
+            &mut r,
+            &pic,
+            displayed,
+            fast_image_resize::FilterType::Lanczos3,
+        )
+        .unwrap();
+        let (w, h) = stored_size(&pic, displayed);
+        for cuts in [2, 3, 5, 8] {
+            let mut joined = Vec::new();
+            for s in 0..cuts {
+                let rows = h * s / cuts..h * (s + 1) / cuts;
+                let filter = fast_image_resize::FilterType::Lanczos3;
+                joined.extend(shrink_rows(&mut r, &pic, (w, h), rows, filter).unwrap());
+            }
+            // Equal, not close: the output must not depend on how many cores were idle.
+            assert!(
+                joined == whole.pixels,
+                "{name}: {cuts} strips differ from the whole resize"
+            );
+        }
+    }
+}
