@@ -1,6 +1,7 @@
 //! One photo through Weir's HTTP endpoint as its users feel it: one client at a time (latency
 //! p50/p99 and the server's CPU per photo, for each reply format), then four clients in a closed
-//! loop (photos per second). `benches/compare_thumbnail_http.sh` runs it alternately with libvips.
+//! loop (photos per second); and what rendering the JSON reply (base64 artifacts) costs on its own.
+//! `benches/compare_thumbnail_http.sh` runs it alternately with libvips.
 //!
 //!   cargo run --release -p weir-benches --bin thumbnail-latency-bench -- [--photo NAME] [--requests N] [--seconds S]
 //!
@@ -15,6 +16,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use weir_functions::thumbnail::{Format, Thumbnail, ThumbnailParams};
+use weir_functions::{ExecCtx, Input};
 use weir_pipeline::config::Config;
 use weir_pipeline::server::{self, Settings};
 
@@ -82,6 +85,31 @@ async fn post(client: &reqwest::Client, url: &str, reply: &str, body: &[u8]) -> 
     let res = req.send().await?;
     ensure!(res.status() == 200, "HTTP {}", res.status());
     res.bytes().await?;
+    Ok(())
+}
+
+/// The JSON reply rendered alone (base64 and serialisation, as the server does it) against the
+/// first artifact alone, for this photo's real output.
+fn reply_cost(photo: &[u8]) -> anyhow::Result<()> {
+    use weir_pipeline::http::reply::{Form, render};
+    let f = Thumbnail::new(ThumbnailParams::new(vec![256, 1024], Format::Jpeg, 80))
+        .map_err(|(field, msg)| anyhow::anyhow!("{field}: {msg}"))?;
+    let output = f.run_one(&Input::new(photo.to_vec()), &ExecCtx::unbounded(1), 0)?;
+    let bytes: usize = output.artifacts.iter().map(|a| a.bytes.len()).sum();
+    let reps = 200;
+    let time = |form: Form| {
+        let t = Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(render(form, "thumbs", output.clone()));
+        }
+        t.elapsed().as_secs_f64() / f64::from(reps) * 1e3
+    };
+    let (json, first) = (time(Form::Json), time(Form::First));
+    println!("# the reply rendered alone, {} KB of artifacts, {reps} times", bytes / 1000);
+    println!(
+        "reply ms: json {json:.3}  first {first:.3}  json per 200 KB {:.3}",
+        json * 200_000.0 / bytes as f64
+    );
     Ok(())
 }
 
@@ -158,6 +186,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
     println!("# {} clients in a closed loop, JSON replies", a.clients);
     println!("saturated img/s {rate:.1}");
     running.shutdown().await?;
+    reply_cost(&body)?;
     let _ = std::fs::remove_dir_all(&data);
     Ok(())
 }

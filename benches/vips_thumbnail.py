@@ -1,6 +1,6 @@
 """libvips side of the thumbnail benchmark: pyvips thumbnail_buffer (shrink-on-load), JPEG q80.
 
-    VIPS_CONCURRENCY=1 python benches/vips_thumbnail.py [--iters N] [--min-width PX]
+    VIPS_CONCURRENCY=1 python benches/vips_thumbnail.py [--iters N] [--min-width PX] [--photo NAME]
 
 Same photos, widths and output format as `thumbnail-bench`; one thread (milliseconds per image,
 median). For two widths libvips makes each from the upload, as a thumbnail service calls it.
@@ -30,11 +30,14 @@ def main() -> None:
     ap.add_argument("--min-width", type=int, default=1280)
     ap.add_argument("--dir", default=str(ROOT / "fixtures/images"))
     ap.add_argument("--threads", type=int, default=os.cpu_count())
+    ap.add_argument("--photo", help="only this photo of the folder")
     a = ap.parse_args()
     print(f"# libvips {pyvips.version(0)}.{pyvips.version(1)}.{pyvips.version(2)} thumbnail_buffer, JPEG q80, median of {a.iters}, {a.threads} threads")
     print(f"{'photo':<40} {'widths':>9} {'1 thread ms':>12} {'all cores img/s':>14} {'PSNR dB':>9}")
     pool = concurrent.futures.ThreadPoolExecutor(a.threads)
     for path in sorted(pathlib.Path(a.dir).iterdir()):
+        if a.photo and path.name != a.photo:
+            continue
         data = path.read_bytes()
         head = pyvips.Image.new_from_buffer(data, "")
         if max(head.width, head.height) < a.min_width:

@@ -5,7 +5,7 @@ pub mod body;
 mod dead_letters;
 pub(crate) mod invoke;
 pub mod ready;
-pub(crate) mod reply;
+pub mod reply;
 mod serve;
 pub mod v2;
 
