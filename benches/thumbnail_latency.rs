@@ -105,7 +105,10 @@ fn reply_cost(photo: &[u8]) -> anyhow::Result<()> {
         t.elapsed().as_secs_f64() / f64::from(reps) * 1e3
     };
     let (json, first) = (time(Form::Json), time(Form::First));
-    println!("# the reply rendered alone, {} KB of artifacts, {reps} times", bytes / 1000);
+    println!(
+        "# the reply rendered alone, {} KB of artifacts, {reps} times",
+        bytes / 1000
+    );
     println!(
         "reply ms: json {json:.3}  first {first:.3}  json per 200 KB {:.3}",
         json * 200_000.0 / bytes as f64
