@@ -35,6 +35,18 @@ struct State<T> {
     next: usize,
     results: Vec<Option<std::thread::Result<T>>>,
     done: usize,
+    /// The spare cores, one per helper job: a job takes one with its first piece, so a job that
+    /// starts late (or never) holds none, and the owner gives back those left unclaimed.
+    spares: Vec<Held<'static>>,
+}
+
+impl<T> State<T> {
+    fn next_piece(&mut self) -> Option<(usize, Piece<T>)> {
+        let i = self.next;
+        let piece = self.pieces.get_mut(i).and_then(Option::take)?;
+        self.next += 1;
+        Some((i, piece))
+    }
 }
 
 struct Shared<T> {
@@ -47,33 +59,60 @@ impl<T> Shared<T> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Run pieces until none is left to start.
+    /// The owner: run pieces until none is left to start.
     fn work(&self) {
-        loop {
-            let (i, piece) = {
-                let mut s = self.lock();
-                let i = s.next;
-                match s.pieces.get_mut(i).and_then(Option::take) {
-                    Some(piece) => {
-                        s.next += 1;
-                        (i, piece)
-                    }
-                    None => return,
-                }
-            };
+        let mut next = self.lock().next_piece();
+        while let Some((i, piece)) = next {
             let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(piece));
-            let mut s = self.lock();
-            s.results[i] = Some(result);
-            s.done += 1;
-            if s.done == s.results.len() {
-                self.finished.notify_all();
-            }
+            next = self.finish(i, result, &mut None);
         }
+    }
+
+    /// A helper: claim a spare core with a first piece, run pieces on it until none is left to
+    /// start, and give the core back before the last result is counted (so that when the owner
+    /// returns, every core is back).
+    fn help(&self, cores: &'static Cores) {
+        let (mut next, mut core) = {
+            let mut s = self.lock();
+            match s.next_piece() {
+                Some(first) => (Some(first), s.spares.pop()),
+                None => return,
+            }
+        };
+        while let Some((i, piece)) = next {
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match &core {
+                Some(held) => cores.holding(held, piece),
+                None => piece(),
+            }));
+            next = self.finish(i, result, &mut core);
+        }
+    }
+
+    /// Count piece `i`'s result and hand out the next piece; with none left, `core` goes back
+    /// first.
+    fn finish(
+        &self,
+        i: usize,
+        result: std::thread::Result<T>,
+        core: &mut Option<Held<'static>>,
+    ) -> Option<(usize, Piece<T>)> {
+        let mut s = self.lock();
+        let next = s.next_piece();
+        if next.is_none() {
+            drop(core.take());
+        }
+        s.results[i] = Some(result);
+        s.done += 1;
+        if s.done == s.results.len() {
+            self.finished.notify_all();
+        }
+        next
     }
 }
 
-/// Idle cores taken to help with one step; each goes back when its helper ends.
+/// Idle cores taken to help with one step; each goes back when its helper has no piece left.
 pub struct Helpers {
+    cores: &'static Cores,
     held: Vec<Held<'static>>,
 }
 
@@ -83,6 +122,7 @@ impl Helpers {
     pub fn take(cores: &'static Cores, most_pieces: usize, work_pixels: u64) -> Helpers {
         let wanted = helpers(cores.free(), most_pieces, work_pixels);
         Helpers {
+            cores,
             held: std::iter::from_fn(|| cores.spare()).take(wanted).collect(),
         }
     }
@@ -95,37 +135,40 @@ impl Helpers {
     /// Run `pieces` here and on the helpers' cores; their results in order. Without helpers
     /// they run here, one after the other. A piece's panic is raised here.
     pub fn run<T: Send + 'static>(self, pieces: Vec<Piece<T>>) -> Vec<T> {
-        if self.held.is_empty() {
+        let Helpers { cores, held } = self;
+        if held.is_empty() {
             return pieces.into_iter().map(|piece| piece()).collect();
         }
-        let n = pieces.len();
+        let (n, jobs) = (pieces.len(), held.len());
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 pieces: pieces.into_iter().map(Some).collect(),
                 next: 0,
                 results: (0..n).map(|_| None).collect(),
                 done: 0,
+                spares: held,
             }),
             finished: Condvar::new(),
         });
         let span = tracing::Span::current();
-        for core in self.held {
+        for _ in 0..jobs {
             let (shared, span) = (shared.clone(), span.clone());
-            // Onto the current rayon pool: an idle worker of it picks this up. One that starts
-            // after the pieces are gone finds none and gives its core back at once.
+            // Onto the current rayon pool, where an idle worker picks it up.
             rayon::spawn(move || {
                 let _enter = span.enter();
-                shared.work();
-                drop(core);
+                shared.help(cores);
             });
         }
         shared.work();
         let mut s = shared.lock();
+        // Cores no helper claimed go back now, not when their late jobs run.
+        let unclaimed = std::mem::take(&mut s.spares);
         while s.done < n {
             s = shared.finished.wait(s).unwrap_or_else(|p| p.into_inner());
         }
         let results = std::mem::take(&mut s.results);
         drop(s);
+        drop(unclaimed);
         results
             .into_iter()
             .map(|r| match r {
@@ -186,11 +229,7 @@ mod tests {
             help.run(pieces(7))
         });
         assert_eq!(helped, want);
-        let t = std::time::Instant::now();
-        while idle.free() < 4 && t.elapsed() < std::time::Duration::from_secs(5) {
-            std::thread::yield_now();
-        }
-        assert_eq!(idle.free(), 4, "every helper gave its core back");
+        assert_eq!(idle.free(), 4, "every core is back when `run` returns");
         let busy: &'static Cores = Box::leak(Box::new(Cores::new(1)));
         let _all = busy.take(1);
         let alone = pool.install(|| {
@@ -214,11 +253,7 @@ mod tests {
             pool.install(|| Helpers::take(cores, 4, 1 << 22).run(ps))
         }));
         assert!(caught.is_err());
-        // The helper's core comes back once its job has ended.
-        let t = std::time::Instant::now();
-        while cores.free() < 2 && t.elapsed() < std::time::Duration::from_secs(5) {
-            std::thread::yield_now();
-        }
+        // Every core is back, the panicking helper's too.
         assert_eq!(cores.free(), 2);
     }
 }

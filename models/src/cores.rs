@@ -6,8 +6,10 @@
 //! two-core run is not starved by a stream of one-core runs.
 //!
 //! Functions' work holds cores here too, so models and functions agree on who holds which core:
-//! each input a function runs holds its thread's core (`on_core`), and a function that spreads
-//! one input over idle cores takes only cores that are free and that no one waits for (`spare`).
+//! each input a function runs holds its thread's core (`on_core`), a function that spreads one
+//! input over idle cores takes only cores that are free and that no one waits for (`spare`), and
+//! a function waiting on a model lends it its core (`lend`). Key frames' encodes, which rayon
+//! hands to idle pool threads, hold none: the ledger undercounts while they run.
 
 use std::cell::Cell;
 use std::sync::{Condvar, Mutex, OnceLock};
@@ -68,14 +70,16 @@ impl Ledger {
 
     fn release(&mut self, n: usize) {
         let n = self.wanted(n);
+        debug_assert!(self.free + n <= self.total, "a core given back twice");
         self.free = (self.free + n).min(self.total);
     }
 }
 
 thread_local! {
-    /// This thread runs a function's input and holds a core for it: work nested on the same
-    /// thread (a rayon join, a scope waiting for its jobs) runs on that core, never takes another.
-    static ON_CORE: Cell<bool> = const { Cell::new(false) };
+    /// The ledger (its address) in which this thread holds a core for the work it runs (a
+    /// function's input, or a helper's pieces); 0 when none. Work nested on the same thread (a
+    /// rayon join, a scope waiting for its jobs) runs on that core and never takes another.
+    static ON_CORE: Cell<usize> = const { Cell::new(0) };
 }
 
 #[derive(Debug)]
@@ -136,35 +140,46 @@ impl Cores {
         self.lock().free
     }
 
+    fn id(&self) -> usize {
+        self as *const Cores as usize
+    }
+
     /// Run `f`, a function's work on one input, holding this thread's core: waits in line for it
     /// unless this thread holds one already (nested work runs on the same core).
     pub fn on_core<T>(&self, f: impl FnOnce() -> T) -> T {
-        if ON_CORE.get() {
+        if ON_CORE.get() == self.id() {
             return f();
         }
         let held = self.take(1);
-        ON_CORE.set(true);
-        // Reset even if `f` panics: the pool catches the panic and the thread serves on.
-        let _reset = Reset;
-        let out = f();
+        let out = self.holding(&held, f);
         drop(held);
         out
+    }
+
+    /// Run `f` as work on the core `held` gives this thread (a helper on a spare core): what `f`
+    /// nests runs on that core, and what it waits on a model for can borrow it (`lend`).
+    pub fn holding<T>(&self, held: &Held<'_>, f: impl FnOnce() -> T) -> T {
+        debug_assert!(std::ptr::eq(held.cores, self) && held.n == 1);
+        let before = ON_CORE.replace(self.id());
+        // Restored even if `f` panics: the pool catches the panic and the thread serves on.
+        let _restore = Restore(before);
+        f()
     }
 
     /// Run `f`, which blocks on work that needs cores (a model's run), with this thread's core
     /// given back meanwhile, so that the work it waits for can take it.
     pub fn lend<T>(&self, f: impl FnOnce() -> T) -> T {
-        if !ON_CORE.get() {
+        if ON_CORE.get() != self.id() {
             return f();
         }
         drop(Held { cores: self, n: 1 });
-        ON_CORE.set(false);
-        // Taken back however `f` ends; the `on_core` above gives it back for good.
+        ON_CORE.set(0);
+        // Taken back however `f` ends; the holder above gives it back for good.
         struct Back<'a>(&'a Cores);
         impl Drop for Back<'_> {
             fn drop(&mut self) {
                 std::mem::forget(self.0.take(1));
-                ON_CORE.set(true);
+                ON_CORE.set(self.0.id());
             }
         }
         let _back = Back(self);
@@ -176,12 +191,12 @@ impl Cores {
     }
 }
 
-/// Clears `ON_CORE` when dropped (after the core is given back, or on a panic).
-struct Reset;
+/// Puts `ON_CORE` back as it was when dropped (after the work, or on a panic).
+struct Restore(usize);
 
-impl Drop for Reset {
+impl Drop for Restore {
     fn drop(&mut self) {
-        ON_CORE.set(false);
+        ON_CORE.set(self.0);
     }
 }
 

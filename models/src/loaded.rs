@@ -133,13 +133,19 @@ impl LoadedModel {
         inputs: Vec<crate::tensor::Tensor>,
         source: &'static str,
     ) -> Result<Vec<crate::tensor::Tensor>, ModelError> {
-        crate::cores::Cores::machine().lend(|| self.run_waiting(inputs, source))
+        // Read once: a run too short to wait for cores runs on the core the caller holds.
+        let inline = self.runs_inline();
+        if inline {
+            return self.run_waiting(inputs, source, inline);
+        }
+        crate::cores::Cores::machine().lend(|| self.run_waiting(inputs, source, inline))
     }
 
     fn run_waiting(
         &self,
         inputs: Vec<crate::tensor::Tensor>,
         source: &'static str,
+        inline: bool,
     ) -> Result<Vec<crate::tensor::Tensor>, ModelError> {
         if let Some(q) = &self.queue {
             return q
@@ -155,8 +161,7 @@ impl LoadedModel {
         // A run too short to matter (one that may run on an async runtime thread) never waits
         // for cores; any other waits its turn, and that wait is its queue time.
         let arrived = Instant::now();
-        let held = (!self.runs_inline())
-            .then(|| crate::cores::Cores::machine().take(self.session.cores()));
+        let held = (!inline).then(|| crate::cores::Cores::machine().take(self.session.cores()));
         let t = Instant::now();
         self.stats.queued(t - arrived);
         let out = self.session.run(&inputs);

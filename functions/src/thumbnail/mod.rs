@@ -33,8 +33,11 @@ pub struct Thumbnail {
 /// hundreds of megabytes one huge picture needed (kept, they would never return to the system).
 const KEEP_SCRATCH: usize = 64 << 20;
 
-/// The most strips one resize is cut into.
-const MAX_STRIPS: u32 = 8;
+/// The most strips one resize is cut into, and the output pixels that earn one: each strip
+/// computes its own filter weights and a few rows more, paid on a busy machine too (two strips
+/// cost 1–2% of a photo's time on one core, four cost 4%: `benches/RESULTS.md`).
+const MAX_STRIPS: u32 = 2;
+const STRIP_PIXELS: u64 = 256 * 1024;
 
 thread_local! {
     // A resizer keeps scratch buffers between calls; one per worker thread avoids reallocating.
@@ -180,22 +183,33 @@ impl Thumbnail {
     }
 }
 
-/// `pic` resized to `displayed`, cut into strips of rows when idle cores can help: each output
-/// row's filter reaches into the whole source, so the strips joined are the whole resize, pixel
-/// for pixel (`tests/thumbnail_spread.rs`).
+/// How many strips of rows a resize to `w`x`h` is cut into, by its size alone: a strip's
+/// fixed-point filter weights can round one level apart from the whole resize's, so a cut that
+/// followed the load would make pixels that depend on it. Never with alpha: the resizer
+/// premultiplies the whole source for each strip.
+fn strips(layout: Layout, w: u32, h: u32) -> u32 {
+    if layout == Layout::Rgba {
+        return 1;
+    }
+    let by_size = (u64::from(w) * u64::from(h) / STRIP_PIXELS).min(u64::from(MAX_STRIPS)) as u32;
+    // A strip of a few rows would redo most of its neighbours' filter rows.
+    by_size.min(h / 32).max(1)
+}
+
+/// `pic` resized to `displayed` in strips of rows, run on the idle cores when there are some.
+/// Each output row's filter reaches into the whole source, so the strips joined are the whole
+/// resize within one level (`tests/thumbnail_spread.rs`). Joining copies the strips once.
 fn shrink_in_strips(
     ctx: &ExecCtx,
     pic: &Arc<Picture>,
     displayed: (u32, u32),
 ) -> Result<Picture, FnError> {
     let (w, h) = resize::stored_size(pic, displayed);
-    // A strip of a few rows would redo most of its neighbours' filter rows.
-    let most = (h / 32).clamp(1, MAX_STRIPS) as usize;
-    let help = spread::Helpers::take(ctx.cores, most, u64::from(w) * u64::from(h));
-    let n = help.count() as u32 + 1;
+    let n = strips(pic.layout, w, h);
     if n == 1 {
         return with_resizer(|r| resize::shrink(r, pic, displayed, LANCZOS));
     }
+    let help = spread::Helpers::take(ctx.cores, n as usize, u64::from(w) * u64::from(h));
     let pieces: Vec<spread::Piece<Result<Vec<u8>, FnError>>> = (0..n)
         .map(|s| {
             let (pic, rows) = (pic.clone(), h * s / n..h * (s + 1) / n);
@@ -268,5 +282,28 @@ impl Function for Thumbnail {
 
     fn call(&self, batch: &[Input], ctx: &ExecCtx) -> Vec<Result<Output, FnError>> {
         ctx.par_each(batch, |input, i| self.run_one(input, ctx, i))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_follow_the_size_alone() {
+        assert_eq!(
+            strips(Layout::Rgb, 1024, 768),
+            2,
+            "the example's large size"
+        );
+        assert_eq!(strips(Layout::Rgb, 256, 192), 1, "a small size stays whole");
+        assert_eq!(strips(Layout::Gray, 4096, 3072), MAX_STRIPS);
+        assert_eq!(
+            strips(Layout::Rgb, 16_000, 40),
+            1,
+            "a thin strip of a picture stays whole"
+        );
+        assert_eq!(strips(Layout::Rgba, 4096, 3072), 1, "alpha is never cut");
+        assert_eq!(strips(Layout::Rgb, 1, 1), 1);
     }
 }
