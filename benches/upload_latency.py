@@ -5,7 +5,7 @@ Starts `target/release/weir serve` on a fresh data directory with the example's 
 measures the time until its 256 px thumbnail can be read from bucket `derived`. Prints p50/p99 per
 rate, then finds the highest rate the server sustains (the bus does not grow during the run).
 
-    python benches/upload_latency.py [--photo mountains_1920x1440.jpg] [--seconds 10] [--rates 20,50]
+    python benches/upload_latency.py [--photo mountains_1920x1440.jpg] [--seconds 10] [--rates 20,50] [--weir BIN]
 """
 
 import argparse
@@ -112,6 +112,8 @@ def main() -> None:
                     help="how a thumbnail is seen: HeadObject on the endpoint")
     ap.add_argument("--no-probe", action="store_true", help="skip the search for the highest sustained rate")
     ap.add_argument("--config", help="a weir.yaml to serve instead of the example's thumbnail function")
+    ap.add_argument("--weir", default=str(ROOT / "target/release/weir"),
+                    help="the weir binary to serve (another build, for a before/after run)")
     a = ap.parse_args()
     photo = (ROOT / "fixtures/images" / a.photo).read_bytes()
     data = tempfile.mkdtemp(prefix="weir-latency-")
@@ -119,7 +121,7 @@ def main() -> None:
     cfg.write_text(pathlib.Path(a.config).read_text() if a.config else CONFIG)
     hp, sp = free_port(), free_port()
     proc = subprocess.Popen(
-        [str(ROOT / "target/release/weir"), "serve", "--config", str(cfg), "--data-dir", f"{data}/data",
+        [a.weir, "serve", "--config", str(cfg), "--data-dir", f"{data}/data",
          "--http-listen", f"127.0.0.1:{hp}", "--s3-listen", f"127.0.0.1:{sp}"],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "WEIR_S3_ACCESS_KEY": "bench",
                                                                  "WEIR_S3_SECRET_KEY": "bench-secret"})

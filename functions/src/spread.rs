@@ -2,10 +2,10 @@
 //!
 //! A lone upload on a quiet machine should use every core; under full load each input should
 //! stay on its one core, as nested parallelism that ignores load leaves cores idle while
-//! threads wait on each other, and cutting work that one core runs anyway only adds cost. So a
-//! step asks for helpers first, and only cores the ledger (`weir_models::cores`) says are free
-//! and that no one waits for are taken; the step is cut into as many pieces as there are cores
-//! to run them. The pieces must make the same output however they are cut.
+//! threads wait on each other. So a step cut into pieces asks for helpers, and only cores the
+//! ledger (`weir_models::cores`) says are free and that no one waits for are taken; with none,
+//! the owner runs every piece itself. The caller cuts by the work's size, never by the load, so
+//! that the output never depends on how many cores were idle.
 //!
 //! The thread that owns the input runs pieces too, and when none are left it waits for the
 //! helpers' last pieces (short: a piece) rather than steal other work, which could be a whole
@@ -18,12 +18,12 @@ use weir_models::cores::{Cores, Held};
 /// A piece smaller than this many pixels costs less than handing it to another core.
 pub const MIN_PIECE_PIXELS: u64 = 64 * 1024;
 
-/// How many idle cores should help with a step of `work_pixels` pixels that can be cut into at
-/// most `most_pieces` pieces: none when the machine is busy or the pieces would be too small to
-/// be worth the hop, and never more than would leave a helper without a piece.
-pub fn helpers(idle: usize, most_pieces: usize, work_pixels: u64) -> usize {
+/// How many idle cores should help with a step of `work_pixels` pixels in `pieces` pieces: none
+/// when the machine is busy or the work is too small to be worth the hop, and never more than
+/// would leave a helper without a piece (the owner runs one too).
+pub fn helpers(idle: usize, pieces: usize, work_pixels: u64) -> usize {
     let worth = usize::try_from(work_pixels / MIN_PIECE_PIXELS).unwrap_or(usize::MAX);
-    idle.min(most_pieces.saturating_sub(1))
+    idle.min(pieces.saturating_sub(1))
         .min(worth.saturating_sub(1))
 }
 
@@ -117,17 +117,17 @@ pub struct Helpers {
 }
 
 impl Helpers {
-    /// As many spare cores as `helpers` says a step of `work_pixels` pixels, cut into at most
-    /// `most_pieces` pieces, is worth (none at all on a busy machine).
-    pub fn take(cores: &'static Cores, most_pieces: usize, work_pixels: u64) -> Helpers {
-        let wanted = helpers(cores.free(), most_pieces, work_pixels);
+    /// As many spare cores as `helpers` says a step of `work_pixels` pixels in `pieces` pieces
+    /// is worth (none at all on a busy machine).
+    pub fn take(cores: &'static Cores, pieces: usize, work_pixels: u64) -> Helpers {
+        let wanted = helpers(cores.free(), pieces, work_pixels);
         Helpers {
             cores,
             held: std::iter::from_fn(|| cores.spare()).take(wanted).collect(),
         }
     }
 
-    /// How many cores help: cut the step into one piece more than this.
+    /// How many cores help.
     pub fn count(&self) -> usize {
         self.held.len()
     }
