@@ -21,13 +21,9 @@ use weir_functions::{ExecCtx, Input};
 use weir_pipeline::config::Config;
 use weir_pipeline::server::{self, Settings};
 
-const CONFIG: &str = "
-functions:
-  - name: thumbs
-    kind: thumbnail
-    params: { sizes: [256, 1024], format: jpeg, quality: 80 }
-    resources: { batch: { max_size: 1 }, queue: 1024, timeout: 120s }
-";
+#[path = "thumbs_server.rs"]
+mod thumbs_server;
+use thumbs_server::{CONFIG, cpu_seconds};
 
 struct Args {
     photo: String,
@@ -55,18 +51,6 @@ fn args() -> anyhow::Result<Args> {
         }
     }
     Ok(a)
-}
-
-/// This process's user + system CPU time, from /proc (Linux).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<f64> = after
-        .split_whitespace()
-        .map(|x| x.parse().unwrap_or(0.0))
-        .collect();
-    // utime and stime are the 12th and 13th fields after the command name.
-    (f.get(11).unwrap_or(&0.0) + f.get(12).unwrap_or(&0.0)) / 100.0
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {

@@ -370,65 +370,96 @@ pub struct Nats {
 }
 
 impl Nats {
-    /// One JetStream server on a free loopback port, storing in `dir`.
+    /// One JetStream server on a loopback port the server picks itself (`-p -1`), so tests
+    /// running side by side never race for one port; the port is read from its ports file.
     pub fn start(dir: &Path) -> Nats {
-        Self::start_on(dir, free_port())
+        Self::spawn(dir, None, &[]).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// `n` JetStream servers clustered on free loopback ports (so a stream can have `n`
-    /// replicas), each storing under `dir/<i>`. The cluster elects its leaders after this
+    /// replicas), each storing under `dir/<i>`. The routes must be known before the servers
+    /// start, so their ports come from [`free_port`]; if another process takes one first, the
+    /// cluster is started again on fresh ports. The cluster elects its leaders after this
     /// returns; Weir waits for JetStream at start.
     pub fn cluster(dir: &Path, n: usize) -> Vec<Nats> {
-        let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
-        let all = routes
-            .iter()
-            .map(|p| format!("nats://127.0.0.1:{p}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        (0..n)
-            .map(|i| {
-                let (name, listen) = (format!("n{i}"), format!("nats://127.0.0.1:{}", routes[i]));
-                let args = [
-                    "-n",
-                    &name,
-                    "--cluster_name",
-                    "weir",
-                    "--cluster",
-                    &listen,
-                    "--routes",
-                    &all,
-                ];
-                Self::spawn(&dir.join(i.to_string()), free_port(), &args)
-            })
-            .collect()
+        let mut last = String::new();
+        for _ in 0..3 {
+            let routes: Vec<u16> = (0..n).map(|_| free_port()).collect();
+            let all = routes
+                .iter()
+                .map(|p| format!("nats://127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            let nodes: Result<Vec<Nats>, String> = (0..n)
+                .map(|i| {
+                    let (name, listen) =
+                        (format!("n{i}"), format!("nats://127.0.0.1:{}", routes[i]));
+                    let args = [
+                        "-n",
+                        &name,
+                        "--cluster_name",
+                        "weir",
+                        "--cluster",
+                        &listen,
+                        "--routes",
+                        &all,
+                    ];
+                    Self::spawn(&dir.join(i.to_string()), None, &args)
+                })
+                .collect();
+            match nodes {
+                Ok(nodes) => return nodes,
+                Err(e) => last = e,
+            }
+        }
+        panic!("a 3-try cluster start failed: {last}")
     }
 
     /// One JetStream server on `port` (a test that starts it late picks the port first).
     pub fn start_on(dir: &Path, port: u16) -> Nats {
-        Self::spawn(dir, port, &[])
+        Self::spawn(dir, Some(port), &[]).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn spawn(dir: &Path, port: u16, args: &[&str]) -> Nats {
-        let child = std::process::Command::new("nats-server")
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+    /// Starts `nats-server` and waits for its ports file, which it writes once it listens: a
+    /// server that could not bind exits instead, and that is an error here rather than a
+    /// connection to whatever else holds the port. Its log goes to `dir/nats.log`.
+    fn spawn(dir: &Path, port: Option<u16>, args: &[&str]) -> Result<Nats, String> {
+        std::fs::create_dir_all(dir).unwrap();
+        let log = std::fs::File::create(dir.join("nats.log")).unwrap();
+        let port_arg = port.map_or("-1".to_string(), |p| p.to_string());
+        let mut child = std::process::Command::new("nats-server")
+            .args(["-js", "-a", "127.0.0.1", "-p", &port_arg, "-sd"])
+            .arg(dir)
+            .arg("--ports_file_dir")
             .arg(dir)
             .args(args)
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("nats-server (./test.sh installs Debian's)");
+        let ports = dir.join(format!("nats-server_{}.ports", child.id()));
         let start = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let url = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                let log = std::fs::read_to_string(dir.join("nats.log")).unwrap_or_default();
+                return Err(format!(
+                    "nats-server on port {port_arg} exited ({status}): {log}"
+                ));
+            }
+            let listed = std::fs::read(&ports).ok().and_then(|b| {
+                let v: serde_json::Value = serde_json::from_slice(&b).ok()?;
+                Some(v["nats"][0].as_str()?.to_string())
+            });
+            if let Some(url) = listed {
+                break url;
+            }
             assert!(
                 start.elapsed() < std::time::Duration::from_secs(20),
                 "nats-server did not start"
             );
             std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        Nats {
-            child,
-            url: format!("nats://127.0.0.1:{port}"),
-        }
+        };
+        Ok(Nats { child, url })
     }
 
     /// SIGKILL, as a machine that dies.
