@@ -1,5 +1,6 @@
 //! The `weir` command line. anyhow lives here, at the binary's edge, and nowhere else.
 
+mod bench;
 mod check;
 mod devices;
 mod invoke;
@@ -35,6 +36,8 @@ enum Cmd {
     Devices(devices::DevicesArgs),
     /// Load a config as `serve` would, start nothing, and print what it would run (JSON).
     Check(check::CheckArgs),
+    /// Sweep a model or function over batch x concurrency x device: results.json, a table, plots.
+    Bench(Box<bench::BenchArgs>),
 }
 
 #[derive(Debug, clap::Args)]
@@ -80,6 +83,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Serve(args) => serve(args).await,
         Cmd::Invoke(args) => invoke::run(args).await,
         Cmd::Check(args) => check::run(&args),
+        Cmd::Bench(args) => bench::run(*args).await,
         Cmd::Devices(args) => {
             devices::run(&args);
             Ok(())
