@@ -265,21 +265,7 @@ async fn measure(args: RunArgs) -> anyhow::Result<()> {
         let rec = point(&server, &target, &args, device, batch, concurrency)
             .await
             .with_context(|| format!("at {label}"))?;
-        bar.suspend(|| {
-            eprintln!(
-                "point {}/{}: {label}: {:.1} inputs/s, p50 {:.2} ms, p99 {:.2} ms{}",
-                i + 1,
-                grid.len(),
-                rec.throughput,
-                rec.latency_ms.p50,
-                rec.latency_ms.p99,
-                if rec.errors > 0 {
-                    format!(", {} errors", rec.errors)
-                } else {
-                    String::new()
-                }
-            )
-        });
+        bar.suspend(|| eprintln!("point {}/{}: {label}: {}", i + 1, grid.len(), summary(&rec)));
         records.push(rec);
         bar.inc(1);
     }
@@ -318,6 +304,28 @@ async fn measure(args: RunArgs) -> anyhow::Result<()> {
             .context("the in-process server did not stop cleanly")?;
     }
     Ok(())
+}
+
+/// Fewer answers than this inside a window make a coarse figure: one request more or less moves
+/// the throughput by several percent.
+const FEW_REQUESTS: u64 = 50;
+
+/// A point's line on stderr, with what a reader should know about it.
+fn summary(rec: &Record) -> String {
+    let mut s = format!(
+        "{:.1} inputs/s, p50 {:.2} ms, p99 {:.2} ms",
+        rec.throughput, rec.latency_ms.p50, rec.latency_ms.p99
+    );
+    if rec.errors > 0 {
+        s += &format!(", {} errors", rec.errors);
+    }
+    if rec.requests < FEW_REQUESTS {
+        s += &format!(
+            " (only {} answers in the window: a longer --duration gives a steadier figure)",
+            rec.requests
+        );
+    }
+    s
 }
 
 /// One point: the clients' load, the server's times and the machine's use over the window.

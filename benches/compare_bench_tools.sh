@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# `weir bench` beside an independent load generator (benches/oip_load.py: Python threads,
+# http.client) on one `weir serve` and one grid, alternated ROUNDS times; prints each point's
+# median throughput from both and their ratio. Issue 19's check: within 10%.
+#
+#   benches/compare_bench_tools.sh            # env: MODEL BATCH CONC SECONDS_ ROUNDS WEIR PY
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WEIR=${WEIR:-target/release/weir}
+PY=${PY:-.venv/bin/python}
+MODEL=${MODEL:-efficientnet_lite0}
+BATCH=${BATCH:-1,8}
+CONC=${CONC:-1,8}
+SECONDS_=${SECONDS_:-10}
+ROUNDS=${ROUNDS:-2}
+
+out=$(mktemp -d)
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port=$(free_port)
+s3=$(free_port)
+base=http://127.0.0.1:$port
+"$WEIR" serve --config examples/weir.yaml --data-dir "$out/data" \
+  --http-listen "127.0.0.1:$port" --s3-listen "127.0.0.1:$s3" >"$out/serve.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+for _ in $(seq 300); do
+  python3 -c "import urllib.request; urllib.request.urlopen('$base/healthz/ready')" 2>/dev/null && break
+  sleep 0.2
+done
+
+for r in $(seq "$ROUNDS"); do
+  "$WEIR" bench --server "$base" --model "$MODEL" --batch "$BATCH" --concurrency "$CONC" \
+    --warmup 2s --duration "${SECONDS_}s" --out "$out/weir-$r" >/dev/null
+  "$PY" benches/oip_load.py --url "$base" --model "$MODEL" --batch "$BATCH" \
+    --concurrency "$CONC" --warmup 2 --seconds "$SECONDS_" >"$out/oip-$r.jsonl"
+done
+
+python3 - "$out" "$ROUNDS" <<'EOF'
+import json, pathlib, statistics, sys
+out, rounds = pathlib.Path(sys.argv[1]), int(sys.argv[2])
+weir, oip = {}, {}
+for r in range(1, rounds + 1):
+    for rec in json.loads((out / f"weir-{r}" / "results.json").read_text())["records"]:
+        weir.setdefault((rec["batch"], rec["concurrency"]), []).append(rec["throughput"])
+    for line in (out / f"oip-{r}.jsonl").read_text().splitlines():
+        rec = json.loads(line)
+        oip.setdefault((rec["batch"], rec["concurrency"]), []).append(rec["throughput"])
+print("| batch | concurrency | weir bench inputs/s | oip_load.py inputs/s | ratio |")
+print("|---:|---:|---:|---:|---:|")
+for k in sorted(weir):
+    w, o = statistics.median(weir[k]), statistics.median(oip[k])
+    print(f"| {k[0]} | {k[1]} | {w:.1f} | {o:.1f} | {w / o:.3f} |")
+EOF
