@@ -22,7 +22,7 @@ base=http://127.0.0.1:$port
 "$WEIR" serve --config examples/weir.yaml --data-dir "$out/data" \
   --http-listen "127.0.0.1:$port" --s3-listen "127.0.0.1:$s3" >"$out/serve.log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null || true' EXIT
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$out"' EXIT
 for _ in $(seq 300); do
   python3 -c "import urllib.request; urllib.request.urlopen('$base/healthz/ready')" 2>/dev/null && break
   sleep 0.2

@@ -13,6 +13,7 @@ import concurrent.futures
 import os
 import pathlib
 import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -157,6 +158,8 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        # Each run stores gigabytes of uploads and thumbnails: leave nothing behind.
+        shutil.rmtree(data, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 //! are encoded on the other cores; at most a few wait, so memory stays bounded.
 
 mod convert;
+mod hwdecode;
 mod open;
 mod params;
 mod pick;
@@ -56,7 +57,7 @@ impl Keyframes {
             max_duration: p.max_duration,
             deadline: ctx.deadline(i),
         };
-        let mut video = open::open(input, &bounds, p.mode == Mode::Keyframes)?;
+        let mut video = open::open(input, &bounds, p.mode == Mode::Keyframes, ctx.device)?;
         let info = video.info.clone();
         let size = target_size(info.displayed(), p.max_width.unwrap_or(u32::MAX), false);
         let made = Mutex::new(Vec::new());
@@ -212,7 +213,8 @@ impl Function for Keyframes {
     fn limits(&self) -> Limits {
         Limits {
             max_batch: 16,
-            gpu_capable: false,
+            // NVDEC through FFmpeg where the codec and the driver allow; the CPU otherwise.
+            gpu_capable: true,
             streams_input: true,
             max_decode_bytes: 0,
         }

@@ -14,6 +14,9 @@ use ffmpeg::ffi;
 use ffmpeg::format::context::{Input as Demuxer, StreamIo};
 use ffmpeg_next as ffmpeg;
 
+use weir_gpu::Device;
+
+use super::hwdecode::{self, Decode};
 use crate::{FnError, Input, SourceReader};
 
 /// What a video may be, from the function's params and the invocation's deadline.
@@ -122,9 +125,14 @@ fn init() {
     });
 }
 
-/// Opens the input's video stream and a decoder for it. `keys_only` makes the decoder discard
-/// every frame that is not a key frame.
-pub fn open(input: &Input, bounds: &Bounds, keys_only: bool) -> Result<Video, FnError> {
+/// Opens the input's video stream and a decoder for it, on `device` where it can decode there.
+/// `keys_only` makes the decoder discard every frame that is not a key frame.
+pub fn open(
+    input: &Input,
+    bounds: &Bounds,
+    keys_only: bool,
+    device: Device,
+) -> Result<Video, FnError> {
     init();
     let reader = input.reader();
     if reader.is_empty() {
@@ -146,7 +154,7 @@ pub fn open(input: &Input, bounds: &Bounds, keys_only: bool) -> Result<Video, Fn
     let stream = video_stream(&demuxer)?;
     let info = info_of(&demuxer, &stream, bounds)?;
     let (index, time_base) = (stream.index(), stream.time_base());
-    let decoder = decoder_for(&stream, &info, bounds.max_pixels, keys_only)?;
+    let decoder = decoder_for(&stream, &info, bounds.max_pixels, keys_only, device)?;
     Ok(Video {
         demuxer,
         stream: index,
@@ -335,6 +343,7 @@ fn decoder_for(
     info: &Info,
     max_pixels: u64,
     keys_only: bool,
+    device: Device,
 ) -> Result<ffmpeg::decoder::Video, FnError> {
     let failed =
         |e: ffmpeg::Error| FnError::bad_input(format!("cannot decode {}: {e}", info.codec));
@@ -346,11 +355,13 @@ fn decoder_for(
         (*raw).max_pixels = max_pixels.min(i32::MAX as u64) as i64;
         (*raw).pkt_timebase = stream.time_base().into();
     }
+    let decode = hwdecode::set_up(&mut ctx, device, &info.codec);
     // Frame threads decode several pictures at once; with key frames only they are
-    // independent, so this is where one video uses more than one core.
+    // independent, so this is where one video uses more than one core. NVDEC runs its own
+    // pipeline: one thread feeds it.
     ctx.set_threading(ffmpeg::codec::threading::Config {
         kind: ffmpeg::codec::threading::Type::Frame,
-        count: 0,
+        count: if decode == Decode::Cpu { 0 } else { 1 },
         ..Default::default()
     });
     let mut decoder = ctx.decoder();

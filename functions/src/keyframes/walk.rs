@@ -162,6 +162,7 @@ fn drain(
     tb: f64,
 ) -> Result<bool, FnError> {
     while video.decoder.receive_frame(frame).is_ok() {
+        super::hwdecode::to_host(frame)?;
         let step = video.info.fps.map_or(0.0, |f| 1.0 / f);
         let pts = frame
             .timestamp()

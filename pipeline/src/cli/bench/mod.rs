@@ -161,9 +161,13 @@ fn input_files(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// The devices to measure on: each must be on this machine and be where the server runs the
-/// target, since a server places a model or function by its own config.
-fn devices(asked: &[String], inv: &Inventory, target: &Target) -> anyhow::Result<Vec<Device>> {
+/// The devices to measure on. A server places a model or function by its own config, so each
+/// must be where the server runs the target, and, for a server in this process, on this machine.
+fn devices(
+    asked: &[String],
+    local: Option<&Inventory>,
+    target: &Target,
+) -> anyhow::Result<Vec<Device>> {
     let runs_on = match target.device() {
         "cpu" => Device::Cpu,
         d => match d.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
@@ -179,7 +183,13 @@ fn devices(asked: &[String], inv: &Inventory, target: &Target) -> anyhow::Result
     }
     let mut out = Vec::new();
     for d in asked {
-        let device = d.parse::<DeviceRequest>()?.resolve(inv, true)?;
+        let request = d.parse::<DeviceRequest>()?;
+        let device = match (local, request) {
+            (Some(inv), r) => r.resolve(inv, true)?,
+            (None, DeviceRequest::Auto) => runs_on,
+            (None, DeviceRequest::Cpu) => Device::Cpu,
+            (None, DeviceRequest::Cuda(n)) => Device::Cuda(n.unwrap_or(0)),
+        };
         if device != runs_on {
             bail!(
                 "{} {:?} runs on {runs_on} on this server, not {device}: place it there in its config \
@@ -195,26 +205,32 @@ fn devices(asked: &[String], inv: &Inventory, target: &Target) -> anyhow::Result
     Ok(out)
 }
 
+/// A server started in this process from `--config`, kept until the run ends.
+type InProcess = (crate::server::Running, tempfile::TempDir);
+
+/// The server's base URL: `--server`'s, or that of one started here from `--config`.
+async fn connect(args: &RunArgs, inv: &Inventory) -> anyhow::Result<(String, Option<InProcess>)> {
+    if let Some(url) = &args.server {
+        return Ok((url.trim_end_matches('/').to_string(), None));
+    }
+    let path = args.config.as_ref().expect("checked");
+    let config = crate::config::Config::load(path, inv)?;
+    let data = tempfile::tempdir().context("cannot make a data folder")?;
+    let settings = crate::server::Settings::loopback(data.path().to_path_buf());
+    let running = crate::server::start(&settings, &config)
+        .await
+        .context("cannot start the in-process server")?;
+    Ok((
+        format!("http://{}", running.http_addr()),
+        Some((running, data)),
+    ))
+}
+
 async fn measure(args: RunArgs) -> anyhow::Result<()> {
     check(&args)?;
     let files = input_files(&args.input)?;
     let inv = Inventory::probe();
-    let mut in_process = None;
-    let base = match &args.server {
-        Some(url) => url.trim_end_matches('/').to_string(),
-        None => {
-            let path = args.config.as_ref().expect("checked");
-            let config = crate::config::Config::load(path, &inv)?;
-            let data = tempfile::tempdir().context("cannot make a data folder")?;
-            let settings = crate::server::Settings::loopback(data.path().to_path_buf());
-            let running = crate::server::start(&settings, &config)
-                .await
-                .context("cannot start the in-process server")?;
-            let base = format!("http://{}", running.http_addr());
-            in_process = Some((running, data));
-            base
-        }
-    };
+    let (base, in_process) = connect(&args, &inv).await?;
     let concurrency_max = args.concurrency.iter().copied().max().unwrap_or(1);
     let server = Server {
         base: base.clone(),
@@ -236,7 +252,8 @@ async fn measure(args: RunArgs) -> anyhow::Result<()> {
         (_, Some(f)) => Target::function(&server, f, files.clone()).await?,
         _ => unreachable!("clap requires one"),
     };
-    let devices = devices(&args.device, &inv, &target)?;
+    let local = in_process.as_ref().map(|_| &inv);
+    let devices = devices(&args.device, local, &target)?;
     let versions = Versions {
         weir: env!("CARGO_PKG_VERSION").to_string(),
         server: match server.get("/v2").await {
@@ -398,4 +415,50 @@ fn write(r: &Results, out: &Path) -> anyhow::Result<()> {
         println!("wrote {}", p.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model_on(device: &str) -> Target {
+        Target::Model {
+            name: "m".into(),
+            inputs: vec![],
+            max_batch: 8,
+            device: device.into(),
+            shapes: Default::default(),
+        }
+    }
+
+    fn asked(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn devices_must_be_where_the_server_runs_the_target() {
+        let cpu = model_on("cpu");
+        assert_eq!(devices(&[], None, &cpu).unwrap(), vec![Device::Cpu]);
+        assert_eq!(
+            devices(&asked(&["cpu", "auto"]), None, &cpu).unwrap(),
+            vec![Device::Cpu]
+        );
+        let e = devices(&asked(&["cuda:1"]), None, &cpu).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("runs on cpu on this server, not cuda:1"),
+            "{e}"
+        );
+        assert!(devices(&asked(&["tpu"]), None, &cpu).is_err());
+        // A remote server's GPU is its own: not looked for on this machine.
+        let gpu = model_on("cuda:0");
+        assert_eq!(
+            devices(&asked(&["cuda"]), None, &gpu).unwrap(),
+            vec![Device::Cuda(0)]
+        );
+        // A server in this process uses this machine's GPUs.
+        let here = Inventory::cpu_only("no driver here");
+        let e = devices(&asked(&["cuda:0"]), Some(&here), &gpu).unwrap_err();
+        assert!(e.to_string().contains("no driver here"), "{e}");
+    }
 }
