@@ -160,13 +160,21 @@ pub enum CompareError {
     Grids(String),
 }
 
-fn point(r: &Record) -> (String, usize, usize) {
-    (r.device.clone(), r.batch, r.concurrency)
+/// A point's place in the grid; without its device when two one-device runs are compared
+/// across devices (the CPU against a GPU).
+fn point(r: &Record, across: bool) -> (String, usize, usize) {
+    let device = if across {
+        String::new()
+    } else {
+        r.device.clone()
+    };
+    (device, r.batch, r.concurrency)
 }
 
-/// B beside A, point by point, with B's throughput and p50 latency as ratios to A's. Refused
-/// when the two measured different targets or different grids: a ratio between unlike points
-/// would mislead.
+/// B beside A, point by point, with B's throughput and p50 latency as ratios to A's. Two runs of
+/// one device each may be of different devices (that is how a GPU is set beside the CPU).
+/// Refused when the two measured different targets or different grids: a ratio between unlike
+/// points would mislead.
 pub fn compare(a: &Results, b: &Results) -> Result<String, CompareError> {
     for (which, r) in [("A", a), ("B", b)] {
         if r.schema != SCHEMA {
@@ -180,15 +188,24 @@ pub fn compare(a: &Results, b: &Results) -> Result<String, CompareError> {
     if a.target != b.target {
         return Err(CompareError::Targets(name(a), name(b)));
     }
-    let mut pa: Vec<_> = a.records.iter().map(point).collect();
-    let mut pb: Vec<_> = b.records.iter().map(point).collect();
+    let (da, db) = (&a.config.devices, &b.config.devices);
+    let across = da.len() == 1 && db.len() == 1 && da != db;
+    let mut pa: Vec<_> = a.records.iter().map(|r| point(r, across)).collect();
+    let mut pb: Vec<_> = b.records.iter().map(|r| point(r, across)).collect();
     pa.sort();
     pb.sort();
     if pa != pb {
         let only = |x: &[(String, usize, usize)], y: &[(String, usize, usize)]| {
             x.iter()
                 .filter(|p| !y.contains(p))
-                .map(|(d, b, c)| format!("{d}/batch {b}/concurrency {c}"))
+                .map(|(d, b, c)| {
+                    let d = if d.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{d}/")
+                    };
+                    format!("{d}batch {b}/concurrency {c}")
+                })
                 .collect::<Vec<_>>()
                 .join(", ")
         };
@@ -207,8 +224,13 @@ pub fn compare(a: &Results, b: &Results) -> Result<String, CompareError> {
         let rb = b
             .records
             .iter()
-            .find(|r| point(r) == point(ra))
+            .find(|r| point(r, across) == point(ra, across))
             .expect("same grid");
+        let device = if across {
+            format!("{} → {}", ra.device, rb.device)
+        } else {
+            ra.device.clone()
+        };
         let ratio = |x: f64, y: f64| {
             if x > 0.0 {
                 format!("{:.2}×", y / x)
@@ -219,7 +241,7 @@ pub fn compare(a: &Results, b: &Results) -> Result<String, CompareError> {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {:.1} | {:.1} | {} | {:.2} | {:.2} | {} |",
-            ra.device,
+            device,
             ra.batch,
             ra.concurrency,
             ra.throughput,
@@ -299,6 +321,21 @@ pub(crate) mod tests {
         );
         assert!(
             table.contains("| cpu | 8 | 1 | 400.0 | 600.0 | 1.50× |"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn one_device_runs_compare_across_devices() {
+        let cpu = results("m", &[(1, 1, 10.0), (1, 4, 20.0)]);
+        let mut gpu = results("m", &[(1, 1, 60.0), (1, 4, 200.0)]);
+        gpu.config.devices = vec!["cuda:0".into()];
+        for r in &mut gpu.records {
+            r.device = "cuda:0".into();
+        }
+        let table = compare(&cpu, &gpu).unwrap();
+        assert!(
+            table.contains("| cpu → cuda:0 | 1 | 4 | 20.0 | 200.0 | 10.00× |"),
             "{table}"
         );
     }
