@@ -12,7 +12,7 @@ pub mod kinds;
 pub mod memory;
 pub mod noop;
 mod source;
-pub mod spread;
+pub use weir_models::spread;
 pub mod thumbnail;
 
 pub use error::{ErrorKind, FnError};

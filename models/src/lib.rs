@@ -18,6 +18,7 @@ mod onnxruntime;
 pub mod preprocess;
 pub mod queue;
 pub mod repository;
+pub mod spread;
 pub mod stats;
 pub mod tensor;
 mod tract;

@@ -14,12 +14,15 @@ use crate::tensor::{DataType, Tensor as WTensor};
 pub struct Tract;
 
 mod plans;
+mod rows;
 
 use crate::facts::{Declared, Dim, reconcile};
 
 struct TractSession {
     plans: plans::Plans,
     signature: Signature,
+    /// What each way of running rows has cost, for choosing between them (`rows.rs`).
+    costs: rows::Costs,
 }
 
 impl Backend for Tract {
@@ -171,6 +174,7 @@ fn prepare(bytes: &[u8], config: &ModelConfig) -> Result<TractSession, ModelErro
     plans.plan(1).map_err(ModelError::Load)?;
     Ok(TractSession {
         plans,
+        costs: rows::Costs::default(),
         signature: Signature {
             max_batch_size: config.max_batch_size,
             inputs,
@@ -190,16 +194,17 @@ impl Session for TractSession {
             Some(&r) if max > 0 => r,
             _ => return self.run_plan(inputs, 0),
         };
-        let sizes = plans::chunks(rows, max);
-        if sizes.len() == 1 {
-            return self.run_plan(inputs, rows);
-        }
-        // Row ranges of the inputs, run one plan each, outputs joined along the batch.
+        // Row ranges of the inputs, run one plan each (or one row at a time, where that has
+        // been cheaper), outputs joined along the batch.
         let mut joined: Vec<WTensor> = Vec::new();
         let mut start = 0;
-        for n in sizes {
-            let part: Vec<WTensor> = inputs.iter().map(|t| rows_of(t, start, n)).collect();
-            let out = self.run_plan(&part, n)?;
+        for n in plans::chunks(rows, max) {
+            let part: Vec<WTensor> = if n == rows {
+                inputs.to_vec()
+            } else {
+                inputs.iter().map(|t| rows_of(t, start, n)).collect()
+            };
+            let out = rows::run(self, part, n)?;
             if joined.is_empty() {
                 joined = out;
             } else {
@@ -230,44 +235,53 @@ fn rows_of(t: &WTensor, start: usize, n: usize) -> WTensor {
 impl TractSession {
     fn run_plan(&self, inputs: &[WTensor], rows: usize) -> Result<Vec<WTensor>, ModelError> {
         let plan = self.plans.plan(rows).map_err(ModelError::Run)?;
-        let mut values: TVec<TValue> = TVec::new();
-        for t in inputs {
-            let dt = to_tract(t.datatype).ok_or_else(|| {
-                ModelError::BadInput(format!(
-                    "input '{}': {} is not supported",
-                    t.name, t.datatype
-                ))
-            })?;
-            if t.datatype == DataType::Bool && t.data.iter().any(|b| *b > 1) {
-                return Err(ModelError::BadInput(format!(
-                    "input '{}': BOOL elements must be 0 or 1",
-                    t.name
-                )));
-            }
-            // Safety: `dt` is a plain-old-data type (checked above; bools are 0 or 1), and
-            // from_raw_dt checks the byte length against the shape before copying.
-            let tensor = unsafe { Tensor::from_raw_dt(dt, &t.shape, &t.data) }
-                .map_err(|e| ModelError::BadInput(format!("input '{}': {e}", t.name)))?;
-            values.push(tensor.into_tvalue());
-        }
-        let out = plan
-            .run(values)
-            .map_err(|e| ModelError::Run(format!("{e:#}")))?;
-        out.iter()
-            .zip(&self.signature.outputs)
-            .map(|(v, spec)| {
-                let datatype = from_tract(v.datum_type()).ok_or_else(|| {
-                    ModelError::Run(format!("output '{}' has an unsupported type", spec.name))
-                })?;
-                Ok(WTensor {
-                    name: spec.name.clone(),
-                    datatype,
-                    shape: v.shape().to_vec(),
-                    data: v.as_bytes().to_vec(),
-                })
-            })
-            .collect()
+        run_on(&plan, inputs, &self.signature.outputs)
     }
+}
+
+/// One run of `plan` over `inputs`, its outputs named by `outputs`.
+fn run_on(
+    plan: &Arc<TypedRunnableModel>,
+    inputs: &[WTensor],
+    outputs: &[crate::config::TensorSpec],
+) -> Result<Vec<WTensor>, ModelError> {
+    let mut values: TVec<TValue> = TVec::new();
+    for t in inputs {
+        let dt = to_tract(t.datatype).ok_or_else(|| {
+            ModelError::BadInput(format!(
+                "input '{}': {} is not supported",
+                t.name, t.datatype
+            ))
+        })?;
+        if t.datatype == DataType::Bool && t.data.iter().any(|b| *b > 1) {
+            return Err(ModelError::BadInput(format!(
+                "input '{}': BOOL elements must be 0 or 1",
+                t.name
+            )));
+        }
+        // Safety: `dt` is a plain-old-data type (checked above; bools are 0 or 1), and
+        // from_raw_dt checks the byte length against the shape before copying.
+        let tensor = unsafe { Tensor::from_raw_dt(dt, &t.shape, &t.data) }
+            .map_err(|e| ModelError::BadInput(format!("input '{}': {e}", t.name)))?;
+        values.push(tensor.into_tvalue());
+    }
+    let out = plan
+        .run(values)
+        .map_err(|e| ModelError::Run(format!("{e:#}")))?;
+    out.iter()
+        .zip(outputs)
+        .map(|(v, spec)| {
+            let datatype = from_tract(v.datum_type()).ok_or_else(|| {
+                ModelError::Run(format!("output '{}' has an unsupported type", spec.name))
+            })?;
+            Ok(WTensor {
+                name: spec.name.clone(),
+                datatype,
+                shape: v.shape().to_vec(),
+                data: v.as_bytes().to_vec(),
+            })
+        })
+        .collect()
 }
 
 fn dim_of(d: &TDim) -> Dim {

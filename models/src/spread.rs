@@ -3,7 +3,7 @@
 //! A lone upload on a quiet machine should use every core; under full load each input should
 //! stay on its one core, as nested parallelism that ignores load leaves cores idle while
 //! threads wait on each other. So a step cut into pieces asks for helpers, and only cores the
-//! ledger (`weir_models::cores`) says are free and that no one waits for are taken; with none,
+//! ledger (`crate::cores`) says are free and that no one waits for are taken; with none,
 //! the owner runs every piece itself. The caller cuts by the work's size, never by the load, so
 //! that the output never depends on how many cores were idle.
 //!
@@ -13,7 +13,7 @@
 
 use std::sync::{Arc, Condvar, Mutex};
 
-use weir_models::cores::{Cores, Held};
+use crate::cores::{Cores, Held};
 
 /// A piece smaller than this many pixels costs less than handing it to another core.
 pub const MIN_PIECE_PIXELS: u64 = 64 * 1024;
@@ -125,6 +125,13 @@ impl Helpers {
             cores,
             held: std::iter::from_fn(|| cores.spare()).take(wanted).collect(),
         }
+    }
+
+    /// Spare cores for `pieces` pieces each worth a core of its own (a model's row): at most
+    /// one per piece beyond the one this thread runs, and none on a busy machine.
+    pub fn take_pieces(cores: &'static Cores, pieces: usize) -> Helpers {
+        let worth = (pieces as u64).saturating_mul(MIN_PIECE_PIXELS);
+        Self::take(cores, pieces, worth)
     }
 
     /// How many cores help.

@@ -1,0 +1,71 @@
+//! tract runs a batch either with the plan compiled for its rows or one row at a time (spread
+//! over idle cores), whichever has been cheaper (`tract/rows.rs`); both ways must give the same
+//! answers, and the classifier's must match onnxruntime-in-Python's golden logits.
+
+use std::path::{Path, PathBuf};
+
+use weir_models::{Backends, DataType, Inventory, Repository, Tensor};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn both_ways_of_running_a_batch_give_the_same_answers() {
+    let repo = Repository::open(
+        &root().join("examples/models"),
+        Backends::tract(),
+        Inventory::cpu_only("tests"),
+    )
+    .unwrap();
+    // Two rows: the golden pattern and zeros. The first runs explore both ways, the later ones
+    // take the cheaper; every answer is the same.
+    let mut x: Vec<f32> = (0..3 * 224 * 224)
+        .map(|i| (i % 256) as f32 / 128.0 - 1.0)
+        .collect();
+    x.extend(std::iter::repeat_n(0.0, 3 * 224 * 224));
+    let batch = Tensor::from_f32("input", vec![2, 3, 224, 224], &x);
+    let m = repo.get("efficientnet_lite0", None).unwrap();
+    let runs: Vec<Vec<f32>> = (0..4)
+        .map(|_| {
+            m.session.run(std::slice::from_ref(&batch)).unwrap()[0]
+                .to_f32()
+                .unwrap()
+        })
+        .collect();
+    for r in &runs[1..] {
+        assert!(max_diff(&runs[0], r) < 1e-4);
+    }
+    let golden: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("fixtures/golden/classifier_efficientnet_lite0.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let want: Vec<f32> = golden["synthetic"]["pattern_logits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    for r in &runs {
+        assert!(max_diff(&r[..1000], &want) < 1e-3);
+    }
+    // A tiny model, where batching pays, gives its input back either way, rows in order.
+    let values: Vec<f32> = (0..8 * 16).map(|v| v as f32).collect();
+    let rows = Tensor::from_f32("INPUT0", vec![8, 16], &values);
+    let id = repo.get("identity_fp32", None).unwrap();
+    for _ in 0..4 {
+        let out = id.session.run(std::slice::from_ref(&rows)).unwrap();
+        assert_eq!(out[0].shape, vec![8, 16]);
+        assert_eq!(out[0].datatype, DataType::Fp32);
+        assert_eq!(out[0].to_f32().unwrap(), values);
+    }
+}
