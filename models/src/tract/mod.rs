@@ -204,18 +204,22 @@ impl Session for TractSession {
             } else {
                 inputs.iter().map(|t| rows_of(t, start, n)).collect()
             };
-            let out = rows::run(self, part, n)?;
-            if joined.is_empty() {
-                joined = out;
-            } else {
-                for (j, o) in joined.iter_mut().zip(out) {
-                    j.shape[0] += o.shape.first().copied().unwrap_or(0);
-                    j.data.extend_from_slice(&o.data);
-                }
-            }
+            append_rows(&mut joined, rows::run(self, part, n)?);
             start += n;
         }
         Ok(joined)
+    }
+}
+
+/// `out`'s rows after those of `joined`, output by output (the first `out` becomes `joined`).
+fn append_rows(joined: &mut Vec<WTensor>, out: Vec<WTensor>) {
+    if joined.is_empty() {
+        *joined = out;
+        return;
+    }
+    for (j, o) in joined.iter_mut().zip(out) {
+        j.shape[0] += o.shape.first().copied().unwrap_or(0);
+        j.data.extend_from_slice(&o.data);
     }
 }
 

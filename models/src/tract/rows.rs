@@ -3,8 +3,9 @@
 //! is not always cheaper per row: EfficientNet-Lite0 costs 30 ms a row alone and 59–70 ms a row in
 //! batches of 2–8 on the 2-core development machine (`model-batch-bench`), while a tiny model
 //! gains from batching. So each way's cost per row is measured as batches run, each is tried
-//! once, and then the cheaper one is taken. One row at a time also spreads over idle cores
-//! (`crate::spread`), which one batched plan cannot.
+//! once, and then the cheaper one is taken, the other tried again now and then (a measurement
+//! taken while the machine was busy must not decide for good). One row at a time also spreads
+//! over idle cores (`crate::spread`), which one batched plan cannot.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -25,42 +26,70 @@ pub enum Way {
     OneByOne,
 }
 
+/// Every this many batches of one size, the way that lost is tried again.
+pub const RETRY_EVERY: u64 = 32;
+
 /// The pure choice, from the cost per row seen so far (ns, one thread) of one-row runs and of
-/// the batched plan: an untried way is tried once, then the cheaper one wins (ties to the
-/// batched plan: one run, no hand-offs).
-pub fn choose(one: Option<f64>, batched: Option<f64>) -> Way {
-    match (one, batched) {
-        (None, _) => Way::OneByOne,
-        (Some(_), None) => Way::Batched,
+/// the batched plan, for the `turn`th batch of this size: an untried way is tried once, then the
+/// cheaper one wins (ties to the batched plan: one run, no hand-offs), except that every
+/// `RETRY_EVERY`th batch takes the other.
+pub fn choose(one: Option<f64>, batched: Option<f64>, turn: u64) -> Way {
+    let cheaper = match (one, batched) {
+        (None, _) => return Way::OneByOne,
+        (Some(_), None) => return Way::Batched,
         (Some(o), Some(b)) if o < b => Way::OneByOne,
         _ => Way::Batched,
+    };
+    match (turn % RETRY_EVERY == RETRY_EVERY - 1, cheaper) {
+        (false, way) => way,
+        (true, Way::OneByOne) => Way::Batched,
+        (true, Way::Batched) => Way::OneByOne,
     }
 }
 
-/// Cost per row (ns, on one thread) by plan size, a moving average of what runs took.
+/// What has been seen of one plan size: its cost per row (ns, on one thread, a moving average
+/// of what runs took) and how many batches of that size have run.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    per_row_ns: Option<f64>,
+    batches: u64,
+}
+
+/// What has been seen, by plan size.
 #[derive(Debug, Default)]
-pub struct Costs(Mutex<HashMap<usize, f64>>);
+pub struct Costs(Mutex<HashMap<usize, Seen>>);
 
 impl Costs {
+    fn with<T>(&self, rows: usize, f: impl FnOnce(&mut Seen) -> T) -> T {
+        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        f(all.entry(rows).or_default())
+    }
+
     fn get(&self, rows: usize) -> Option<f64> {
-        self.0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&rows)
-            .copied()
+        self.with(rows, |s| s.per_row_ns)
+    }
+
+    /// The turn of this batch among those of `rows` rows (0 for the first).
+    fn turn(&self, rows: usize) -> u64 {
+        self.with(rows, |s| {
+            s.batches += 1;
+            s.batches - 1
+        })
     }
 
     fn record(&self, rows: usize, per_row_ns: f64) {
-        let mut all = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        all.entry(rows)
-            .and_modify(|c| *c = 0.8 * *c + 0.2 * per_row_ns)
-            .or_insert(per_row_ns);
+        self.with(rows, |s| {
+            s.per_row_ns = Some(
+                s.per_row_ns
+                    .map_or(per_row_ns, |c| 0.8 * c + 0.2 * per_row_ns),
+            );
+        });
     }
 }
 
 /// `n` rows (`n` a plan size): whichever way has been cheaper per row.
 pub fn run(s: &TractSession, inputs: Vec<WTensor>, n: usize) -> Result<Vec<WTensor>, ModelError> {
-    if n == 1 || choose(s.costs.get(1), s.costs.get(n)) == Way::Batched {
+    if n == 1 || choose(s.costs.get(1), s.costs.get(n), s.costs.turn(n)) == Way::Batched {
         let t = Instant::now();
         let out = s.run_plan(&inputs, n)?;
         s.costs.record(n, t.elapsed().as_nanos() as f64 / n as f64);
@@ -90,14 +119,7 @@ fn one_by_one(s: &TractSession, inputs: &[WTensor], n: usize) -> Result<Vec<WTen
     for ran in help.run(pieces) {
         let (out, ns) = ran?;
         spent += ns;
-        if joined.is_empty() {
-            joined = out;
-        } else {
-            for (j, o) in joined.iter_mut().zip(out) {
-                j.shape[0] += o.shape.first().copied().unwrap_or(0);
-                j.data.extend_from_slice(&o.data);
-            }
-        }
+        super::append_rows(&mut joined, out);
     }
     s.costs.record(1, spent / n as f64);
     Ok(joined)
@@ -109,12 +131,23 @@ mod tests {
 
     #[test]
     fn each_way_is_tried_once_then_the_cheaper_one_runs() {
-        assert_eq!(choose(None, None), Way::OneByOne);
-        assert_eq!(choose(None, Some(1.0)), Way::OneByOne);
-        assert_eq!(choose(Some(30.0), None), Way::Batched);
-        assert_eq!(choose(Some(30.0), Some(60.0)), Way::OneByOne);
-        assert_eq!(choose(Some(30.0), Some(3.0)), Way::Batched);
-        assert_eq!(choose(Some(3.0), Some(3.0)), Way::Batched);
+        assert_eq!(choose(None, None, 0), Way::OneByOne);
+        assert_eq!(choose(None, Some(1.0), 5), Way::OneByOne);
+        assert_eq!(choose(Some(30.0), None, 1), Way::Batched);
+        assert_eq!(choose(Some(30.0), Some(60.0), 2), Way::OneByOne);
+        assert_eq!(choose(Some(30.0), Some(3.0), 2), Way::Batched);
+        assert_eq!(choose(Some(3.0), Some(3.0), 2), Way::Batched);
+    }
+
+    #[test]
+    fn the_way_that_lost_is_tried_again_now_and_then() {
+        let turns = |one, batched| {
+            (0..3 * RETRY_EVERY)
+                .filter(|&t| choose(Some(one), Some(batched), t) == Way::Batched)
+                .count()
+        };
+        assert_eq!(turns(30.0, 60.0), 3);
+        assert_eq!(turns(60.0, 30.0), 3 * RETRY_EVERY as usize - 3);
     }
 
     #[test]
@@ -125,5 +158,6 @@ mod tests {
         c.record(8, 200.0);
         assert_eq!(c.get(8), Some(120.0));
         assert_eq!(c.get(1), None);
+        assert_eq!((c.turn(8), c.turn(8), c.turn(2)), (0, 1, 0));
     }
 }
