@@ -1,8 +1,9 @@
 //! Decoding on the GPU (NVDEC, through FFmpeg's CUDA hardware acceleration) when the function
 //! runs on a CUDA device, the codec has a CUDA path in this FFmpeg, and the driver opens the
-//! device; otherwise the CPU, said once in the log with the reason. Decoded pictures come back to
-//! host memory at once (`to_host`), so picking, scene grids and encoding are the CPU path's own:
-//! the same key frames, the same conversion.
+//! device; otherwise the CPU, said once in the log with the reason. A decoded picture is picked
+//! by its timestamp on the GPU, and copied to host memory (`to_host`) only when picked or when
+//! scene mode needs its pixels, so conversion and encoding are the CPU path's own: the same key
+//! frames, the same pictures.
 //!
 //! Scaling stays on the CPU: FFmpeg scales on the GPU only through libavfilter (`scale_cuda`),
 //! which Weir does not link.
@@ -69,16 +70,23 @@ unsafe impl Sync for HwDevice {}
 fn open_device(index: u32) -> Result<HwDevice, String> {
     let name = CString::new(index.to_string()).expect("digits have no NUL");
     let mut dev = ptr::null_mut();
-    // SAFETY: `dev` receives a new reference on success; `name` outlives the call.
+    // The device's primary context, which onnxruntime and the memory meter use too: a context
+    // of FFmpeg's own would cost the GPU memory of a second one.
+    let mut opts = ptr::null_mut();
+    // SAFETY: plain C strings; `opts` is freed below.
+    unsafe { ffi::av_dict_set(&mut opts, c"primary_ctx".as_ptr(), c"1".as_ptr(), 0) };
+    // SAFETY: `dev` receives a new reference on success; `name` and `opts` outlive the call.
     let rc = unsafe {
         ffi::av_hwdevice_ctx_create(
             &mut dev,
             ffi::AVHWDeviceType::AV_HWDEVICE_TYPE_CUDA,
             name.as_ptr(),
-            ptr::null_mut(),
+            opts,
             0,
         )
     };
+    // SAFETY: frees what av_dict_set made (NULL-safe).
+    unsafe { ffi::av_dict_free(&mut opts) };
     if rc < 0 || dev.is_null() {
         return Err(format!(
             "FFmpeg could not open CUDA device {index} ({}): decoding on the CPU",
@@ -157,9 +165,17 @@ fn device_ref(index: u32) -> Result<*mut ffi::AVBufferRef, String> {
 }
 
 /// Brings a picture decoded on the GPU into host memory (NV12, or P010 for 10-bit), keeping its
-/// timestamps and flags; a picture already in host memory is left as it is.
-pub fn to_host(frame: &mut ffmpeg::frame::Video) -> Result<(), FnError> {
+/// timestamps and flags; a picture already in host memory is left as it is. When the decoder was
+/// set up on the GPU and a picture comes out in host memory anyway, FFmpeg fell back to its own
+/// CPU decoding for the stream (a profile or size NVDEC does not take): said once.
+pub fn to_host(frame: &mut ffmpeg::frame::Video, on_gpu: bool) -> Result<(), FnError> {
     if frame.format() != ffmpeg::format::Pixel::CUDA {
+        if on_gpu {
+            say_once(&format!(
+                "NVDEC did not take a stream ({:?} pictures): FFmpeg decoded it on the CPU, one thread",
+                frame.format()
+            ));
+        }
         return Ok(());
     }
     let mut host = ffmpeg::frame::Video::empty();

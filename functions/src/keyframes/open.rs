@@ -59,6 +59,9 @@ pub struct Video {
     pub time_base: ffmpeg::Rational,
     pub info: Info,
     pub decoder: ffmpeg::decoder::Video,
+    /// Whether the decoder was set up on the GPU (NVDEC); its pictures then come out in GPU
+    /// memory, unless FFmpeg fell back to its own CPU decoding for this stream.
+    pub on_gpu: bool,
     reads: Arc<AtomicU8>,
 }
 
@@ -154,13 +157,14 @@ pub fn open(
     let stream = video_stream(&demuxer)?;
     let info = info_of(&demuxer, &stream, bounds)?;
     let (index, time_base) = (stream.index(), stream.time_base());
-    let decoder = decoder_for(&stream, &info, bounds.max_pixels, keys_only, device)?;
+    let (decoder, decode) = decoder_for(&stream, &info, bounds.max_pixels, keys_only, device)?;
     Ok(Video {
         demuxer,
         stream: index,
         time_base,
         info,
         decoder,
+        on_gpu: decode != Decode::Cpu,
         reads,
     })
 }
@@ -344,7 +348,7 @@ fn decoder_for(
     max_pixels: u64,
     keys_only: bool,
     device: Device,
-) -> Result<ffmpeg::decoder::Video, FnError> {
+) -> Result<(ffmpeg::decoder::Video, Decode), FnError> {
     let failed =
         |e: ffmpeg::Error| FnError::bad_input(format!("cannot decode {}: {e}", info.codec));
     let mut ctx =
@@ -368,13 +372,14 @@ fn decoder_for(
     if keys_only {
         decoder.skip_frame(ffmpeg::Discard::NonKey);
     }
-    decoder.video().map_err(|e| match e {
+    let decoder = decoder.video().map_err(|e| match e {
         ffmpeg::Error::DecoderNotFound => FnError::bad_input(format!(
             "this system's FFmpeg has no decoder for {}",
             info.codec
         )),
         e => failed(e),
-    })
+    })?;
+    Ok((decoder, decode))
 }
 
 #[cfg(test)]

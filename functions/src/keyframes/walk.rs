@@ -162,7 +162,9 @@ fn drain(
     tb: f64,
 ) -> Result<bool, FnError> {
     while video.decoder.receive_frame(frame).is_ok() {
-        super::hwdecode::to_host(frame)?;
+        // A GPU picture is copied to host memory only where its pixels are needed: for the
+        // scene grid, and once picked. Timestamps and flags are read on the GPU frame.
+        let on_gpu = video.on_gpu;
         let step = video.info.fps.map_or(0.0, |f| 1.0 / f);
         let pts = frame
             .timestamp()
@@ -172,7 +174,10 @@ fn drain(
         let picked = match chooser {
             Chooser::Keys => true,
             Chooser::Every(iv) => iv.offer(pts),
-            Chooser::Cuts(sc) => sc.offer((w.grid)(frame)?).0,
+            Chooser::Cuts(sc) => {
+                super::hwdecode::to_host(frame, on_gpu)?;
+                sc.offer((w.grid)(frame)?).0
+            }
         };
         if !picked {
             continue;
@@ -181,6 +186,7 @@ fn drain(
             return Ok(true);
         }
         state.picked += 1;
+        super::hwdecode::to_host(frame, on_gpu)?;
         let key = frame.is_key();
         let taken = std::mem::replace(frame, ffmpeg::frame::Video::empty());
         (w.take)(Picked {

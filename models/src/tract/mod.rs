@@ -199,12 +199,13 @@ impl Session for TractSession {
         let mut joined: Vec<WTensor> = Vec::new();
         let mut start = 0;
         for n in plans::chunks(rows, max) {
-            let part: Vec<WTensor> = if n == rows {
-                inputs.to_vec()
+            let out = if n == rows {
+                rows::run(self, inputs, n)?
             } else {
-                inputs.iter().map(|t| rows_of(t, start, n)).collect()
+                let part: Vec<WTensor> = inputs.iter().map(|t| rows_of(t, start, n)).collect();
+                rows::run(self, &part, n)?
             };
-            append_rows(&mut joined, rows::run(self, part, n)?);
+            append_rows(&mut joined, out);
             start += n;
         }
         Ok(joined)

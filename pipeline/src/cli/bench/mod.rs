@@ -185,8 +185,8 @@ fn devices(
     for d in asked {
         let request = d.parse::<DeviceRequest>()?;
         let device = match (local, request) {
+            (_, DeviceRequest::Auto) => runs_on,
             (Some(inv), r) => r.resolve(inv, true)?,
-            (None, DeviceRequest::Auto) => runs_on,
             (None, DeviceRequest::Cpu) => Device::Cpu,
             (None, DeviceRequest::Cuda(n)) => Device::Cuda(n.unwrap_or(0)),
         };
@@ -234,6 +234,7 @@ async fn measure(args: RunArgs) -> anyhow::Result<()> {
     let concurrency_max = args.concurrency.iter().copied().max().unwrap_or(1);
     let server = Server {
         base: base.clone(),
+        local: in_process.is_some(),
         token: args.token.clone(),
         client: reqwest::Client::builder()
             .pool_max_idle_per_host(concurrency_max)
@@ -368,7 +369,14 @@ async fn point(
     let (times0, cpu0) = (target.times(server).await?, machine::CpuTimes::now());
     tokio::time::sleep_until(w.closes.into()).await;
     let (times1, cpu1) = (target.times(server).await?, machine::CpuTimes::now());
-    let gpu = machine::gpu_use(device);
+    // The driver binds a context to the reading thread: read off the async runtime's threads.
+    let gpu = match server.local {
+        true => tokio::task::spawn_blocking(move || machine::gpu_use(device))
+            .await
+            .ok()
+            .flatten(),
+        false => None,
+    };
     let mut m = load::join(clients).await;
     if m.requests == 0 {
         let why = m
@@ -458,6 +466,10 @@ mod tests {
         );
         // A server in this process uses this machine's GPUs.
         let here = Inventory::cpu_only("no driver here");
+        assert_eq!(
+            devices(&asked(&["auto"]), Some(&here), &cpu).unwrap(),
+            vec![Device::Cpu]
+        );
         let e = devices(&asked(&["cuda:0"]), Some(&here), &gpu).unwrap_err();
         assert!(e.to_string().contains("no driver here"), "{e}");
     }

@@ -72,12 +72,14 @@ pub struct Record {
     /// Inputs completed per second inside the measured window (requests × batch).
     pub throughput: f64,
     pub latency_ms: Latency,
-    /// The server's own view over the window, per request: time queued and computing.
+    /// The server's own view over the window: time queued per request, and time computing per
+    /// execution (a batch, when the server batches).
     pub server: ServerTimes,
     /// The whole machine's busy share (all cores, 0–100) over the window, where `weir bench`
-    /// runs: the server's when it is in process or on the same machine.
+    /// runs: the server's only when it is in process or on the same machine.
     pub cpu_percent: Option<f64>,
-    /// The GPU's utilisation and memory on a CUDA point; `null` on the CPU.
+    /// The GPU's utilisation and memory on a CUDA point of a server in this process; `null`
+    /// otherwise.
     pub gpu: Option<GpuUse>,
 }
 
@@ -127,7 +129,7 @@ pub fn markdown(r: &Results) -> String {
     );
     s.push_str(
         "| device | batch | concurrency | inputs/s | p50 ms | p95 ms | p99 ms | server queue ms \
-         | server compute ms | CPU % | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+         | server compute ms per batch | CPU % | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for p in &r.records {
         let _ = writeln!(

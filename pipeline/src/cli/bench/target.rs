@@ -58,6 +58,8 @@ pub enum Target {
 /// The server's base URL and how to reach it.
 pub struct Server {
     pub base: String,
+    /// Started in this process: its GPUs are this machine's, so their memory can be read here.
+    pub local: bool,
     pub token: Option<String>,
     pub client: reqwest::Client,
 }
