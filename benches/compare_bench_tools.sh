@@ -14,19 +14,11 @@ CONC=${CONC:-1,8}
 SECONDS_=${SECONDS_:-10}
 ROUNDS=${ROUNDS:-2}
 
+. benches/serve.sh
 out=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-port=$(free_port)
-s3=$(free_port)
-base=http://127.0.0.1:$port
-"$WEIR" serve --config examples/weir.yaml --data-dir "$out/data" \
-  --http-listen "127.0.0.1:$port" --s3-listen "127.0.0.1:$s3" >"$out/serve.log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$out"' EXIT
-for _ in $(seq 300); do
-  python3 -c "import urllib.request; urllib.request.urlopen('$base/healthz/ready')" 2>/dev/null && break
-  sleep 0.2
-done
+trap 'kill ${SERVE_PID:-} 2>/dev/null; wait ${SERVE_PID:-} 2>/dev/null; rm -rf "$out"' EXIT
+serve_example "$WEIR" "$out"
+base=$SERVE_BASE
 
 for r in $(seq "$ROUNDS"); do
   "$WEIR" bench --server "$base" --model "$MODEL" --batch "$BATCH" --concurrency "$CONC" \

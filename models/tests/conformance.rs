@@ -3,13 +3,10 @@
 //! ORT_DYLIB_PATH at the library of the PyPI onnxruntime wheel in `.venv`.
 #![cfg(feature = "ort")]
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::{max_diff, pattern_and_zeros, root};
 use weir_models::{Backends, DataType, Inventory, Repository, Tensor};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
 
 fn open(backends: Backends) -> Repository {
     Repository::open(
@@ -25,19 +22,7 @@ fn ort() -> Backends {
 }
 
 fn synthetic() -> Tensor {
-    let mut x: Vec<f32> = (0..3 * 224 * 224)
-        .map(|i| (i % 256) as f32 / 128.0 - 1.0)
-        .collect();
-    x.extend(std::iter::repeat_n(0.0, 3 * 224 * 224));
-    Tensor::from_f32("input", vec![2, 3, 224, 224], &x)
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    Tensor::from_f32("input", vec![2, 3, 224, 224], &pattern_and_zeros())
 }
 
 #[test]

@@ -2,21 +2,10 @@
 //! over idle cores), whichever has been cheaper (`tract/rows.rs`); both ways must give the same
 //! answers as each row run alone.
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::{max_diff, pattern_and_zeros, root};
 use weir_models::{Backends, DataType, Inventory, Repository, Tensor};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 #[test]
 fn both_ways_of_running_a_batch_give_the_same_answers() {
@@ -28,10 +17,7 @@ fn both_ways_of_running_a_batch_give_the_same_answers() {
     .unwrap();
     // Two rows: the golden pattern and zeros. The first runs explore both ways, the later ones
     // take the cheaper; every answer is the same.
-    let mut x: Vec<f32> = (0..3 * 224 * 224)
-        .map(|i| (i % 256) as f32 / 128.0 - 1.0)
-        .collect();
-    x.extend(std::iter::repeat_n(0.0, 3 * 224 * 224));
+    let x = pattern_and_zeros();
     let batch = Tensor::from_f32("input", vec![2, 3, 224, 224], &x);
     let m = repo.get("efficientnet_lite0", None).unwrap();
     let runs: Vec<Vec<f32>> = (0..4)

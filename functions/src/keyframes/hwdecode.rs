@@ -164,18 +164,21 @@ fn device_ref(index: u32) -> Result<*mut ffi::AVBufferRef, String> {
     Ok(r)
 }
 
-/// Brings a picture decoded on the GPU into host memory (NV12, or P010 for 10-bit), keeping its
-/// timestamps and flags; a picture already in host memory is left as it is. When the decoder was
-/// set up on the GPU and a picture comes out in host memory anyway, FFmpeg fell back to its own
-/// CPU decoding for the stream (a profile or size NVDEC does not take): said once.
-pub fn to_host(frame: &mut ffmpeg::frame::Video, on_gpu: bool) -> Result<(), FnError> {
+/// Says once when a decoder set up on the GPU gives a picture in host memory: FFmpeg fell back to
+/// its own CPU decoding for the stream (a profile or size NVDEC does not take).
+pub fn say_if_fell_back(frame: &ffmpeg::frame::Video) {
     if frame.format() != ffmpeg::format::Pixel::CUDA {
-        if on_gpu {
-            say_once(&format!(
-                "NVDEC did not take a stream ({:?} pictures): FFmpeg decoded it on the CPU, one thread",
-                frame.format()
-            ));
-        }
+        say_once(&format!(
+            "NVDEC did not take a stream ({:?} pictures): FFmpeg decoded it on the CPU, one thread",
+            frame.format()
+        ));
+    }
+}
+
+/// Brings a picture decoded on the GPU into host memory (NV12, or P010 for 10-bit), keeping its
+/// timestamps and flags; a picture already in host memory is left as it is.
+pub fn to_host(frame: &mut ffmpeg::frame::Video) -> Result<(), FnError> {
+    if frame.format() != ffmpeg::format::Pixel::CUDA {
         return Ok(());
     }
     let mut host = ffmpeg::frame::Video::empty();

@@ -164,7 +164,9 @@ fn drain(
     while video.decoder.receive_frame(frame).is_ok() {
         // A GPU picture is copied to host memory only where its pixels are needed: for the
         // scene grid, and once picked. Timestamps and flags are read on the GPU frame.
-        let on_gpu = video.on_gpu;
+        if video.on_gpu {
+            super::hwdecode::say_if_fell_back(frame);
+        }
         let step = video.info.fps.map_or(0.0, |f| 1.0 / f);
         let pts = frame
             .timestamp()
@@ -175,7 +177,7 @@ fn drain(
             Chooser::Keys => true,
             Chooser::Every(iv) => iv.offer(pts),
             Chooser::Cuts(sc) => {
-                super::hwdecode::to_host(frame, on_gpu)?;
+                super::hwdecode::to_host(frame)?;
                 sc.offer((w.grid)(frame)?).0
             }
         };
@@ -186,7 +188,7 @@ fn drain(
             return Ok(true);
         }
         state.picked += 1;
-        super::hwdecode::to_host(frame, on_gpu)?;
+        super::hwdecode::to_host(frame)?;
         let key = frame.is_key();
         let taken = std::mem::replace(frame, ffmpeg::frame::Video::empty());
         (w.take)(Picked {

@@ -250,7 +250,7 @@ async fn measure(args: RunArgs) -> anyhow::Result<()> {
                 .collect::<anyhow::Result<_>>()?;
             Target::model(&server, m, shapes).await?
         }
-        (_, Some(f)) => Target::function(&server, f, files.clone()).await?,
+        (_, Some(f)) => Target::function(&server, f, files).await?,
         _ => unreachable!("clap requires one"),
     };
     let local = in_process.as_ref().map(|_| &inv);
@@ -309,7 +309,7 @@ async fn measure(args: RunArgs) -> anyhow::Result<()> {
             duration_s: args.duration.as_secs_f64(),
             inputs: match &target {
                 Target::Function { files, .. } => files.len(),
-                Target::Model { .. } => 4,
+                Target::Model { .. } => target::MODEL_BODIES,
             },
         },
         records,

@@ -30,6 +30,9 @@ pub fn parse_shape(s: &str) -> anyhow::Result<(String, Vec<usize>)> {
 }
 use super::report::ServerTimes;
 
+/// How many distinct random bodies a model's clients cycle through.
+pub const MODEL_BODIES: usize = 4;
+
 /// A model's input as its metadata gives it; `-1` is a variable dimension.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Input {
@@ -222,7 +225,7 @@ impl Target {
                 if batch > *max_batch && *max_batch > 0 {
                     bail!("batch {batch} is over model {name:?}'s max_batch_size {max_batch}");
                 }
-                (0..4u64)
+                (0..MODEL_BODIES as u64)
                     .map(|seed| model_body(inputs, shapes, *max_batch > 0, batch, seed))
                     .collect()
             }
