@@ -47,8 +47,10 @@ weir_setup() {
 # Python in .venv at the repository root: onnxruntime, whose wheel ships the library the `ort`
 # backend loads (ORT_DYLIB_PATH), and for the tests Triton's own client with numpy and Pillow
 # (pipeline/tests/triton_client.rs finds .venv there), and boto3, the S3 client most tools are
-# built on (pipeline/tests/boto3_client.rs).
-WEIR_PY_PACKAGES=(onnxruntime "tritonclient[http]" numpy pillow boto3)
+# built on (pipeline/tests/boto3_client.rs), and AWS's Lambda runtime interface client, which
+# runs Lambda handlers unchanged on the `process` kind (pipeline/tests/process_python.rs, the
+# example in examples/lambda/python).
+WEIR_PY_PACKAGES=(onnxruntime "tritonclient[http]" numpy pillow boto3 awslambdaric)
 
 weir_python_venv() {
   if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
@@ -57,7 +59,7 @@ weir_python_venv() {
   if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
   fi
-  if ! .venv/bin/python -c 'import onnxruntime, tritonclient.http, numpy, PIL, boto3' >/dev/null 2>&1; then
+  if ! .venv/bin/python -c 'import onnxruntime, tritonclient.http, numpy, PIL, boto3, awslambdaric' >/dev/null 2>&1; then
     echo "setup: installing ${WEIR_PY_PACKAGES[*]} into .venv" >&2
     .venv/bin/python -m pip install -q --disable-pip-version-check "${WEIR_PY_PACKAGES[@]}"
   fi

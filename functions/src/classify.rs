@@ -302,5 +302,6 @@ fn labelled(model: &LoadedModel, labels: &[String], logits: &[f32], k: usize) ->
             placement: Default::default(),
         }],
         summary,
+        reply: None,
     }
 }

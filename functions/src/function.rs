@@ -10,6 +10,7 @@ use weir_models::cores::Cores;
 
 use crate::FnError;
 use crate::memory::DecodeMemory;
+use crate::origin::{Origin, Reply};
 use crate::source::{Source, SourceReader};
 use crate::thumbnail::Allowance;
 
@@ -23,6 +24,8 @@ pub struct Input {
     /// An input read as it is needed rather than held whole (a video in the object store).
     /// Given only to functions whose `Limits::streams_input` is set.
     pub source: Option<Arc<dyn Source>>,
+    /// What caused the input; set for functions that run users' code (`Function::external`).
+    pub origin: Option<Arc<Origin>>,
 }
 
 impl Input {
@@ -31,6 +34,15 @@ impl Input {
             bytes: bytes.into(),
             content_type: None,
             source: None,
+            origin: None,
+        }
+    }
+
+    /// An input that is the event alone: code that reads the object itself gets no bytes.
+    pub fn event(origin: Origin) -> Self {
+        Input {
+            origin: Some(Arc::new(origin)),
+            ..Input::new(Bytes::new())
         }
     }
 
@@ -39,6 +51,7 @@ impl Input {
             bytes: Bytes::new(),
             content_type: None,
             source: Some(source),
+            origin: None,
         }
     }
 
@@ -77,10 +90,23 @@ pub enum Placement {
 }
 
 /// Everything one input produced: its artifacts and a JSON summary.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Output {
     pub artifacts: Vec<Artifact>,
     pub summary: serde_json::Value,
+    /// The HTTP answer the function chose (users' code behind an HTTP trigger); `None` for
+    /// Weir's own reply forms.
+    pub reply: Option<Reply>,
+}
+
+impl Output {
+    pub fn new(artifacts: Vec<Artifact>, summary: serde_json::Value) -> Self {
+        Output {
+            artifacts,
+            summary,
+            reply: None,
+        }
+    }
 }
 
 /// What a function kind can take.
@@ -181,4 +207,25 @@ pub trait Function: Send + Sync + 'static {
     fn limits(&self) -> Limits;
     /// Run a batch. Must return exactly one result per input, in order.
     fn call(&self, batch: &[Input], ctx: &ExecCtx) -> Vec<Result<Output, FnError>>;
+
+    /// Whether the function runs in processes of its own (users' code): its batches then wait
+    /// on threads of their own rather than holding CPU cores, and each input is the event that
+    /// caused it (`Input::origin`), not the object's bytes, which the code reads itself.
+    fn external(&self) -> bool {
+        false
+    }
+
+    /// Called once the server is up (its endpoints bound), before any event is routed: the
+    /// moment to start warm instances.
+    fn start(&self, _started: &Started) {}
+}
+
+/// What a started server tells its functions.
+#[derive(Debug, Clone, Default)]
+pub struct Started {
+    /// Variables that code run by a function needs to reach the object store (endpoint,
+    /// credentials, region), as AWS SDKs read them.
+    pub store_env: BTreeMap<String, String>,
+    /// A folder of the server's data directory where functions may keep scratch files.
+    pub scratch: std::path::PathBuf,
 }

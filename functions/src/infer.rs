@@ -63,6 +63,7 @@ impl Infer {
                 placement: Default::default(),
             }],
             summary,
+            reply: None,
         })
     }
 }

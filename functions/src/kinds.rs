@@ -11,12 +11,19 @@ use crate::classify::{Classify, ClassifyParams};
 use crate::infer::{Infer, InferParams};
 use crate::keyframes::Keyframes;
 use crate::noop::{Noop, NoopParams};
+use crate::process::{Process, ProcessParams, Sizes};
 use crate::thumbnail::Thumbnail;
 
 /// What building a kind may need besides its params.
 #[derive(Default, Clone, Copy)]
 pub struct BuildCtx<'a> {
     pub models: Option<&'a Arc<Repository>>,
+    /// The function's name.
+    pub name: &'a str,
+    /// The folder of the file the spec came from, for relative paths in params.
+    pub base: Option<&'a std::path::Path>,
+    /// `resources.workers`, for kinds that keep processes of their own.
+    pub workers: Sizes,
 }
 
 /// Why a kind could not be built: the field under the function's spec (`params.sizes[0]`,
@@ -40,6 +47,9 @@ pub struct Kind {
     /// the key's last segment needs one of them, and its folder a `{key}` or `{stem}`, since a
     /// manifest is written beside them. Empty when an input makes a fixed set.
     pub per_item_vars: &'static [&'static str],
+    /// Whether a function of this kind may go without an `output` although storage events
+    /// trigger it (users' code that writes its own objects).
+    pub output_optional: bool,
     build: Build,
 }
 
@@ -66,18 +76,21 @@ pub const KINDS: &[Kind] = &[
         name: "thumbnail",
         template_vars: &["size"],
         per_item_vars: &[],
+        output_optional: false,
         build: |p, _| Ok(Arc::new(Thumbnail::new(params(p)?).map_err(field)?)),
     },
     Kind {
         name: "keyframes",
         template_vars: &["index", "pts_ms"],
         per_item_vars: &["index", "pts_ms"],
+        output_optional: false,
         build: |p, _| Ok(Arc::new(Keyframes::new(params(p)?).map_err(field)?)),
     },
     Kind {
         name: "classify",
         template_vars: &[],
         per_item_vars: &[],
+        output_optional: false,
         build: |p, ctx| {
             let params: ClassifyParams = params(p)?;
             Ok(Arc::new(
@@ -89,6 +102,7 @@ pub const KINDS: &[Kind] = &[
         name: "infer",
         template_vars: &[],
         per_item_vars: &[],
+        output_optional: false,
         build: |p, ctx| {
             let params: InferParams = params(p)?;
             Ok(Arc::new(
@@ -100,9 +114,21 @@ pub const KINDS: &[Kind] = &[
         name: "noop",
         template_vars: &[],
         per_item_vars: &[],
+        output_optional: false,
         build: |p, _| {
             let _: NoopParams = params(p)?;
             Ok(Arc::new(Noop))
+        },
+    },
+    Kind {
+        name: "process",
+        template_vars: &[],
+        per_item_vars: &[],
+        output_optional: true,
+        build: |p, ctx| {
+            let params: ProcessParams = params(p)?;
+            let f = Process::new(ctx.name, params, ctx.base, ctx.workers).map_err(field)?;
+            Ok(Arc::new(f))
         },
     },
 ];

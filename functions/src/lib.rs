@@ -1,6 +1,7 @@
 //! The `Function` seam and Weir's built-in function kinds.
 //!
-//! A function is pure compute over a batch: bytes in, artifacts and JSON out, no network I/O.
+//! A built-in function is pure compute over a batch: bytes in, artifacts and JSON out, no network
+//! I/O. The `process` kind runs users' own code in worker processes instead.
 //! One result per input, in order, so one bad image never fails its neighbours.
 
 pub mod classify;
@@ -10,11 +11,17 @@ pub mod infer;
 pub mod keyframes;
 pub mod kinds;
 pub mod memory;
+mod metric_names;
 pub mod noop;
+mod origin;
+pub mod process;
 mod source;
 pub use weir_models::spread;
 pub mod thumbnail;
 
 pub use error::{ErrorKind, FnError};
-pub use function::{Artifact, ExecCtx, Function, Input, Limits, Output, Placement, before};
+pub use function::{
+    Artifact, ExecCtx, Function, Input, Limits, Output, Placement, Started, before,
+};
+pub use origin::{HttpRequest, ObjectEvent, Origin, Reply};
 pub use source::{FileSource, Source, SourceReader};

@@ -29,10 +29,10 @@ impl Function for Noop {
         batch
             .iter()
             .map(|input| {
-                Ok(Output {
-                    artifacts: vec![],
-                    summary: serde_json::json!({ "bytes": input.bytes.len() }),
-                })
+                Ok(Output::new(
+                    vec![],
+                    serde_json::json!({ "bytes": input.bytes.len() }),
+                ))
             })
             .collect()
     }

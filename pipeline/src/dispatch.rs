@@ -10,7 +10,7 @@ use std::time::Duration;
 use metrics::{counter, histogram};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use weir_functions::{ErrorKind, FnError, Input, Source};
+use weir_functions::{ErrorKind, FnError, Input, ObjectEvent, Origin, Source};
 use weir_workers::{Admission, Pool};
 
 use crate::bus::{Bus, Delivery, EmbeddedBus, JetStreamBus, SystemClock};
@@ -27,13 +27,16 @@ pub struct Consumer {
     pub pool: Pool,
     pub bus: Arc<dyn Bus>,
     pub store: Arc<dyn ObjectStore>,
-    pub output_bucket: String,
-    pub template: KeyTemplate,
+    /// Where artifacts go: the output bucket and key template. `None` for users' code that
+    /// writes its own objects (what it returns is then dropped).
+    pub output: Option<(String, KeyTemplate)>,
     /// `FunctionSpec::output_hash`, written on every output.
     pub spec_hash: String,
     pub retries: Retries,
     /// The function reads inputs as streams (`Limits::streams_input`).
     pub streams_input: bool,
+    /// The function runs users' code: it is handed the event, and reads the object itself.
+    pub external: bool,
     /// Turns true at shutdown: take nothing more, finish what was taken.
     pub stop: watch::Receiver<bool>,
 }
@@ -88,25 +91,36 @@ pub async fn start(
         for t in &storage {
             store.ensure_bucket(&t.bucket).await?;
         }
-        let (Some(out), Some(pool)) = (&f.spec.output, pools.get(&f.spec.name)) else {
+        let Some(pool) = pools.get(&f.spec.name) else {
             continue;
         };
-        store.ensure_bucket(&out.bucket).await?;
+        if f.spec.output.is_none() && !f.kind.output_optional {
+            continue;
+        }
+        if let Some(out) = &f.spec.output {
+            store.ensure_bucket(&out.bucket).await?;
+        }
         if !feeds_bus {
             continue;
         }
-        let template = KeyTemplate::parse(&out.key, f.kind.template_vars)
-            .map_err(|e| StartError::Template(f.spec.name.clone(), e))?;
+        let output = match &f.spec.output {
+            Some(out) => Some((
+                out.bucket.clone(),
+                KeyTemplate::parse(&out.key, f.kind.template_vars)
+                    .map_err(|e| StartError::Template(f.spec.name.clone(), e))?,
+            )),
+            None => None,
+        };
         let consumer = Consumer {
             function: f.spec.name.clone(),
             pool: pool.clone(),
             bus: bus.clone(),
             store: store.clone(),
-            output_bucket: out.bucket.clone(),
-            template,
+            output,
             spec_hash: f.spec.output_hash(),
             retries: f.spec.resources.retries.clone(),
             streams_input: f.function.limits().streams_input,
+            external: f.function.external(),
             stop: stop.clone(),
         };
         consumers.push(tokio::spawn(run(Arc::new(consumer))));
@@ -360,7 +374,13 @@ async fn attempt(
 ) -> Result<(), FnError> {
     let object = &d.event.object;
     let limit = c.pool.config().max_input;
-    // A function that streams (video) opens the object; the others get its bytes.
+    // Users' code gets the event and reads the object itself; a function that streams
+    // (video) opens the object; the others get its bytes.
+    if c.external {
+        let output = admission.run(Input::event(origin(&d.event))).await?;
+        let etag = object.etag.clone().unwrap_or_default();
+        return write_outputs(c, object, &etag, output).await;
+    }
     let (input, version) = if c.streams_input {
         let f = match opened {
             Some(f) => f,
@@ -374,22 +394,49 @@ async fn attempt(
         (Input::new(f.body), f.info)
     };
     let output = admission.run(input).await?;
-    // The version actually read, which may be newer than the one the event named; made once,
-    // and only for a function that wrote something.
+    // The version actually read, which may be newer than the one the event named.
+    write_outputs(c, object, &version.etag, output).await
+}
+
+/// The event as users' code is handed it.
+fn origin(e: &crate::events::Event) -> Origin {
+    Origin::Object(ObjectEvent {
+        id: e.id.clone(),
+        source: e.source.clone(),
+        time: e.time.clone(),
+        name: e.name.clone(),
+        bucket: e.object.bucket.clone(),
+        key: e.object.key.clone(),
+        size: e.object.size,
+        etag: e.object.etag.clone(),
+        version: e.object.version.clone(),
+    })
+}
+
+/// Each artifact under its template key, with the provenance of `etag` (made once, and only
+/// for a function that wrote something).
+async fn write_outputs(
+    c: &Consumer,
+    object: &crate::events::ObjectRef,
+    etag: &str,
+    output: weir_functions::Output,
+) -> Result<(), FnError> {
+    let Some((bucket, template)) = &c.output else {
+        return Ok(());
+    };
     let mut metadata = None;
     for a in output.artifacts {
         let metadata = metadata.get_or_insert_with(|| {
             Provenance {
                 bucket: &object.bucket,
                 key: &object.key,
-                etag: &version.etag,
+                etag,
                 function: &c.function,
                 spec_hash: &c.spec_hash,
             }
             .metadata()
         });
-        let key = c
-            .template
+        let key = template
             .render_for(&a, &object.bucket, &object.key)
             .map_err(|e| FnError::bad_input(format!("output key: {e}")))?;
         let options = PutOptions {
@@ -397,7 +444,7 @@ async fn attempt(
             metadata: metadata.clone(),
         };
         c.store
-            .put(&c.output_bucket, &key, a.bytes.into(), &options)
+            .put(bucket, &key, a.bytes.into(), &options)
             .await
             .map_err(write_error)?;
     }

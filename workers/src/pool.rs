@@ -91,6 +91,8 @@ struct Shared {
     peak: std::sync::atomic::AtomicUsize,
     /// The function reads inputs as streams (`Limits::streams_input`).
     streams_input: bool,
+    /// The function runs users' code in processes of its own (`Function::external`).
+    external: bool,
 }
 
 /// A function's pool. Cheap to clone.
@@ -123,6 +125,7 @@ impl Pool {
             tx,
             peak: Default::default(),
             streams_input: function.limits().streams_input,
+            external: function.external(),
             cfg,
         });
         let workers = Arc::new(Semaphore::new(shared.cfg.workers));
@@ -144,6 +147,12 @@ impl Pool {
     /// Whether the function reads its inputs as streams: callers then hand it a file, not bytes.
     pub fn streams_input(&self) -> bool {
         self.shared.streams_input
+    }
+
+    /// Whether the function runs users' code, which is handed the event (`Input::origin`)
+    /// rather than the object's bytes.
+    pub fn external(&self) -> bool {
+        self.shared.external
     }
 
     fn in_flight(&self) -> usize {
@@ -352,7 +361,8 @@ fn dispatch(
     histogram!(m::BATCH_SIZE, "function" => label.clone()).record(live.len() as f64);
     let span = tracing::info_span!("batch", function = %name, size = live.len(), %device);
     let (function, memory) = (function.clone(), memory.clone());
-    cpu.spawn(move || {
+    let external = function.external();
+    let run = move || {
         let _enter = span.enter();
         let mut live = live;
         let begun = Instant::now();
@@ -388,7 +398,14 @@ fn dispatch(
         for (job, result) in live.into_iter().zip(results) {
             answer(job, result);
         }
-    });
+    };
+    // Users' code runs in processes of its own: its batches wait, so they wait on threads that
+    // are not the CPU pool's (the pool's worker limit bounds how many).
+    if external {
+        tokio::task::spawn_blocking(run);
+    } else {
+        cpu.spawn(run);
+    }
 }
 
 /// Free the job's place, then answer: a caller that has its answer holds nothing.

@@ -58,10 +58,7 @@ impl Function for Gate {
             .into_iter()
             .map(|t| match t.as_str() {
                 "bad" => Err(FnError::bad_input("bad on purpose")),
-                _ => Ok(Output {
-                    artifacts: vec![],
-                    summary: serde_json::json!({ "echo": t }),
-                }),
+                _ => Ok(Output::new(vec![], serde_json::json!({ "echo": t }))),
             })
             .collect()
     }

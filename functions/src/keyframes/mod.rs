@@ -187,10 +187,7 @@ impl Keyframes {
                 placement: Placement::Template,
             }))
             .collect();
-        Output {
-            artifacts,
-            summary: manifest,
-        }
+        Output::new(artifacts, manifest)
     }
 }
 

@@ -179,7 +179,7 @@ impl Thumbnail {
             },
             "thumbnails": made,
         });
-        Ok(Output { artifacts, summary })
+        Ok(Output::new(artifacts, summary))
     }
 }
 

@@ -214,7 +214,7 @@ pub fn functions(
         }
         check_resources(path, &f.resources, &at("resources"))?;
         let has_s3 = f.triggers.iter().any(Trigger::feeds_bus);
-        if has_s3 && f.output.is_none() {
+        if has_s3 && f.output.is_none() && !kind.output_optional {
             let msg = "expected an output { bucket, key } for a function with s3, poll or nats triggers: its results need a place";
             return Err(err(path, &at("output"), msg));
         }
@@ -245,7 +245,19 @@ pub fn functions(
             }
         }
         let function = kind
-            .build(&f.params, BuildCtx { models })
+            .build(
+                &f.params,
+                BuildCtx {
+                    models,
+                    name: &f.name,
+                    base: path.parent(),
+                    workers: weir_functions::process::Sizes {
+                        min: f.resources.workers.min,
+                        max: f.resources.workers.max,
+                        idle_after: f.resources.workers.idle_after,
+                    },
+                },
+            )
             .map_err(|e| err(path, &at(&e.field), e.message))?;
         let max_batch = function.limits().max_batch;
         if f.resources.batch.max_size > max_batch {

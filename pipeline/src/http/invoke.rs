@@ -1,10 +1,10 @@
 //! `POST /v1/functions/{name}/invoke`: admit first, then read the body, then run.
 
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::response::Response;
-use weir_functions::{ErrorKind, FnError, Input};
+use weir_functions::{ErrorKind, FnError, HttpRequest, Input, Origin};
 
 use super::reply;
 use super::{Shared, error, fn_error};
@@ -13,20 +13,21 @@ use crate::spool;
 pub async fn by_name(
     st: State<Shared>,
     Path(name): Path<String>,
-    q: RawQuery,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    handle(st, name, q, headers, body).await
+    handle(st, name, uri, headers, body).await
 }
 
 pub async fn handle(
     State(st): State<Shared>,
     name: String,
-    RawQuery(query): RawQuery,
+    uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let query = uri.query();
     let Some(pool) = st.pools.get(&name) else {
         discard(&headers, body, DISCARD_LIMIT).await;
         return error(
@@ -35,7 +36,7 @@ pub async fn handle(
             format!("no function named {name:?}"),
         );
     };
-    let form = match reply::choose(query.as_deref(), &headers) {
+    let form = match reply::choose(query, &headers, pool.external()) {
         Ok(f) => f,
         Err(reason) => {
             discard(&headers, body, DISCARD_LIMIT).await;
@@ -102,10 +103,27 @@ pub async fn handle(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
+    if pool.external() {
+        input.origin = Some(std::sync::Arc::new(origin(&uri, &headers)));
+    }
     match admission.run(input).await {
         Ok(output) => reply::render_off_runtime(form, name, output).await,
         Err(e) => fn_error(&e, retry_after),
     }
+}
+
+/// The request as users' code is handed it (the body is the input's bytes).
+fn origin(uri: &axum::http::Uri, headers: &HeaderMap) -> Origin {
+    Origin::Http(HttpRequest {
+        method: "POST".into(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or("").to_string(),
+        headers: headers
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect(),
+        source_ip: None,
+    })
 }
 
 /// The body as the function's input, within `limit` bytes and `timeout`: spooled to a file for a

@@ -15,22 +15,28 @@ use super::error;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Form {
+    /// The function's own reply when it chose one (`Output::reply`), else `Json`.
+    Default,
+    /// The JSON envelope even where the function chose a reply (`return=all`).
     Json,
     Multipart,
     First,
 }
 
-/// The reply form from the query (`return=first`, `return=all`, nothing) and `Accept`.
-pub fn choose(query: Option<&str>, headers: &HeaderMap) -> Result<Form, String> {
+/// The reply form from the query (`return=first`, `return=all`, nothing) and `Accept`. With
+/// `open` (users' code, which reads the query itself) other parameters pass; else they are
+/// refused.
+pub fn choose(query: Option<&str>, headers: &HeaderMap, open: bool) -> Result<Form, String> {
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("return", "first")) => return Ok(Form::First),
-            Some(("return", "all")) => {}
+            Some(("return", "all")) => return Ok(Form::Json),
             Some(("return", other)) => {
                 return Err(format!(
                     "return={other:?} is not known: use return=first or leave it out"
                 ));
             }
+            _ if open => {}
             _ => {
                 return Err(format!(
                     "unknown query parameter {pair:?}: only return=first is known"
@@ -48,7 +54,7 @@ pub fn choose(query: Option<&str>, headers: &HeaderMap) -> Result<Form, String> 
     Ok(if multipart {
         Form::Multipart
     } else {
-        Form::Json
+        Form::Default
     })
 }
 
@@ -81,6 +87,8 @@ pub async fn render_off_runtime(form: Form, function: String, output: Output) ->
 
 pub fn render(form: Form, function: &str, output: Output) -> Response {
     match form {
+        Form::Default if output.reply.is_some() => own_reply(output),
+        Form::Default => axum::Json(json_body(function, &output)).into_response(),
         Form::First => match output.artifacts.into_iter().next() {
             Some(a) => ([(header::CONTENT_TYPE, a.content_type)], a.bytes).into_response(),
             None => error(
@@ -92,6 +100,30 @@ pub fn render(form: Form, function: &str, output: Output) -> Response {
         Form::Json => axum::Json(json_body(function, &output)).into_response(),
         Form::Multipart => multipart(function, output),
     }
+}
+
+/// The status, headers and body the function chose.
+fn own_reply(output: Output) -> Response {
+    let Some(reply) = output.reply else {
+        return StatusCode::NO_CONTENT.into_response();
+    };
+    let mut res = Response::new(Body::from(reply.body));
+    *res.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
+    for (k, v) in reply.headers {
+        let (Ok(k), Ok(v)) = (
+            header::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(&v),
+        ) else {
+            continue;
+        };
+        // The length is the body's; hop-by-hop headers are the server's own business.
+        if k == header::CONTENT_LENGTH || k == header::TRANSFER_ENCODING || k == header::CONNECTION
+        {
+            continue;
+        }
+        res.headers_mut().append(k, v);
+    }
+    res
 }
 
 /// The JSON reply: the summary, and each artifact with its bytes in base64 (also what a NATS

@@ -152,6 +152,7 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         }
         None => None,
     };
+    start_functions(settings, config, s3_addr);
     let grace = config.drain();
     Ok(Running {
         addr: http.0,
@@ -164,6 +165,40 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         consumers: dispatch.consumers,
         bus: dispatch.bus,
     })
+}
+
+/// Tell each function the server is up, and how code it runs reaches the object store: the
+/// built-in S3 endpoint with its keys, or the S3 the config names (its own keys, if written).
+fn start_functions(settings: &Settings, config: &Config, s3_addr: Option<SocketAddr>) {
+    let mut env = std::collections::BTreeMap::new();
+    let mut set = |k: &str, v: &str| env.insert(k.to_string(), v.to_string());
+    match (&config.file.store, s3_addr) {
+        (StoreSection::S3(s3), _) => {
+            if let Some(e) = &s3.endpoint {
+                set("AWS_ENDPOINT_URL_S3", e);
+            }
+            if let Some(r) = &s3.region {
+                set("AWS_REGION", r);
+            }
+            if let (Some(a), Some(k)) = (&s3.access_key, &s3.secret_key) {
+                set("AWS_ACCESS_KEY_ID", a);
+                set("AWS_SECRET_ACCESS_KEY", k);
+            }
+        }
+        (StoreSection::Local, Some(addr)) => {
+            set("AWS_ENDPOINT_URL_S3", &format!("http://{addr}"));
+            set("AWS_ACCESS_KEY_ID", &settings.s3_keys.0);
+            set("AWS_SECRET_ACCESS_KEY", &settings.s3_keys.1);
+        }
+        (StoreSection::Local, None) => {}
+    }
+    let started = weir_functions::Started {
+        store_env: env,
+        scratch: settings.data_dir.join("process"),
+    };
+    for f in &config.functions {
+        f.function.start(&started);
+    }
 }
 
 /// The store the configuration names. Only the local store has the built-in S3 endpoint in

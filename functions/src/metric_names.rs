@@ -1,0 +1,9 @@
+//! Metric names this crate records, in one place.
+
+/// Worker processes of a `process` function, idle or busy (gauge, label `function`).
+pub const PROCESS_WORKERS: &str = "weir_process_workers";
+/// Worker processes started (counter, label `function`).
+pub const PROCESS_STARTS: &str = "weir_process_starts_total";
+/// Worker processes that ended before their time (counter, labels `function`, `reason`:
+/// `start_failed` (died before serving: the crash backoff grows), `exited`, `timeout`).
+pub const PROCESS_RESTARTS: &str = "weir_process_restarts_total";

@@ -1,0 +1,390 @@
+//! `kind: process` with Python's own Lambda runtime interface client (`awslambdaric`, from
+//! PyPI, in the `.venv` that ./test.sh makes) running handlers unchanged: the example handler
+//! on uploads through the built-in S3 endpoint, batches with one bad record, timeouts, exits,
+//! init failures, and warm reuse.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{TestServer, s3_client, until, wait_for};
+use serde_json::{Value, json};
+use sha2::Digest;
+
+/// A config with one `process` function running `handler` from `dir` (under the repository)
+/// through awslambdaric, with `extra` lines added to its spec.
+fn config(name: &str, dir: &str, handler: &str, extra: &str) -> String {
+    let python = common::venv_python("awslambdaric and boto3");
+    let workdir = common::root().join(dir);
+    format!(
+        "functions:\n  - name: {name}\n    kind: process\n    params: {{ command: [{python}, -m, awslambdaric, {handler}], workdir: {workdir} }}\n{extra}",
+        python = python.display(),
+        workdir = workdir.display(),
+    )
+}
+
+async fn start(yaml: &str) -> TestServer {
+    common::start(yaml).await
+}
+
+async fn invoke(srv: &TestServer, f: &str, body: Value) -> (u16, Value) {
+    let res = srv
+        .client
+        .post(format!("{}/v1/functions/{f}/invoke", srv.base))
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    (status, common::body_json(res).await)
+}
+
+async fn dead_letters(srv: &TestServer, n: usize) -> Vec<Value> {
+    until(&format!("{n} dead letters"), async || {
+        let items = srv.json("/v1/dead-letters").await["items"].clone();
+        let items = items.as_array().cloned().unwrap_or_default();
+        (items.len() >= n).then_some(items)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_example_handler_writes_a_sum_of_every_upload_with_boto3() {
+    let extra = "    triggers:\n      - s3: { bucket: uploads }\n    resources:\n      workers: { max: 2 }\n      batch: { max_size: 5, max_delay: 20ms }\n      timeout: 20s\n";
+    let srv = start(&config(
+        "sums",
+        "examples/lambda/python",
+        "handler.handler",
+        extra,
+    ))
+    .await;
+    let s3 = s3_client(&srv, "test-secret-key");
+    s3.create_bucket().bucket("derived").send().await.ok();
+    let keys: Vec<String> = (0..12)
+        .map(|i| match i {
+            0 => "docs/red flower+1.txt".to_string(),
+            1 => "docs/été.txt".to_string(),
+            _ => format!("docs/{i}.txt"),
+        })
+        .collect();
+    let mut bodies = BTreeMap::new();
+    for (i, key) in keys.iter().enumerate() {
+        let body = format!("object {i} ").repeat(i * 100 + 1).into_bytes();
+        s3.put_object()
+            .bucket("uploads")
+            .key(key)
+            .body(body.clone().into())
+            .send()
+            .await
+            .unwrap();
+        bodies.insert(key.clone(), body);
+    }
+    for (key, body) in &bodies {
+        let made = wait_for(&s3, "derived", &format!("sums/{key}.json")).await;
+        let made: Value = serde_json::from_slice(&made).unwrap();
+        assert_eq!(
+            made["key"],
+            json!(key),
+            "the key came through encoded and back"
+        );
+        assert_eq!(made["size"], json!(body.len()));
+        let sum = format!("{:x}", sha2::Sha256::digest(body));
+        assert_eq!(made["sha256"], json!(sum));
+    }
+    let dead = srv.json("/v1/dead-letters").await;
+    assert_eq!(dead["items"], json!([]), "nothing failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_record_in_a_batch_of_five_fails_alone_with_the_handlers_message() {
+    // `picky` raises for the bad record: the batch is tried again record by record. `reporting`
+    // names it in batchItemFailures. Either way the four others succeed, once each.
+    let extra = |prefix: &str| {
+        format!(
+            "    triggers:\n      - s3: {{ bucket: uploads, prefix: {prefix}/ }}\n    output: {{ bucket: derived, key: \"{prefix}/{{key}}.json\" }}\n    resources:\n      workers: {{ max: 1 }}\n      batch: {{ max_size: 5, max_delay: 1s }}\n      timeout: 20s\n      retries: {{ max: 0, backoff: 10ms }}\n"
+        )
+    };
+    let mut yaml = config(
+        "picky",
+        "pipeline/tests/lambda",
+        "behaviours.picky",
+        &extra("picky"),
+    );
+    let second = config(
+        "reporting",
+        "pipeline/tests/lambda",
+        "behaviours.reporting",
+        &extra("reporting"),
+    );
+    yaml.push_str(second.trim_start_matches("functions:\n"));
+    let srv = start(&yaml).await;
+    let s3 = s3_client(&srv, "test-secret-key");
+    s3.create_bucket().bucket("uploads").send().await.ok();
+    for prefix in ["picky", "reporting"] {
+        for i in 0..5 {
+            let key = if i == 2 {
+                format!("{prefix}/bad-{i}.txt")
+            } else {
+                format!("{prefix}/good-{i}.txt")
+            };
+            s3.put_object()
+                .bucket("uploads")
+                .key(&key)
+                .body(b"x".to_vec().into())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let dead = dead_letters(&srv, 2).await;
+    let by_fn: BTreeMap<String, &Value> = dead
+        .iter()
+        .map(|d| (d["function"].as_str().unwrap().to_string(), d))
+        .collect();
+    assert_eq!(by_fn.len(), 2, "{dead:?}");
+    assert_eq!(by_fn["picky"]["key"], "picky/bad-2.txt");
+    let reason = by_fn["picky"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("ValueError: cannot take picky/bad-2.txt"),
+        "{reason}"
+    );
+    assert_eq!(by_fn["reporting"]["key"], "reporting/bad-2.txt");
+    let reason = by_fn["reporting"]["reason"].as_str().unwrap();
+    assert!(reason.contains("batchItemFailures"), "{reason}");
+    for prefix in ["picky", "reporting"] {
+        for i in [0, 1, 3, 4] {
+            let key = format!("{prefix}/{prefix}/good-{i}.txt.json");
+            wait_for(&s3, "derived", &key).await;
+        }
+        let bad = format!("{prefix}/{prefix}/bad-2.txt.json");
+        assert!(common::object(&s3, "derived", &bad).await.is_none());
+    }
+    // `picky` wrote what it returned: the successful records' own answers.
+    let one = wait_for(&s3, "derived", "picky/picky/good-0.txt.json").await;
+    let one: Value = serde_json::from_slice(&one).unwrap();
+    assert!(
+        one["keys"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("picky/good-0.txt"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timeout_an_exit_and_an_init_failure_are_clear_and_the_next_call_gets_a_fresh_process() {
+    let res = "    triggers:\n      - http: { path: /x }\n    resources:\n      workers: { max: 1 }\n      timeout: 3s\n";
+    let mut yaml = config("sleepy", "pipeline/tests/lambda", "behaviours.sleepy", res);
+    for (name, handler) in [
+        ("exits", "behaviours.exits"),
+        ("broken", "broken_init.handler"),
+    ] {
+        let spec = config(
+            name,
+            "pipeline/tests/lambda",
+            handler,
+            &res.replace("/x", &format!("/{name}")),
+        );
+        yaml.push_str(spec.trim_start_matches("functions:\n"));
+    }
+    let srv = start(&yaml).await;
+
+    let (s, first) = invoke(&srv, "sleepy", json!({ "sleep": 0 })).await;
+    assert_eq!(s, 200, "{first}");
+    let (s, late) = invoke(&srv, "sleepy", json!({ "sleep": 10 })).await;
+    assert_eq!(s, 504, "{late}");
+    // The caller's clock and the worker's stop at the same instant; either may say so first.
+    let why = late["error"].as_str().unwrap();
+    assert!(
+        why.contains("timed out") || why.contains("timeout"),
+        "{late}"
+    );
+    let (s, next) = invoke(&srv, "sleepy", json!({ "sleep": 0 })).await;
+    assert_eq!(s, 200, "{next}");
+    assert_ne!(
+        next["pid"], first["pid"],
+        "the stopped process was replaced"
+    );
+
+    let (s, first) = invoke(&srv, "exits", json!({})).await;
+    assert_eq!(s, 200, "{first}");
+    let (s, gone) = invoke(&srv, "exits", json!({ "exit": true })).await;
+    assert_eq!(s, 500, "{gone}");
+    let why = gone["error"].as_str().unwrap();
+    assert!(
+        why.contains("Runtime.ExitError") && why.contains("exit status: 3"),
+        "{why}"
+    );
+    let (s, next) = invoke(&srv, "exits", json!({})).await;
+    assert_eq!(s, 200, "{next}");
+    assert_ne!(next["pid"], first["pid"]);
+
+    for _ in 0..2 {
+        let (s, broken) = invoke(&srv, "broken", json!({})).await;
+        assert_eq!(s, 500, "{broken}");
+        let why = broken["error"].as_str().unwrap();
+        assert!(why.contains("Runtime.InitError"), "{why}");
+        assert!(why.contains("the configuration is missing"), "{why}");
+    }
+    let text = common::metrics_text(&srv.client, &srv.base).await;
+    let restarts = text
+        .lines()
+        .find(|l| {
+            l.starts_with("weir_process_restarts_total")
+                && l.contains("function=\"broken\"")
+                && l.contains("start_failed")
+        })
+        .unwrap_or_else(|| panic!("no restart count for broken:\n{text}"));
+    let n: f64 = restarts.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!(n >= 2.0, "{restarts}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_calls_are_served_by_at_most_max_warm_processes_that_keep_their_state() {
+    let extra = "    triggers:\n      - http: { path: /who }\n    resources:\n      workers: { min: 1, max: 2, idle_after: 1h }\n      timeout: 20s\n";
+    let srv = start(&config(
+        "who",
+        "pipeline/tests/lambda",
+        "behaviours.whoami",
+        extra,
+    ))
+    .await;
+    // min: 1 is warm before the first call.
+    until("one warm process", async || {
+        let text = common::metrics_text(&srv.client, &srv.base).await;
+        text.lines()
+            .any(|l| l.starts_with("weir_process_workers{function=\"who\"} 1"))
+            .then_some(())
+    })
+    .await;
+    let mut answers = Vec::new();
+    for round in 0..25 {
+        let four = (0..4).map(|i| invoke(&srv, "who", json!({ "i": round * 4 + i })));
+        answers.extend(futures::future::join_all(four).await);
+    }
+    let mut most_calls: BTreeMap<u64, u64> = BTreeMap::new();
+    for (status, a) in &answers {
+        assert_eq!(*status, 200, "{a}");
+        assert_eq!(
+            a["pid"], a["init_pid"],
+            "init ran in the process that serves"
+        );
+        let pid = a["pid"].as_u64().unwrap();
+        let calls = a["calls"].as_u64().unwrap();
+        let seen = most_calls.entry(pid).or_default();
+        *seen = (*seen).max(calls);
+    }
+    assert!(most_calls.len() <= 2, "{most_calls:?}");
+    assert_eq!(
+        most_calls.values().sum::<u64>(),
+        100,
+        "every call counted by the global state of the process that served it"
+    );
+    let a = &answers[0].1;
+    assert_eq!(a["function"], "who");
+    assert_eq!(
+        a["arn"],
+        "arn:aws:lambda:us-east-1:000000000000:function:who"
+    );
+    let left = a["deadline_left_ms"].as_u64().unwrap();
+    assert!(left > 0 && left <= 20_000, "{left}");
+    let env: BTreeSet<String> = serde_json::from_value(a["env"].clone()).unwrap();
+    for k in [
+        "AWS_LAMBDA_RUNTIME_API",
+        "AWS_ENDPOINT_URL_S3",
+        "AWS_ACCESS_KEY_ID",
+        "_HANDLER",
+    ] {
+        assert!(
+            env.contains(k) || k == "_HANDLER",
+            "{k} missing from {env:?}"
+        );
+    }
+    assert!(
+        !env.iter()
+            .any(|k| k.starts_with("CARGO") || k.starts_with("RUST")),
+        "Weir's own environment leaked: {env:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http_call_comes_as_an_api_gateway_event_and_its_answer_is_the_reply() {
+    let extra =
+        "    triggers:\n      - http: { path: /shaped }\n    resources:\n      timeout: 20s\n";
+    let srv = start(&config(
+        "shaped",
+        "pipeline/tests/lambda",
+        "behaviours.shaped",
+        extra,
+    ))
+    .await;
+    let res = srv
+        .client
+        .post(format!("{}/shaped?x=1", srv.base))
+        .header("content-type", "application/octet-stream")
+        .body(vec![1u8, 2, 3, 250])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201);
+    assert_eq!(res.headers()["content-type"], "application/octet-stream");
+    assert_eq!(res.headers()["x-path"], "/shaped");
+    assert_eq!(res.bytes().await.unwrap().to_vec(), vec![250u8, 3, 2, 1]);
+    // The envelope is still there when asked for.
+    let res = srv
+        .client
+        .post(format!("{}/shaped?return=all", srv.base))
+        .body(vec![7u8])
+        .send()
+        .await
+        .unwrap();
+    let v = common::body_json(res).await;
+    assert_eq!(v["function"], "shaped");
+    assert_eq!(v["summary"]["statusCode"], 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_processes_stop_after_idle_after() {
+    let extra = "    triggers:\n      - http: { path: /who }\n    resources:\n      workers: { max: 2, idle_after: 300ms }\n      timeout: 20s\n";
+    let srv = start(&config(
+        "who",
+        "pipeline/tests/lambda",
+        "behaviours.whoami",
+        extra,
+    ))
+    .await;
+    let (s, a) = invoke(&srv, "who", json!({})).await;
+    assert_eq!(s, 200, "{a}");
+    until("no process left", async || {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let text = common::metrics_text(&srv.client, &srv.base).await;
+        text.lines()
+            .any(|l| l.starts_with("weir_process_workers{function=\"who\"} 0"))
+            .then_some(())
+    })
+    .await;
+    let (s, b) = invoke(&srv, "who", json!({})).await;
+    assert_eq!(s, 200, "{b}");
+    assert_ne!(
+        a["pid"], b["pid"],
+        "a new process after the idle one stopped"
+    );
+}
+
+#[test]
+fn a_command_that_cannot_run_is_a_config_error() {
+    let yaml = "functions:\n  - name: f\n    kind: process\n    params: { command: [no-such-runtime-x, app.handler] }\n";
+    let e = weir_pipeline::config::Config::parse(
+        std::path::Path::new("weir.yaml"),
+        yaml,
+        &weir_gpu::Inventory::cpu_only("tests"),
+    )
+    .err()
+    .expect("refused");
+    let e = e.to_string();
+    assert!(
+        e.contains("params.command") && e.contains("not found in PATH"),
+        "{e}"
+    );
+}
