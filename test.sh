@@ -18,5 +18,8 @@ if cargo clippy --version >/dev/null 2>&1; then
   cargo clippy --workspace --all-targets --locked -q -- -D warnings
   cargo clippy --workspace --all-targets --locked -q --features ort -- -D warnings
 else echo "test.sh: clippy is not installed; skipping lints" >&2; fi
+# Every binary first: the process-kind tests run the Rust Lambda handler (examples/lambda/rust),
+# which `cargo test` does not build for another package's tests.
+cargo build --workspace --locked --features ort --bins
 # With onnxruntime compiled in (the conformance tests run both engines; ORT_DYLIB_PATH from setup).
 cargo test --workspace --locked --no-fail-fast --features ort

@@ -294,17 +294,72 @@ async fn a_hundred_calls_are_served_by_at_most_max_warm_processes_that_keep_thei
         "AWS_LAMBDA_RUNTIME_API",
         "AWS_ENDPOINT_URL_S3",
         "AWS_ACCESS_KEY_ID",
-        "_HANDLER",
+        "AWS_LAMBDA_FUNCTION_NAME",
     ] {
-        assert!(
-            env.contains(k) || k == "_HANDLER",
-            "{k} missing from {env:?}"
-        );
+        assert!(env.contains(k), "{k} missing from {env:?}");
     }
     assert!(
         !env.iter()
             .any(|k| k.starts_with("CARGO") || k.starts_with("RUST")),
         "Weir's own environment leaked: {env:?}"
+    );
+    // A worker's Runtime API port serves that API alone, and only the worker's own invocation.
+    let api = a["runtime_api"].as_str().unwrap();
+    let res = srv
+        .client
+        .get(format!("http://{api}/v1/functions"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 404);
+    let res = srv
+        .client
+        .post(format!(
+            "http://{api}/2018-06-01/runtime/invocation/not-yours/response"
+        ))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 400);
+    assert_eq!(
+        common::body_json(res).await["errorType"],
+        "InvalidRequestID"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_that_dies_at_start_is_restarted_with_a_growing_backoff_not_in_a_hot_loop() {
+    let yaml = "functions:\n  - name: crashy\n    kind: process\n    params: { command: [sh, -c, 'echo starting; exit 7'] }\n    triggers:\n      - http: { path: /crashy }\n    resources:\n      workers: { max: 1 }\n      timeout: 1s\n";
+    let srv = start(yaml).await;
+    let started = std::time::Instant::now();
+    let mut answers = Vec::new();
+    while started.elapsed() < Duration::from_secs(2) {
+        let (s, a) = invoke(&srv, "crashy", json!({})).await;
+        assert!(s == 500 || s == 504, "{s} {a}");
+        answers.push(a["error"].as_str().unwrap_or_default().to_string());
+    }
+    assert!(
+        answers
+            .iter()
+            .any(|a| a.contains("Runtime.ExitError") && a.contains("exit status: 7")),
+        "{answers:?}"
+    );
+    let text = common::metrics_text(&srv.client, &srv.base).await;
+    let starts: f64 = text
+        .lines()
+        .find(|l| l.starts_with("weir_process_starts_total{function=\"crashy\"}"))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no start count:\n{text}"));
+    // 100 ms, 200, 400, 800…: about five starts in two seconds, however many calls came.
+    assert!(
+        (2.0..=7.0).contains(&starts),
+        "{starts} starts for {} calls",
+        answers.len()
+    );
+    assert!(
+        answers.len() as f64 > starts,
+        "calls beyond the backoff fail fast"
     );
 }
 

@@ -36,6 +36,7 @@ def whoami(event, context):
     return {"pid": os.getpid(), "init_pid": STARTED_PID, "calls": calls,
             "deadline_left_ms": context.get_remaining_time_in_millis(),
             "function": context.function_name, "arn": context.invoked_function_arn,
+            "runtime_api": os.environ["AWS_LAMBDA_RUNTIME_API"],
             "env": sorted(k for k in os.environ if not k.startswith("LC_"))}
 
 
