@@ -1,13 +1,13 @@
-# Sourced by the bench scripts: `serve_example BIN DIR` starts BIN's `weir serve` on
-# examples/weir.yaml with its data in DIR, on free loopback ports, and returns once it is ready,
+# Sourced by the bench scripts: `serve_example BIN DIR [CONFIG]` starts BIN's `weir serve` on
+# CONFIG (examples/weir.yaml when left out) with its data in DIR, on free loopback ports, and returns once it is ready,
 # with SERVE_PID and SERVE_BASE set.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 serve_example() {
-  local bin=$1 dir=$2 port
+  local bin=$1 dir=$2 config=${3:-examples/weir.yaml} port
   port=$(free_port)
   SERVE_BASE=http://127.0.0.1:$port
-  "$bin" serve --config examples/weir.yaml --data-dir "$dir/data" \
+  "$bin" serve --config "$config" --data-dir "$dir/data" \
     --http-listen "127.0.0.1:$port" --s3-listen "127.0.0.1:$(free_port)" >"$dir/serve.log" 2>&1 &
   SERVE_PID=$!
   for _ in $(seq 300); do

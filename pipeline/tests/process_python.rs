@@ -443,3 +443,15 @@ fn a_command_that_cannot_run_is_a_config_error() {
         "{e}"
     );
 }
+
+#[test]
+fn the_lambda_example_config_loads() {
+    common::venv_python("awslambdaric");
+    let path = common::root().join("examples/lambda/weir.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap();
+    let cfg =
+        weir_pipeline::config::Config::parse(&path, &yaml, &weir_gpu::Inventory::cpu_only("tests"))
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(cfg.functions[0].spec.name, "sums");
+    assert_eq!(cfg.functions[0].function.kind(), "process");
+}
