@@ -218,6 +218,9 @@ pub trait Function: Send + Sync + 'static {
     /// Called once the server is up (its endpoints bound), before any event is routed: the
     /// moment to start warm instances.
     fn start(&self, _started: &Started) {}
+
+    /// Called at shutdown once admitted work is done: the moment to stop warm instances.
+    fn stop(&self) {}
 }
 
 /// What a started server tells its functions.

@@ -153,14 +153,23 @@ async fn one_bad_record_in_a_batch_of_five_fails_alone_with_the_handlers_message
     assert_eq!(by_fn["reporting"]["key"], "reporting/bad-2.txt");
     let reason = by_fn["reporting"]["reason"].as_str().unwrap();
     assert!(reason.contains("batchItemFailures"), "{reason}");
-    for prefix in ["picky", "reporting"] {
-        for i in [0, 1, 3, 4] {
-            let key = format!("{prefix}/{prefix}/good-{i}.txt.json");
-            wait_for(&s3, "derived", &key).await;
-        }
-        let bad = format!("{prefix}/{prefix}/bad-2.txt.json");
-        assert!(common::object(&s3, "derived", &bad).await.is_none());
+    for i in [0, 1, 3, 4] {
+        wait_for(&s3, "derived", &format!("picky/picky/good-{i}.txt.json")).await;
     }
+    assert!(
+        common::object(&s3, "derived", "picky/picky/bad-2.txt.json")
+            .await
+            .is_none()
+    );
+    // `reporting` answered with its failure report alone: nothing worth writing for a record.
+    let listed = s3
+        .list_objects_v2()
+        .bucket("derived")
+        .prefix("reporting/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(0), "{listed:?}");
     // `picky` wrote what it returned: the successful records' own answers.
     let one = wait_for(&s3, "derived", "picky/picky/good-0.txt.json").await;
     let one: Value = serde_json::from_slice(&one).unwrap();
@@ -360,6 +369,30 @@ async fn a_process_that_dies_at_start_is_restarted_with_a_growing_backoff_not_in
     assert!(
         answers.len() as f64 > starts,
         "calls beyond the backoff fail fast"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_minimum_that_keeps_dying_is_restarted_with_the_same_backoff() {
+    // No calls at all: the fleet itself keeps `min` warm, and must not restart it in a loop.
+    let yaml = "functions:\n  - name: warmcrash\n    kind: process\n    params: { command: [sh, -c, 'exit 9'] }\n    triggers:\n      - http: { path: /warmcrash }\n    resources:\n      workers: { min: 1, max: 1, idle_after: 100ms }\n      timeout: 1s\n";
+    let srv = start(yaml).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let text = common::metrics_text(&srv.client, &srv.base).await;
+    let count = |name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name) && l.contains("warmcrash"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let starts = count("weir_process_starts_total");
+    assert!(
+        (2.0..=7.0).contains(&starts),
+        "{starts} starts in 2 s:\n{text}"
+    );
+    assert!(
+        count("weir_process_restarts_total") >= starts - 1.0,
+        "{text}"
     );
 }
 

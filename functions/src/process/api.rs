@@ -1,7 +1,9 @@
 //! The Lambda Runtime API (2018-06-01) as one worker process sees it, on a loopback port of its
 //! own: the process long-polls `next`, answers with `response` or `error`, or reports a failed
 //! start with `init/error`. Only its own worker's invocations pass through a port, and nothing
-//! else of Weir is reachable there.
+//! else of Weir is reachable there. The port is told to that worker only, but it is plain
+//! loopback TCP: any local process that finds it could poll it, so workers of mutually
+//! distrusting users belong on separate machines (or network namespaces).
 
 use std::sync::{Arc, Mutex};
 
@@ -84,15 +86,21 @@ pub fn router(link: Arc<Link>) -> Router {
                 "only the Lambda Runtime API is served here",
             )
         })
+        // Error reports may be as large as answers; `response` reads its own body.
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_ANSWER))
         .with_state(link)
 }
 
 async fn next(State(link): State<Arc<Link>>) -> Response {
     let inv = {
         let mut next = link.next.lock().await;
-        match next.recv().await {
-            Some(inv) => inv,
-            None => return refuse(StatusCode::GONE, "Shutdown", "the worker is stopping"),
+        loop {
+            match next.recv().await {
+                // Its caller gave up before the process asked (a slow start): not worth running.
+                Some(inv) if inv.reply.is_closed() => continue,
+                Some(inv) => break inv,
+                None => return refuse(StatusCode::GONE, "Shutdown", "the worker is stopping"),
+            }
         }
     };
     *link.taken.lock().unwrap_or_else(|e| e.into_inner()) = Some((inv.id.clone(), inv.reply));
@@ -115,10 +123,24 @@ async fn next(State(link): State<Arc<Link>>) -> Response {
     res
 }
 
-async fn response(State(link): State<Arc<Link>>, Path(id): Path<String>, body: Body) -> Response {
+async fn response(
+    State(link): State<Arc<Link>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let Some(reply) = take(&link, &id) else {
         return unknown_id(&id);
     };
+    let streaming = headers
+        .get("lambda-runtime-function-response-mode")
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"streaming"));
+    if streaming {
+        let why = "Runtime.UnsupportedResponseMode: streamed responses are not supported; \
+                   answer with a buffered response";
+        let _ = reply.send(Answer::Failed(why.into()));
+        return refuse(StatusCode::BAD_REQUEST, "UnsupportedResponseMode", why);
+    }
     match axum::body::to_bytes(body, MAX_ANSWER).await {
         Ok(bytes) => {
             let _ = reply.send(Answer::Ok(bytes));

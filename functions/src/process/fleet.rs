@@ -49,6 +49,9 @@ pub struct Fleet {
     ready: tokio::sync::watch::Sender<bool>,
 }
 
+/// The longest a process may take to ask for its first invocation before it is taken for hung.
+const INIT_LIMIT: Duration = Duration::from_secs(60);
+
 /// The restart delay after processes that died without serving.
 #[derive(Debug, Default)]
 pub struct Backoff {
@@ -126,7 +129,11 @@ impl Fleet {
             s.store_env = store_env;
             *spec = Arc::new(s);
         }
-        *lock(&self.scratch) = scratch.join(self.name());
+        // Absolute: the worker's HOME and TMPDIR are read after it changes directory. Emptied:
+        // a previous run's workers may have left theirs.
+        let scratch = std::path::absolute(scratch.join(self.name())).unwrap_or_default();
+        let _ = std::fs::remove_dir_all(&scratch);
+        *lock(&self.scratch) = scratch;
         self.ready.send_replace(true);
         let weak = Arc::downgrade(self);
         tokio::spawn(keep(weak));
@@ -134,6 +141,9 @@ impl Fleet {
 
     /// A worker for one invocation: an idle one, or a new one while fewer than `max` run.
     pub async fn lease(&self, deadline: Instant) -> Result<Lease, String> {
+        if Instant::now() >= deadline {
+            return Err("the deadline passed before a worker was asked".into());
+        }
         let mut ready = self.ready.subscribe();
         tokio::time::timeout_at(deadline, ready.wait_for(|r| *r))
             .await
@@ -152,7 +162,7 @@ impl Fleet {
                         _slot: slot,
                     });
                 }
-                Some(_) => continue,
+                Some(dead) => self.buried(dead),
                 None => break,
             }
         }
@@ -209,8 +219,17 @@ impl Fleet {
         match &outcome {
             Outcome::Ok(_) | Outcome::Failed(_) => {
                 lock(&self.backoff).failures = 0;
-                lock(&self.idle).push(w);
+                self.rest(w);
             }
+            // Still starting: kept, unless its start has taken longer than any start should.
+            Outcome::NotTaken if w.served == 0 && w.born.elapsed() > INIT_LIMIT => {
+                self.failed(&format!(
+                    "the process did not ask for work within {INIT_LIMIT:?} of starting"
+                ));
+                self.stopped(w);
+            }
+            Outcome::NotTaken => self.rest(w),
+            Outcome::Lost(_) => self.buried(w),
             Outcome::Ended(why) => {
                 if w.served == 0 {
                     self.failed(why);
@@ -235,6 +254,36 @@ impl Fleet {
         counter!(m::PROCESS_RESTARTS, "function" => name.clone(), "reason" => "start_failed")
             .increment(1);
         tracing::warn!(function = %name, reason = why, ?delay, "a worker process failed to start; the next start waits");
+    }
+
+    /// Stop every idle worker and take no more work; busy ones stop when they finish.
+    pub fn stop(&self) {
+        self.slots.close();
+        let idle: Vec<Worker> = lock(&self.idle).drain(..).collect();
+        for w in idle {
+            self.stopped(w);
+        }
+    }
+
+    /// A worker back from an invocation waits for the next, unless the fleet is stopping.
+    fn rest(&self, w: Worker) {
+        if self.slots.is_closed() {
+            self.stopped(w);
+        } else {
+            lock(&self.idle).push(w);
+        }
+    }
+
+    /// A worker found dead between invocations: one that never served counts toward the
+    /// crash backoff, as a process that died in its start.
+    fn buried(&self, w: Worker) {
+        if w.served == 0 {
+            self.failed(&w.why_ended());
+        } else {
+            counter!(m::PROCESS_RESTARTS, "function" => self.name(), "reason" => "exited")
+                .increment(1);
+        }
+        self.stopped(w);
     }
 
     fn stopped(&self, w: Worker) {
@@ -269,10 +318,18 @@ impl Fleet {
             stale
         };
         for w in stale {
-            tracing::debug!(function = %self.name(), worker = w.id, "stopping an idle worker process");
-            self.stopped(w);
+            if w.alive() {
+                tracing::debug!(function = %self.name(), worker = w.id, "stopping an idle worker process");
+                self.stopped(w);
+            } else {
+                self.buried(w);
+            }
         }
+        let held_back = lock(&self.backoff)
+            .not_before
+            .is_some_and(|t| t > Instant::now());
         if self.counts().1 < self.sizes.min
+            && !held_back
             && let Ok(slot) = self.slots.clone().try_acquire_owned()
         {
             if let Ok(w) = self.start_one(None).await {
@@ -298,6 +355,7 @@ impl Fleet {
 async fn keep(fleet: Weak<Fleet>) {
     loop {
         let every = match fleet.upgrade() {
+            Some(f) if f.slots.is_closed() => return,
             Some(f) => {
                 f.tend().await;
                 (f.sizes.idle_after / 4).clamp(Duration::from_millis(50), Duration::from_secs(1))

@@ -198,6 +198,9 @@ pub fn failed_items(answer: &[u8], events: &[&ObjectEvent]) -> Result<Vec<usize>
     Ok(failed)
 }
 
+/// The longest error message kept, in bytes.
+pub const MAX_MESSAGE: usize = 4096;
+
 /// A handler's error report (`/invocation/{id}/error`, `/init/error`) as one line:
 /// `errorType: errorMessage`. The header's type wins when the body names none.
 pub fn error_line(body: &[u8], header_type: Option<&str>) -> String {
@@ -207,11 +210,20 @@ pub fn error_line(body: &[u8], header_type: Option<&str>) -> String {
         .and_then(Value::as_str)
         .or(header_type)
         .unwrap_or("Unhandled");
-    let message = match parsed.get("errorMessage") {
+    let mut message = match parsed.get("errorMessage") {
         Some(Value::String(s)) => s.clone(),
         Some(other) => other.to_string(),
-        None => String::from_utf8_lossy(&body[..body.len().min(4096)]).into_owned(),
+        None => String::from_utf8_lossy(&body[..body.len().min(MAX_MESSAGE)]).into_owned(),
     };
+    // It ends up in logs and dead letters: a huge repr is cut.
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
     format!("{kind}: {message}")
 }
 

@@ -85,6 +85,13 @@ impl Function for Process {
         }
     }
 
+    fn stop(&self) {
+        if let Ok(rt) = runtime() {
+            let _on = rt.enter();
+            self.fleet.stop();
+        }
+    }
+
     fn call(&self, batch: &[Input], ctx: &ExecCtx) -> Vec<Result<Output, FnError>> {
         let rt = match runtime() {
             Ok(rt) => rt,
@@ -269,6 +276,14 @@ fn object_output(answer: &[u8]) -> Output {
     if trimmed.is_empty() || trimmed == b"null" {
         return Output::new(Vec::new(), Value::Null);
     }
+    // A report of the batch's failures alone says nothing of a record worth keeping.
+    let parsed: Option<Value> = serde_json::from_slice(trimmed).ok();
+    if let Some(Value::Object(map)) = &parsed
+        && map.len() == 1
+        && map.contains_key("batchItemFailures")
+    {
+        return Output::new(Vec::new(), parsed.unwrap_or_default());
+    }
     let (content_type, body) = match lambda::http_reply(answer) {
         Ok(r) => {
             let ct = r.headers.iter().find(|(k, _)| k == "content-type");
@@ -315,16 +330,33 @@ async fn invoke(
     body: Bytes,
     deadline: tokio::time::Instant,
 ) -> Result<Bytes, FnError> {
-    let mut lease: Lease = fleet
-        .lease(deadline)
-        .await
-        .map_err(|why| FnError::timeout(format!("no worker process: {why}")))?;
-    match fleet.invoke(&mut lease, id, body, deadline).await {
-        Outcome::Ok(answer) => Ok(answer),
-        Outcome::Failed(why) => Err(FnError::transient(why)),
-        Outcome::Ended(why) => Err(FnError::transient(why)),
-        Outcome::TimedOut => Err(FnError::timeout(
-            "Task timed out: the handler ran past the function's timeout; its process was stopped",
-        )),
+    // A worker that died between invocations never saw this one: one more try on another.
+    for last in [false, true] {
+        let mut lease: Lease = fleet
+            .lease(deadline)
+            .await
+            .map_err(|why| FnError::timeout(format!("no worker process: {why}")))?;
+        match fleet
+            .invoke(&mut lease, id.clone(), body.clone(), deadline)
+            .await
+        {
+            Outcome::Ok(answer) => return Ok(answer),
+            Outcome::Failed(why) | Outcome::Ended(why) => return Err(FnError::transient(why)),
+            Outcome::Lost(why) if last => return Err(FnError::transient(why)),
+            Outcome::Lost(_) => continue,
+            Outcome::TimedOut => {
+                return Err(FnError::timeout(
+                    "Task timed out: the handler ran past the function's timeout; its process \
+                     was stopped",
+                ));
+            }
+            Outcome::NotTaken => {
+                return Err(FnError::timeout(
+                    "the worker process did not ask for the invocation before its deadline \
+                     (still starting?)",
+                ));
+            }
+        }
     }
+    Err(FnError::transient("no worker process took the invocation"))
 }

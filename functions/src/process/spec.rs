@@ -73,7 +73,8 @@ impl Spec {
         let workdir = match p.workdir {
             None => None,
             Some(w) => {
-                let w = base.join(w);
+                // Absolute: LAMBDA_TASK_ROOT is read after the process changes directory.
+                let w = std::path::absolute(base.join(w)).unwrap_or_default();
                 if !w.is_dir() {
                     return Err(("workdir", format!("{} is not a folder", w.display())));
                 }

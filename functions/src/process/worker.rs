@@ -23,8 +23,14 @@ pub enum Outcome {
     Failed(String),
     /// The process can serve no more: it exited, or its start failed.
     Ended(String),
-    /// Past the deadline: the process was killed.
+    /// Past the deadline while the handler ran it: the process was killed.
     TimedOut,
+    /// Past the deadline before the process asked for it (still starting): the worker is
+    /// left as it is, and the invocation is skipped when it asks.
+    NotTaken,
+    /// The process ended without having taken it (it died between invocations): worth
+    /// running on another worker.
+    Lost(String),
 }
 
 pub struct Worker {
@@ -38,6 +44,8 @@ pub struct Worker {
     pub idle_since: Instant,
     /// Invocations it answered.
     pub served: u64,
+    /// When the process started.
+    pub born: Instant,
 }
 
 impl Worker {
@@ -49,8 +57,7 @@ impl Worker {
         let addr = listener
             .local_addr()
             .map_err(|e| format!("cannot read the Runtime API port: {e}"))?;
-        std::fs::create_dir_all(&scratch)
-            .map_err(|e| format!("cannot make {}: {e}", scratch.display()))?;
+        make_scratch(&scratch, spec.user)?;
         let (tx, rx) = mpsc::channel(1);
         let (ended_tx, ended) = watch::channel(None);
         let link = Arc::new(Link {
@@ -80,9 +87,14 @@ impl Worker {
                 Ok(())
             });
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", spec.program.display()))?;
+        let child = match cmd.spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&scratch);
+                return Err(format!("cannot start {}: {e}", spec.program.display()));
+            }
+        };
+        let mut child = child;
         let pgid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
         let tags = logs::Tags {
             function: spec.name.clone(),
@@ -104,25 +116,7 @@ impl Worker {
             let _ = server.await;
         });
         let (stop, stopped) = oneshot::channel::<()>();
-        let watch_link = link.clone();
-        tokio::spawn(async move {
-            let why = tokio::select! {
-                status = child.wait() => match status {
-                    Ok(s) => format!("Runtime.ExitError: the process exited ({s})"),
-                    Err(e) => format!("Runtime.ExitError: the process was lost: {e}"),
-                },
-                _ = stopped => {
-                    // The leader is not reaped yet: the group id cannot have been reused.
-                    kill_group(pgid);
-                    "the worker was stopped".to_string()
-                }
-            };
-            // The leader is a zombie or gone; what it started may still run.
-            kill_group(pgid);
-            let _ = child.wait().await;
-            watch_link.end(why);
-            let _ = std::fs::remove_dir_all(&scratch);
-        });
+        tokio::spawn(supervise(child, pgid, stopped, link.clone(), scratch));
         Ok(Worker {
             id,
             link,
@@ -131,7 +125,18 @@ impl Worker {
             _stop: stop,
             idle_since: Instant::now(),
             served: 0,
+            born: Instant::now(),
         })
+    }
+
+    /// Whether the process asked for invocation `id` (and has not answered it).
+    fn took(&self, id: &str) -> bool {
+        self.link.current().is_some_and(|c| c == id)
+    }
+
+    /// Why the process ended, once it has.
+    pub fn why_ended(&self) -> String {
+        self.ended.borrow().clone().unwrap_or_default()
     }
 
     /// Whether the process can still take an invocation.
@@ -140,17 +145,19 @@ impl Worker {
     }
 
     /// Hand `body` to the process and wait for its answer until `deadline`; past it the
-    /// process is killed.
+    /// process is killed if it was running the invocation.
     pub async fn invoke(&mut self, id: String, body: Bytes, deadline: Instant) -> Outcome {
         let (reply, answer) = oneshot::channel();
         let inv = Invocation {
-            id,
+            id: id.clone(),
             deadline_ms: epoch_ms(deadline),
             body,
             reply,
         };
-        if self.tx.send(inv).await.is_err() {
-            return Outcome::Ended("the worker's Runtime API is closed".into());
+        match tokio::time::timeout_at(deadline, self.tx.send(inv)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Outcome::Lost("the worker's Runtime API is closed".into()),
+            Err(_) => return Outcome::NotTaken,
         }
         let mut ended = self.ended.clone();
         let outcome = tokio::select! {
@@ -159,13 +166,19 @@ impl Worker {
                 Ok(Answer::Failed(why)) => Outcome::Failed(why),
                 Err(_) => Outcome::Ended("the invocation was dropped".into()),
             },
-            why = ended.wait_for(Option::is_some) => Outcome::Ended(
-                why.map(|w| w.clone().unwrap_or_default()).unwrap_or_else(|_| "the worker ended".into()),
-            ),
+            why = ended.wait_for(Option::is_some) => {
+                let why = why.map(|w| w.clone().unwrap_or_default());
+                let why = why.unwrap_or_else(|_| "the worker ended".into());
+                if self.took(&id) { Outcome::Ended(why) } else { Outcome::Lost(why) }
+            }
             _ = tokio::time::sleep_until(deadline) => {
-                // Not alive from now on: the fleet drops it, and dropping kills it.
-                self.link.end("Task timed out: the process was stopped".into());
-                Outcome::TimedOut
+                if self.took(&id) {
+                    // Not alive from now on: the fleet drops it, and dropping kills it.
+                    self.link.end("Task timed out: the process was stopped".into());
+                    Outcome::TimedOut
+                } else {
+                    Outcome::NotTaken
+                }
             }
         };
         if matches!(outcome, Outcome::Ok(_) | Outcome::Failed(_)) {
@@ -176,8 +189,77 @@ impl Worker {
     }
 }
 
-/// SIGKILL to the worker's whole process group: the handler and anything it started. Sent while
-/// the leader is not yet reaped, or just after, so the id still names this group.
+/// Waits for the process to end or be stopped, then kills its group (what it started too),
+/// reaps it, says why it ended and removes its scratch folder. The exit is noticed through a
+/// pidfd without reaping, so the group is killed while its id still names it.
+async fn supervise(
+    mut child: tokio::process::Child,
+    pgid: i32,
+    stopped: oneshot::Receiver<()>,
+    link: Arc<Link>,
+    scratch: PathBuf,
+) {
+    let exit = pidfd(pgid);
+    let why = tokio::select! {
+        _ = exited(exit.as_ref()) => "exited".to_string(),
+        status = child.wait(), if exit.is_none() => match status {
+            Ok(s) => format!("Runtime.ExitError: the process exited ({s})"),
+            Err(e) => format!("Runtime.ExitError: the process was lost: {e}"),
+        },
+        _ = stopped => "the worker was stopped".to_string(),
+    };
+    // Not reaped yet (unless no pidfd could be had): the group id cannot have been reused.
+    if exit.is_some() || why == "the worker was stopped" {
+        kill_group(pgid);
+    }
+    let status = child.wait().await;
+    let why = match (why.as_str(), status) {
+        ("exited", Ok(s)) => format!("Runtime.ExitError: the process exited ({s})"),
+        ("exited", Err(e)) => format!("Runtime.ExitError: the process was lost: {e}"),
+        _ => why,
+    };
+    link.end(why);
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// A pidfd for `pid`: readable once the process exits, without reaping it.
+fn pidfd(pid: i32) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
+    use std::os::fd::FromRawFd;
+    if pid <= 0 {
+        return None;
+    }
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    let fd = i32::try_from(fd).ok().filter(|fd| *fd >= 0)?;
+    // SAFETY: the descriptor was just opened and is owned by nothing else.
+    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+    let readable = tokio::io::Interest::READABLE;
+    // SAFETY: the OwnedFd keeps the descriptor open, and the same, for the AsyncFd's lifetime.
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(owned, readable) }.ok()
+}
+
+async fn exited(fd: Option<&tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>) {
+    match fd {
+        Some(fd) => {
+            let _ = fd.readable().await;
+        }
+        None => std::future::pending().await,
+    }
+}
+
+/// The worker's scratch folder (its HOME and TMPDIR), owned by its user when it runs as one.
+fn make_scratch(scratch: &std::path::Path, user: Option<(u32, u32)>) -> Result<(), String> {
+    std::fs::create_dir_all(scratch)
+        .map_err(|e| format!("cannot make {}: {e}", scratch.display()))?;
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(scratch, Some(uid), Some(gid))
+            .map_err(|e| format!("cannot give {} to {uid}:{gid}: {e}", scratch.display()))?;
+    }
+    Ok(())
+}
+
+/// SIGKILL to the worker's whole process group: the handler and anything it started. Sent only
+/// while the leader is not yet reaped, so the id still names this group.
 fn kill_group(pgid: i32) {
     if pgid > 0 {
         // SAFETY: kill(2) with a negative pid signals a group; no memory is touched.

@@ -118,8 +118,10 @@ fn origin(uri: &axum::http::Uri, headers: &HeaderMap) -> Origin {
         method: "POST".into(),
         path: uri.path().to_string(),
         query: uri.query().unwrap_or("").to_string(),
+        // Weir's own bearer token is Weir's business, not the handler's.
         headers: headers
             .iter()
+            .filter(|(k, _)| *k != header::AUTHORIZATION)
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect(),
         source_ip: None,

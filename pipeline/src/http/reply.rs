@@ -27,10 +27,11 @@ pub enum Form {
 /// `open` (users' code, which reads the query itself) other parameters pass; else they are
 /// refused.
 pub fn choose(query: Option<&str>, headers: &HeaderMap, open: bool) -> Result<Form, String> {
+    let mut all = false;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         match pair.split_once('=') {
             Some(("return", "first")) => return Ok(Form::First),
-            Some(("return", "all")) => return Ok(Form::Json),
+            Some(("return", "all")) => all = true,
             Some(("return", other)) => {
                 return Err(format!(
                     "return={other:?} is not known: use return=first or leave it out"
@@ -53,6 +54,8 @@ pub fn choose(query: Option<&str>, headers: &HeaderMap, open: bool) -> Result<Fo
         .any(|t| t.trim().to_ascii_lowercase().starts_with("multipart/mixed"));
     Ok(if multipart {
         Form::Multipart
+    } else if all {
+        Form::Json
     } else {
         Form::Default
     })
@@ -87,8 +90,10 @@ pub async fn render_off_runtime(form: Form, function: String, output: Output) ->
 
 pub fn render(form: Form, function: &str, output: Output) -> Response {
     match form {
-        Form::Default if output.reply.is_some() => own_reply(output),
-        Form::Default => axum::Json(json_body(function, &output)).into_response(),
+        Form::Default => match output.reply {
+            Some(reply) => own_reply(reply),
+            None => axum::Json(json_body(function, &output)).into_response(),
+        },
         Form::First => match output.artifacts.into_iter().next() {
             Some(a) => ([(header::CONTENT_TYPE, a.content_type)], a.bytes).into_response(),
             None => error(
@@ -103,10 +108,7 @@ pub fn render(form: Form, function: &str, output: Output) -> Response {
 }
 
 /// The status, headers and body the function chose.
-fn own_reply(output: Output) -> Response {
-    let Some(reply) = output.reply else {
-        return StatusCode::NO_CONTENT.into_response();
-    };
+fn own_reply(reply: weir_functions::Reply) -> Response {
     let mut res = Response::new(Body::from(reply.body));
     *res.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
     for (k, v) in reply.headers {

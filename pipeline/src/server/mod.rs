@@ -91,6 +91,8 @@ pub struct Running {
     pollers: Vec<JoinHandle<()>>,
     consumers: Vec<JoinHandle<()>>,
     bus: Arc<dyn crate::bus::Bus>,
+    /// Told to stop their warm instances once admitted work is done.
+    functions: Vec<Arc<dyn weir_functions::Function>>,
 }
 
 /// Start everything in order: the pools, the store, the bus and its consumers, the pollers, the
@@ -164,6 +166,11 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         pollers,
         consumers: dispatch.consumers,
         bus: dispatch.bus,
+        functions: config
+            .functions
+            .iter()
+            .map(|f| f.function.clone())
+            .collect(),
     })
 }
 
@@ -290,6 +297,9 @@ impl Running {
         {
             t.await.map_err(std::io::Error::other)?;
         }
+        for f in &self.functions {
+            f.stop();
+        }
         self.bus.close().await;
         Ok(())
     }
@@ -300,9 +310,13 @@ impl Running {
         wait_for_signal().await;
         let grace = self.grace;
         tracing::info!(?grace, "shutting down: finishing admitted work");
+        let functions = self.functions.clone();
         match tokio::time::timeout(grace, self.shutdown()).await {
             Ok(result) => result,
             Err(_) => {
+                for f in &functions {
+                    f.stop();
+                }
                 tracing::warn!(
                     ?grace,
                     "shutdown grace period over; exiting with work unfinished"
