@@ -41,8 +41,9 @@ pub enum Answer {
 /// What the API handlers and the worker share.
 pub struct Link {
     pub next: tokio::sync::Mutex<mpsc::Receiver<Invocation>>,
-    /// The invocation the process took and has not answered.
-    pub taken: Mutex<Option<(String, oneshot::Sender<Answer>)>>,
+    /// The invocation the process took last: its id stays after the answer (so the worker can
+    /// tell "taken" from "never taken"), its reply only until then.
+    pub taken: Mutex<Option<Taken>>,
     /// Why the process can serve no more (it exited, or its start failed); set once.
     pub ended: watch::Sender<Option<String>>,
     /// `Lambda-Runtime-Invoked-Function-Arn`.
@@ -63,11 +64,20 @@ impl Link {
         });
     }
 
-    /// The request id of the invocation the process is on, for its log lines.
+    /// The request id of the invocation the process took last, for its log lines.
     pub fn current(&self) -> Option<String> {
-        let taken = self.taken.lock().unwrap_or_else(|e| e.into_inner());
-        taken.as_ref().map(|(id, _)| id.clone())
+        self.lock().as_ref().map(|t| t.id.clone())
     }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Option<Taken>> {
+        self.taken.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// What the process took.
+pub struct Taken {
+    pub id: String,
+    pub reply: Option<oneshot::Sender<Answer>>,
 }
 
 pub fn router(link: Arc<Link>) -> Router {
@@ -95,29 +105,40 @@ async fn next(State(link): State<Arc<Link>>) -> Response {
     let inv = {
         let mut next = link.next.lock().await;
         loop {
-            match next.recv().await {
-                // Its caller gave up before the process asked (a slow start): not worth running.
-                Some(inv) if inv.reply.is_closed() => continue,
-                Some(inv) => break inv,
-                None => return refuse(StatusCode::GONE, "Shutdown", "the worker is stopping"),
+            let Some(inv) = next.recv().await else {
+                return refuse(StatusCode::GONE, "Shutdown", "the worker is stopping");
+            };
+            // Checked and handed out under one lock, so a caller giving up at its deadline
+            // (which closes the reply under the same lock) either sees it taken or is skipped.
+            let mut taken = link.lock();
+            if inv.reply.is_closed() {
+                continue;
             }
+            let Invocation {
+                id,
+                deadline_ms,
+                body,
+                reply,
+            } = inv;
+            *taken = Some(Taken {
+                id: id.clone(),
+                reply: Some(reply),
+            });
+            break (id, deadline_ms, body);
         }
     };
-    *link.taken.lock().unwrap_or_else(|e| e.into_inner()) = Some((inv.id.clone(), inv.reply));
-    let mut res = inv.body.into_response();
+    let (id, deadline_ms, body) = inv;
+    let mut res = body.into_response();
     let h = res.headers_mut();
     let trace = format!(
         "Root=1-{}-{};Sampled=0",
-        &inv.id.replace('-', "")[..8],
-        &inv.id.replace('-', "")[8..]
+        &id.replace('-', "")[..8],
+        &id.replace('-', "")[8..]
     );
     let header = |s: &str| HeaderValue::from_str(s).unwrap_or(HeaderValue::from_static(""));
     h.insert("content-type", HeaderValue::from_static("application/json"));
-    h.insert("lambda-runtime-aws-request-id", header(&inv.id));
-    h.insert(
-        "lambda-runtime-deadline-ms",
-        HeaderValue::from(inv.deadline_ms),
-    );
+    h.insert("lambda-runtime-aws-request-id", header(&id));
+    h.insert("lambda-runtime-deadline-ms", HeaderValue::from(deadline_ms));
     h.insert("lambda-runtime-invoked-function-arn", link.arn.clone());
     h.insert("lambda-runtime-trace-id", header(&trace));
     res
@@ -187,14 +208,10 @@ fn error_type(headers: &HeaderMap) -> Option<&str> {
 }
 
 fn take(link: &Link, id: &str) -> Option<oneshot::Sender<Answer>> {
-    let mut taken = link.taken.lock().unwrap_or_else(|e| e.into_inner());
-    match taken.take() {
-        Some((held, reply)) if held == id => Some(reply),
-        other => {
-            *taken = other;
-            None
-        }
-    }
+    link.lock()
+        .as_mut()
+        .filter(|t| t.id == id)
+        .and_then(|t| t.reply.take())
 }
 
 fn accepted() -> Response {

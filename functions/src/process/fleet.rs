@@ -228,7 +228,8 @@ impl Fleet {
                 ));
                 self.stopped(w);
             }
-            Outcome::NotTaken => self.rest(w),
+            // Behind the ready ones: the next lease should not wait on its start.
+            Outcome::NotTaken => self.rest_behind(w),
             Outcome::Lost(_) => self.buried(w),
             Outcome::Ended(why) => {
                 if w.served == 0 {
@@ -271,6 +272,15 @@ impl Fleet {
             self.stopped(w);
         } else {
             lock(&self.idle).push(w);
+        }
+    }
+
+    /// As `rest`, but leased last.
+    fn rest_behind(&self, w: Worker) {
+        if self.slots.is_closed() {
+            self.stopped(w);
+        } else {
+            lock(&self.idle).insert(0, w);
         }
     }
 
@@ -333,7 +343,7 @@ impl Fleet {
             && let Ok(slot) = self.slots.clone().try_acquire_owned()
         {
             if let Ok(w) = self.start_one(None).await {
-                lock(&self.idle).push(w);
+                self.rest(w);
             }
             drop(slot);
         }

@@ -129,7 +129,7 @@ impl Worker {
         })
     }
 
-    /// Whether the process asked for invocation `id` (and has not answered it).
+    /// Whether the process asked for invocation `id` (answered or not).
     fn took(&self, id: &str) -> bool {
         self.link.current().is_some_and(|c| c == id)
     }
@@ -147,36 +147,48 @@ impl Worker {
     /// Hand `body` to the process and wait for its answer until `deadline`; past it the
     /// process is killed if it was running the invocation.
     pub async fn invoke(&mut self, id: String, body: Bytes, deadline: Instant) -> Outcome {
-        let (reply, answer) = oneshot::channel();
+        let (reply, mut answer) = oneshot::channel();
         let inv = Invocation {
             id: id.clone(),
             deadline_ms: epoch_ms(deadline),
             body,
             reply,
         };
-        match tokio::time::timeout_at(deadline, self.tx.send(inv)).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Outcome::Lost("the worker's Runtime API is closed".into()),
-            Err(_) => return Outcome::NotTaken,
-        }
         let mut ended = self.ended.clone();
-        let outcome = tokio::select! {
-            a = answer => match a {
-                Ok(Answer::Ok(bytes)) => Outcome::Ok(bytes),
-                Ok(Answer::Failed(why)) => Outcome::Failed(why),
-                Err(_) => Outcome::Ended("the invocation was dropped".into()),
+        // The channel holds one: it may still hold an invocation skipped at its deadline, which
+        // the process drains when it asks; a process that dies first never does.
+        tokio::select! {
+            sent = self.tx.send(inv) => if sent.is_err() {
+                return Outcome::Lost("the worker's Runtime API is closed".into());
             },
             why = ended.wait_for(Option::is_some) => {
-                let why = why.map(|w| w.clone().unwrap_or_default());
-                let why = why.unwrap_or_else(|_| "the worker ended".into());
-                if self.took(&id) { Outcome::Ended(why) } else { Outcome::Lost(why) }
+                return Outcome::Lost(why.map(|w| w.clone().unwrap_or_default()).unwrap_or_default());
+            }
+            _ = tokio::time::sleep_until(deadline) => return Outcome::NotTaken,
+        }
+        let outcome = tokio::select! {
+            biased;
+            a = &mut answer => answered(a),
+            why = ended.wait_for(Option::is_some) => {
+                let why = why.map(|w| w.clone().unwrap_or_default()).unwrap_or_default();
+                match answer.try_recv() {
+                    Ok(a) => answered(Ok(a)),
+                    Err(_) if self.took(&id) => Outcome::Ended(why),
+                    Err(_) => Outcome::Lost(why),
+                }
             }
             _ = tokio::time::sleep_until(deadline) => {
-                if self.took(&id) {
+                // Decided under the lock `next` hands out under: taken, or never will be.
+                let taken = self.link.lock();
+                if let Ok(a) = answer.try_recv() {
+                    answered(Ok(a))
+                } else if taken.as_ref().is_some_and(|t| t.id == id) {
+                    drop(taken);
                     // Not alive from now on: the fleet drops it, and dropping kills it.
                     self.link.end("Task timed out: the process was stopped".into());
                     Outcome::TimedOut
                 } else {
+                    answer.close();
                     Outcome::NotTaken
                 }
             }
@@ -186,6 +198,14 @@ impl Worker {
         }
         self.idle_since = Instant::now();
         outcome
+    }
+}
+
+fn answered(a: Result<Answer, oneshot::error::RecvError>) -> Outcome {
+    match a {
+        Ok(Answer::Ok(bytes)) => Outcome::Ok(bytes),
+        Ok(Answer::Failed(why)) => Outcome::Failed(why),
+        Err(_) => Outcome::Ended("the invocation was dropped".into()),
     }
 }
 
@@ -213,6 +233,11 @@ async fn supervise(
         kill_group(pgid);
     }
     let status = child.wait().await;
+    if exit.is_none() {
+        // No pidfd (an old kernel): what the handler started is killed just after the reap, a
+        // moment in which the id is unlikely to have been reused.
+        kill_group(pgid);
+    }
     let why = match (why.as_str(), status) {
         ("exited", Ok(s)) => format!("Runtime.ExitError: the process exited ({s})"),
         ("exited", Err(e)) => format!("Runtime.ExitError: the process was lost: {e}"),
