@@ -221,6 +221,21 @@ pub trait Function: Send + Sync + 'static {
 
     /// Called at shutdown once admitted work is done: the moment to stop warm instances.
     fn stop(&self) {}
+
+    /// Instances of its own that it keeps (worker processes), for `/v1/functions`: `None`
+    /// for kinds that run on the shared pools.
+    fn instances(&self) -> Option<Instances> {
+        None
+    }
+}
+
+/// A function's own instances now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Instances {
+    /// Started and waiting for work.
+    pub idle: usize,
+    /// Every instance: idle, busy or starting.
+    pub all: usize,
 }
 
 /// What a started server tells its functions.

@@ -21,7 +21,7 @@ pub mod thumbnail;
 
 pub use error::{ErrorKind, FnError};
 pub use function::{
-    Artifact, ExecCtx, Function, Input, Limits, Output, Placement, Started, before,
+    Artifact, ExecCtx, Function, Input, Instances, Limits, Output, Placement, Started, before,
 };
 pub use origin::{HttpRequest, ObjectEvent, Origin, Reply};
 pub use source::{FileSource, Source, SourceReader};

@@ -452,11 +452,22 @@ async fn idle_processes_stop_after_idle_after() {
             .then_some(())
     })
     .await;
+    let listed = srv.json("/v1/functions").await;
+    assert_eq!(
+        listed["functions"][0]["instances"],
+        json!({ "state": "cold", "idle": 0, "all": 0 }),
+        "{listed}"
+    );
     let (s, b) = invoke(&srv, "who", json!({})).await;
     assert_eq!(s, 200, "{b}");
     assert_ne!(
         a["pid"], b["pid"],
         "a new process after the idle one stopped"
+    );
+    let listed = srv.json("/v1/functions").await;
+    assert_eq!(
+        listed["functions"][0]["instances"]["state"], "warm",
+        "{listed}"
     );
 }
 

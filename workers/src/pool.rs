@@ -93,6 +93,7 @@ struct Shared {
     streams_input: bool,
     /// The function runs users' code in processes of its own (`Function::external`).
     external: bool,
+    function: Arc<dyn Function>,
 }
 
 /// A function's pool. Cheap to clone.
@@ -126,6 +127,7 @@ impl Pool {
             peak: Default::default(),
             streams_input: function.limits().streams_input,
             external: function.external(),
+            function: function.clone(),
             cfg,
         });
         let workers = Arc::new(Semaphore::new(shared.cfg.workers));
@@ -153,6 +155,11 @@ impl Pool {
     /// rather than the object's bytes.
     pub fn external(&self) -> bool {
         self.shared.external
+    }
+
+    /// The function's own instances (worker processes), when it keeps any.
+    pub fn instances(&self) -> Option<weir_functions::Instances> {
+        self.shared.function.instances()
     }
 
     fn in_flight(&self) -> usize {

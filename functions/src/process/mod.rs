@@ -48,11 +48,6 @@ impl Process {
             fleet: Fleet::new(spec, sizes),
         })
     }
-
-    /// Worker processes now: (idle, all).
-    pub fn workers(&self) -> (usize, usize) {
-        self.fleet.counts()
-    }
 }
 
 impl Function for Process {
@@ -83,6 +78,11 @@ impl Function for Process {
             }
             Err(e) => tracing::error!(function = %self.fleet.name(), "{e}"),
         }
+    }
+
+    fn instances(&self) -> Option<crate::Instances> {
+        let (idle, all) = self.fleet.counts();
+        Some(crate::Instances { idle, all })
     }
 
     fn stop(&self) {

@@ -106,6 +106,11 @@ async fn list_functions(State(st): State<Shared>) -> Json<serde_json::Value> {
         if let Some(pool) = st.pools.get(&name) {
             let s = pool.stats();
             f["stats"] = json!({ "in_flight": s.in_flight, "peak_in_flight": s.peak_in_flight, "capacity": s.capacity });
+            // Users' code keeps processes of its own: warm when any runs, cold when none.
+            if let Some(i) = pool.instances() {
+                let state = if i.all > 0 { "warm" } else { "cold" };
+                f["instances"] = json!({ "state": state, "idle": i.idle, "all": i.all });
+            }
         }
         let storage = st
             .events
