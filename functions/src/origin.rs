@@ -51,3 +51,13 @@ pub struct Reply {
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
+
+impl Reply {
+    /// Its `content-type` header (`application/json` when it has none).
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map_or("application/json", |(_, v)| v.as_str())
+    }
+}

@@ -29,14 +29,6 @@ functions:
     resources: { timeout: 2s, retries: { max: 2, backoff: 100ms } }
 "#;
 
-/// The value of the first sample of `name` whose labels contain `labels`, if any.
-fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
-        .find(|l| l.contains(labels))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_pending_uploads_finish_without_a_timeout_retry_or_dead_letter() {
     let dir = tempfile::tempdir().unwrap();

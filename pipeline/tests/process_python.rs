@@ -8,7 +8,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{TestServer, s3_client, until, wait_for};
+use common::{TestServer, dead_letters, metric, s3_client, start, until, wait_for};
 use serde_json::{Value, json};
 use sha2::Digest;
 
@@ -24,8 +24,9 @@ fn config(name: &str, dir: &str, handler: &str, extra: &str) -> String {
     )
 }
 
-async fn start(yaml: &str) -> TestServer {
-    common::start(yaml).await
+/// `config` for one of the misbehaving handlers in pipeline/tests/lambda.
+fn behaviour(name: &str, handler: &str, extra: &str) -> String {
+    config(name, "pipeline/tests/lambda", handler, extra)
 }
 
 async fn invoke(srv: &TestServer, f: &str, body: Value) -> (u16, Value) {
@@ -39,15 +40,6 @@ async fn invoke(srv: &TestServer, f: &str, body: Value) -> (u16, Value) {
         .unwrap();
     let status = res.status().as_u16();
     (status, common::body_json(res).await)
-}
-
-async fn dead_letters(srv: &TestServer, n: usize) -> Vec<Value> {
-    until(&format!("{n} dead letters"), async || {
-        let items = srv.json("/v1/dead-letters").await["items"].clone();
-        let items = items.as_array().cloned().unwrap_or_default();
-        (items.len() >= n).then_some(items)
-    })
-    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -106,18 +98,8 @@ async fn one_bad_record_in_a_batch_of_five_fails_alone_with_the_handlers_message
             "    triggers:\n      - s3: {{ bucket: uploads, prefix: {prefix}/ }}\n    output: {{ bucket: derived, key: \"{prefix}/{{key}}.json\" }}\n    resources:\n      workers: {{ max: 1 }}\n      batch: {{ max_size: 5, max_delay: 1s }}\n      timeout: 20s\n      retries: {{ max: 0, backoff: 10ms }}\n"
         )
     };
-    let mut yaml = config(
-        "picky",
-        "pipeline/tests/lambda",
-        "behaviours.picky",
-        &extra("picky"),
-    );
-    let second = config(
-        "reporting",
-        "pipeline/tests/lambda",
-        "behaviours.reporting",
-        &extra("reporting"),
-    );
+    let mut yaml = behaviour("picky", "behaviours.picky", &extra("picky"));
+    let second = behaviour("reporting", "behaviours.reporting", &extra("reporting"));
     yaml.push_str(second.trim_start_matches("functions:\n"));
     let srv = start(&yaml).await;
     let s3 = s3_client(&srv, "test-secret-key");
@@ -184,17 +166,12 @@ async fn one_bad_record_in_a_batch_of_five_fails_alone_with_the_handlers_message
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_timeout_an_exit_and_an_init_failure_are_clear_and_the_next_call_gets_a_fresh_process() {
     let res = "    triggers:\n      - http: { path: /x }\n    resources:\n      workers: { max: 1 }\n      timeout: 3s\n";
-    let mut yaml = config("sleepy", "pipeline/tests/lambda", "behaviours.sleepy", res);
+    let mut yaml = behaviour("sleepy", "behaviours.sleepy", res);
     for (name, handler) in [
         ("exits", "behaviours.exits"),
         ("broken", "broken_init.handler"),
     ] {
-        let spec = config(
-            name,
-            "pipeline/tests/lambda",
-            handler,
-            &res.replace("/x", &format!("/{name}")),
-        );
+        let spec = behaviour(name, handler, &res.replace("/x", &format!("/{name}")));
         yaml.push_str(spec.trim_start_matches("functions:\n"));
     }
     let srv = start(&yaml).await;
@@ -237,34 +214,21 @@ async fn a_timeout_an_exit_and_an_init_failure_are_clear_and_the_next_call_gets_
         assert!(why.contains("the configuration is missing"), "{why}");
     }
     let text = common::metrics_text(&srv.client, &srv.base).await;
-    let restarts = text
-        .lines()
-        .find(|l| {
-            l.starts_with("weir_process_restarts_total")
-                && l.contains("function=\"broken\"")
-                && l.contains("start_failed")
-        })
+    let labels = r#"function="broken",reason="start_failed""#;
+    let n = metric(&text, "weir_process_restarts_total", labels)
         .unwrap_or_else(|| panic!("no restart count for broken:\n{text}"));
-    let n: f64 = restarts.rsplit(' ').next().unwrap().parse().unwrap();
-    assert!(n >= 2.0, "{restarts}");
+    assert!(n >= 2.0, "{n} restarts:\n{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_calls_are_served_by_at_most_max_warm_processes_that_keep_their_state() {
     let extra = "    triggers:\n      - http: { path: /who }\n    resources:\n      workers: { min: 1, max: 2, idle_after: 1h }\n      timeout: 20s\n";
-    let srv = start(&config(
-        "who",
-        "pipeline/tests/lambda",
-        "behaviours.whoami",
-        extra,
-    ))
-    .await;
+    let srv = start(&behaviour("who", "behaviours.whoami", extra)).await;
     // min: 1 is warm before the first call.
     until("one warm process", async || {
         let text = common::metrics_text(&srv.client, &srv.base).await;
-        text.lines()
-            .any(|l| l.starts_with("weir_process_workers{function=\"who\"} 1"))
-            .then_some(())
+        let workers = metric(&text, "weir_process_workers", r#"function="who""#);
+        (workers == Some(1.0)).then_some(())
     })
     .await;
     let mut answers = Vec::new();
@@ -355,10 +319,7 @@ async fn a_process_that_dies_at_start_is_restarted_with_a_growing_backoff_not_in
         "{answers:?}"
     );
     let text = common::metrics_text(&srv.client, &srv.base).await;
-    let starts: f64 = text
-        .lines()
-        .find(|l| l.starts_with("weir_process_starts_total{function=\"crashy\"}"))
-        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    let starts = metric(&text, "weir_process_starts_total", r#"function="crashy""#)
         .unwrap_or_else(|| panic!("no start count:\n{text}"));
     // 100 ms, 200, 400, 800…: about five starts in two seconds, however many calls came.
     assert!(
@@ -379,12 +340,7 @@ async fn a_warm_minimum_that_keeps_dying_is_restarted_with_the_same_backoff() {
     let srv = start(yaml).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let text = common::metrics_text(&srv.client, &srv.base).await;
-    let count = |name: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(name) && l.contains("warmcrash"))
-            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
-            .unwrap_or(0.0)
-    };
+    let count = |name: &str| metric(&text, name, r#"function="warmcrash""#).unwrap_or(0.0);
     let starts = count("weir_process_starts_total");
     assert!(
         (2.0..=7.0).contains(&starts),
@@ -400,13 +356,7 @@ async fn a_warm_minimum_that_keeps_dying_is_restarted_with_the_same_backoff() {
 async fn an_http_call_comes_as_an_api_gateway_event_and_its_answer_is_the_reply() {
     let extra =
         "    triggers:\n      - http: { path: /shaped }\n    resources:\n      timeout: 20s\n";
-    let srv = start(&config(
-        "shaped",
-        "pipeline/tests/lambda",
-        "behaviours.shaped",
-        extra,
-    ))
-    .await;
+    let srv = start(&behaviour("shaped", "behaviours.shaped", extra)).await;
     let res = srv
         .client
         .post(format!("{}/shaped?x=1", srv.base))
@@ -435,21 +385,14 @@ async fn an_http_call_comes_as_an_api_gateway_event_and_its_answer_is_the_reply(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_processes_stop_after_idle_after() {
     let extra = "    triggers:\n      - http: { path: /who }\n    resources:\n      workers: { max: 2, idle_after: 300ms }\n      timeout: 20s\n";
-    let srv = start(&config(
-        "who",
-        "pipeline/tests/lambda",
-        "behaviours.whoami",
-        extra,
-    ))
-    .await;
+    let srv = start(&behaviour("who", "behaviours.whoami", extra)).await;
     let (s, a) = invoke(&srv, "who", json!({})).await;
     assert_eq!(s, 200, "{a}");
     until("no process left", async || {
         tokio::time::sleep(Duration::from_millis(100)).await;
         let text = common::metrics_text(&srv.client, &srv.base).await;
-        text.lines()
-            .any(|l| l.starts_with("weir_process_workers{function=\"who\"} 0"))
-            .then_some(())
+        let workers = metric(&text, "weir_process_workers", r#"function="who""#);
+        (workers == Some(0.0)).then_some(())
     })
     .await;
     let listed = srv.json("/v1/functions").await;

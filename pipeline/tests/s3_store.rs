@@ -47,15 +47,6 @@ async fn metadata(c: &aws_sdk_s3::Client, key: &str) -> std::collections::HashMa
     head.unwrap().metadata().cloned().unwrap_or_default()
 }
 
-async fn dead_letters(srv: &TestServer, n: usize) -> Vec<serde_json::Value> {
-    until(&format!("{n} dead letters"), async || {
-        let items = srv.json("/v1/dead-letters").await["items"].clone();
-        let items = items.as_array().cloned().unwrap_or_default();
-        (items.len() >= n).then_some(items)
-    })
-    .await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_example_writes_its_outputs_to_a_remote_s3_with_provenance() {
     let remote = start("functions: []").await;

@@ -91,8 +91,6 @@ struct Shared {
     peak: std::sync::atomic::AtomicUsize,
     /// The function reads inputs as streams (`Limits::streams_input`).
     streams_input: bool,
-    /// The function runs users' code in processes of its own (`Function::external`).
-    external: bool,
     function: Arc<dyn Function>,
 }
 
@@ -126,7 +124,6 @@ impl Pool {
             tx,
             peak: Default::default(),
             streams_input: function.limits().streams_input,
-            external: function.external(),
             function: function.clone(),
             cfg,
         });
@@ -154,7 +151,7 @@ impl Pool {
     /// Whether the function runs users' code, which is handed the event (`Input::origin`)
     /// rather than the object's bytes.
     pub fn external(&self) -> bool {
-        self.shared.external
+        self.shared.function.external()
     }
 
     /// The function's own instances (worker processes), when it keeps any.

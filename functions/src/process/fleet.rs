@@ -219,7 +219,7 @@ impl Fleet {
         match &outcome {
             Outcome::Ok(_) | Outcome::Failed(_) => {
                 lock(&self.backoff).failures = 0;
-                self.rest(w);
+                self.rest(w, false);
             }
             // Still starting: kept, unless its start has taken longer than any start should.
             Outcome::NotTaken if w.served == 0 && w.born.elapsed() > INIT_LIMIT => {
@@ -229,7 +229,7 @@ impl Fleet {
                 self.stopped(w);
             }
             // Behind the ready ones: the next lease should not wait on its start.
-            Outcome::NotTaken => self.rest_behind(w),
+            Outcome::NotTaken => self.rest(w, true),
             Outcome::Lost(_) => self.buried(w),
             Outcome::Ended(why) => {
                 if w.served == 0 {
@@ -266,21 +266,15 @@ impl Fleet {
         }
     }
 
-    /// A worker back from an invocation waits for the next, unless the fleet is stopping.
-    fn rest(&self, w: Worker) {
+    /// A worker back from an invocation waits for the next, unless the fleet is stopping;
+    /// `behind` the others when it is still starting, so a lease takes a ready one first.
+    fn rest(&self, w: Worker, behind: bool) {
         if self.slots.is_closed() {
             self.stopped(w);
+        } else if behind {
+            lock(&self.idle).insert(0, w);
         } else {
             lock(&self.idle).push(w);
-        }
-    }
-
-    /// As `rest`, but leased last.
-    fn rest_behind(&self, w: Worker) {
-        if self.slots.is_closed() {
-            self.stopped(w);
-        } else {
-            lock(&self.idle).insert(0, w);
         }
     }
 
@@ -343,7 +337,7 @@ impl Fleet {
             && let Ok(slot) = self.slots.clone().try_acquire_owned()
         {
             if let Ok(w) = self.start_one(None).await {
-                self.rest(w);
+                self.rest(w, false);
             }
             drop(slot);
         }

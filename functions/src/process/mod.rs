@@ -202,12 +202,7 @@ async fn one_call(
     let answer = invoke(fleet, id, Bytes::from(event), deadline).await?;
     let reply = lambda::http_reply(&answer)
         .map_err(|e| FnError::transient(format!("the handler's answer: {e}")))?;
-    let content_type = reply
-        .headers
-        .iter()
-        .find(|(k, _)| k == "content-type")
-        .map_or("application/json".to_string(), |(_, v)| v.clone());
-    let artifact = artifact("response", &content_type, reply.body.clone());
+    let artifact = artifact("response", reply.content_type(), reply.body.clone());
     let mut out = Output::new(vec![artifact], summary(&answer));
     out.reply = Some(reply);
     Ok(out)
@@ -285,13 +280,7 @@ fn object_output(answer: &[u8]) -> Output {
         return Output::new(Vec::new(), parsed.unwrap_or_default());
     }
     let (content_type, body) = match lambda::http_reply(answer) {
-        Ok(r) => {
-            let ct = r.headers.iter().find(|(k, _)| k == "content-type");
-            (
-                ct.map_or("application/json".into(), |(_, v)| v.clone()),
-                r.body,
-            )
-        }
+        Ok(r) => (r.content_type().to_string(), r.body),
         Err(_) => ("application/json".to_string(), answer.to_vec()),
     };
     Output::new(

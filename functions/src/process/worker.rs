@@ -220,28 +220,24 @@ async fn supervise(
     scratch: PathBuf,
 ) {
     let exit = pidfd(pgid);
-    let why = tokio::select! {
-        _ = exited(exit.as_ref()) => "exited".to_string(),
-        status = child.wait(), if exit.is_none() => match status {
-            Ok(s) => format!("Runtime.ExitError: the process exited ({s})"),
-            Err(e) => format!("Runtime.ExitError: the process was lost: {e}"),
-        },
-        _ = stopped => "the worker was stopped".to_string(),
+    let stopped = tokio::select! {
+        _ = exited(exit.as_ref(), &mut child) => false,
+        _ = stopped => true,
     };
-    // Not reaped yet (unless no pidfd could be had): the group id cannot have been reused.
-    if exit.is_some() || why == "the worker was stopped" {
+    // Without a pidfd (an old kernel) an exit is only seen by reaping it: the group is then
+    // killed just after, a moment in which its id is unlikely to have been reused.
+    let reaped = exit.is_none() && !stopped;
+    if !reaped {
         kill_group(pgid);
     }
     let status = child.wait().await;
-    if exit.is_none() {
-        // No pidfd (an old kernel): what the handler started is killed just after the reap, a
-        // moment in which the id is unlikely to have been reused.
+    if reaped {
         kill_group(pgid);
     }
-    let why = match (why.as_str(), status) {
-        ("exited", Ok(s)) => format!("Runtime.ExitError: the process exited ({s})"),
-        ("exited", Err(e)) => format!("Runtime.ExitError: the process was lost: {e}"),
-        _ => why,
+    let why = match status {
+        _ if stopped => "the worker was stopped".to_string(),
+        Ok(s) => format!("Runtime.ExitError: the process exited ({s})"),
+        Err(e) => format!("Runtime.ExitError: the process was lost: {e}"),
     };
     link.end(why);
     let _ = std::fs::remove_dir_all(&scratch);
@@ -263,12 +259,18 @@ fn pidfd(pid: i32) -> Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>> {
     unsafe { tokio::io::unix::AsyncFd::register_with_interest(owned, readable) }.ok()
 }
 
-async fn exited(fd: Option<&tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>) {
+/// Once the process has exited: seen through its pidfd without reaping it, or else by reaping.
+async fn exited(
+    fd: Option<&tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>,
+    child: &mut tokio::process::Child,
+) {
     match fd {
         Some(fd) => {
             let _ = fd.readable().await;
         }
-        None => std::future::pending().await,
+        None => {
+            let _ = child.wait().await;
+        }
     }
 }
 

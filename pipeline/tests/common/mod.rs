@@ -362,6 +362,24 @@ pub async fn wait_for(c: &aws_sdk_s3::Client, bucket: &str, key: &str) -> Vec<u8
     .await
 }
 
+/// The value of the first sample of `name` whose labels contain `labels`, if any.
+pub fn metric(text: &str, name: &str, labels: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .find(|l| l.contains(labels))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+}
+
+/// The dead letters once there are at least `n`.
+pub async fn dead_letters(srv: &TestServer, n: usize) -> Vec<serde_json::Value> {
+    until(&format!("{n} dead letters"), async || {
+        let items = srv.json("/v1/dead-letters").await["items"].clone();
+        let items = items.as_array().cloned().unwrap_or_default();
+        (items.len() >= n).then_some(items)
+    })
+    .await
+}
+
 /// A JetStream server of its own (Debian's `nats-server`, which `./test.sh` installs) on a free
 /// loopback port, its store in `dir`; killed when dropped.
 pub struct Nats {
