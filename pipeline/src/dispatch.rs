@@ -13,9 +13,10 @@ use tokio::task::JoinHandle;
 use weir_functions::{ErrorKind, FnError, Input, ObjectEvent, Origin, Source};
 use weir_workers::{Admission, Pool};
 
-use crate::bus::{Bus, Delivery, EmbeddedBus, JetStreamBus, SystemClock};
+use crate::bus::{Bus, Delivery, EmbeddedBus, JetStreamBus, SystemClock, job_lane, lane_function};
 use crate::config::BusSection;
 use crate::config::Retries;
+use crate::jobs::{Gate, Jobs, Outcome, Target};
 use crate::metric_names as m;
 use crate::store::provenance::Provenance;
 use crate::store::{Fetched, KeyTemplate, ObjectStore, PutOptions, StoreError, StoreErrorKind};
@@ -24,6 +25,11 @@ use crate::triggers::Ingress;
 /// Everything one function's consumer needs.
 pub struct Consumer {
     pub function: String,
+    /// The bus queue it takes from: the function's live events, or its reprocess jobs' pairs
+    /// (`bus::job_lane`), which take a pool place only while a worker would sit idle.
+    pub queue: String,
+    /// The jobs told what became of their pairs.
+    pub jobs: Arc<Jobs>,
     pub pool: Pool,
     pub bus: Arc<dyn Bus>,
     pub store: Arc<dyn ObjectStore>,
@@ -44,6 +50,8 @@ pub struct Consumer {
 /// What `start` started: the ingress for triggers, the consumers and the bus they share.
 pub struct Dispatch {
     pub events: Arc<Ingress>,
+    /// Reprocess jobs, fed through the same bus and consumers.
+    pub jobs: Arc<Jobs>,
     pub bus: Arc<dyn Bus>,
     /// End once `stop` turns true and their work in flight is recorded on the bus.
     pub consumers: Vec<JoinHandle<()>>,
@@ -59,6 +67,8 @@ pub enum StartError {
     Bus(#[from] crate::bus::BusError),
     #[error("functions[{0}].output.key: {1}")]
     Template(String, crate::store::TemplateError),
+    #[error("reprocess jobs: {0}")]
+    Jobs(#[from] crate::jobs::JobError),
 }
 
 /// Open the bus under `data_dir`, and start a consumer for every function with storage
@@ -73,6 +83,20 @@ pub async fn start(
     stop: &watch::Receiver<bool>,
 ) -> Result<Dispatch, StartError> {
     let (bus, nats) = open_bus(bus, data_dir, functions).await?;
+    let mut targets = std::collections::HashMap::new();
+    for f in functions {
+        if let Some(out) = &f.spec.output {
+            let template = KeyTemplate::parse(&out.key, f.kind.template_vars)
+                .map_err(|e| StartError::Template(f.spec.name.clone(), e))?;
+            let target = Target {
+                bucket: out.bucket.clone(),
+                template,
+                spec_hash: f.spec.output_hash(),
+            };
+            targets.insert(f.spec.name.clone(), target);
+        }
+    }
+    let jobs = Jobs::open(data_dir, bus.clone(), store.clone(), targets, stop.clone())?;
     let (mut routes, mut consumers) = (Vec::new(), Vec::new());
     for f in functions {
         // Notifications (webhook, built-in endpoint) are routed by these; pollers feed their
@@ -100,9 +124,6 @@ pub async fn start(
         if let Some(out) = &f.spec.output {
             store.ensure_bucket(&out.bucket).await?;
         }
-        if !feeds_bus {
-            continue;
-        }
         let output = match &f.spec.output {
             Some(out) => Some((
                 out.bucket.clone(),
@@ -111,21 +132,31 @@ pub async fn start(
             )),
             None => None,
         };
-        let consumer = Consumer {
+        let consumer = |queue: String| Consumer {
             function: f.spec.name.clone(),
+            queue,
+            jobs: jobs.clone(),
             pool: pool.clone(),
             bus: bus.clone(),
             store: store.clone(),
-            output,
+            output: output.clone(),
             spec_hash: f.spec.output_hash(),
             retries: f.spec.resources.retries.clone(),
             streams_input: f.function.limits().streams_input,
             external: f.function.external(),
             stop: stop.clone(),
         };
-        consumers.push(tokio::spawn(run(Arc::new(consumer))));
-        routes.push((f.spec.name.clone(), notified));
+        // Any function with an output can be reprocessed, triggers or not.
+        if output.is_some() {
+            let lane = consumer(job_lane(&f.spec.name));
+            consumers.push(tokio::spawn(run(Arc::new(lane))));
+        }
+        if feeds_bus {
+            consumers.push(tokio::spawn(run(Arc::new(consumer(f.spec.name.clone())))));
+            routes.push((f.spec.name.clone(), notified));
+        }
     }
+    jobs.resume().await?;
     let depth_bus = bus.clone();
     tokio::spawn(async move {
         loop {
@@ -143,6 +174,7 @@ pub async fn start(
     });
     Ok(Dispatch {
         events,
+        jobs,
         bus,
         consumers,
         nats,
@@ -166,11 +198,17 @@ async fn open_bus(
         }
         BusSection::Nats(n) => {
             let bus = JetStreamBus::open(n.settings(), Arc::new(SystemClock)).await?;
-            let consumers: Vec<String> = functions
-                .iter()
-                .filter(|f| f.spec.triggers.iter().any(|t| t.feeds_bus()))
-                .map(|f| f.spec.name.clone())
-                .collect();
+            // Each function's live queue where triggers feed it, its jobs' lane where it has
+            // an output.
+            let mut consumers = Vec::new();
+            for f in functions {
+                if f.spec.triggers.iter().any(|t| t.feeds_bus()) {
+                    consumers.push(f.spec.name.clone());
+                }
+                if f.spec.output.is_some() {
+                    consumers.push(job_lane(&f.spec.name));
+                }
+            }
             bus.prepare(&consumers).await?;
             tracing::info!(url = %n.url, stream = %n.stream, "the bus is NATS JetStream");
             let client = bus.client();
@@ -185,7 +223,10 @@ async fn run(c: Arc<Consumer>) {
     // a round trip away (a slot is held until the outcome is on the bus). The rest of a
     // backlog waits on the bus, where waiting costs no lease, no attempt and no timeout.
     let cfg = c.pool.config();
-    let room = u32::try_from(2 * cfg.workers * cfg.max_batch).unwrap_or(u32::MAX);
+    // A job's lane holds only what the workers run at once: its pairs take a place only
+    // while a worker is idle, and the rest wait on the bus.
+    let ahead = if lane_function(&c.queue).1 { 1 } else { 2 };
+    let room = u32::try_from(ahead * cfg.workers * cfg.max_batch).unwrap_or(u32::MAX);
     let soon = Arc::new(tokio::sync::Semaphore::new(room as usize));
     let mut stop = c.stop.clone();
     // Set by a batch whose admission found the pool closed (shutdown): pull nothing more.
@@ -195,7 +236,7 @@ async fn run(c: Arc<Consumer>) {
             return;
         };
         let ds = tokio::select! {
-            d = c.bus.next_batch(&c.function, slots.len()) => d,
+            d = c.bus.next_batch(&c.queue, slots.len()) => d,
             _ = stop.wait_for(|s| *s) => break,
         };
         match ds {
@@ -231,8 +272,14 @@ async fn start_batch(
     let mut ds = ds.into_iter();
     for (d, slot) in ds.by_ref().zip(slots) {
         let opened = opened.next().flatten();
-        // Waits while the pool is full; fails once the pool closes (shutdown).
-        let Ok(admission) = c.pool.admit().await else {
+        // Waits while the pool is full (a job's pair: while no worker is idle); fails once
+        // the pool closes (shutdown).
+        let admitted = if lane_function(&c.queue).1 {
+            c.pool.admit_spare().await
+        } else {
+            c.pool.admit().await
+        };
+        let Ok(admission) = admitted else {
             closed.store(true, std::sync::atomic::Ordering::Relaxed);
             let _ = c.bus.postpone(&d, Duration::ZERO).await;
             for rest in ds {
@@ -298,6 +345,13 @@ async fn process(
     _slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let label = c.function.clone();
+    if c.jobs.gate(&d.event).await == Gate::Drop {
+        drop(admission);
+        if let Err(e) = c.bus.ack(&d).await {
+            tracing::error!(function = %c.function, key = %d.event.object.key, error = %e, "cannot record the outcome on the bus");
+        }
+        return;
+    }
     let result = attempt(&c, admission, &d, opened).await;
     let recorded = match verdict(&result, d.attempts, &c.retries) {
         Verdict::Ack => {
@@ -305,6 +359,8 @@ async fn process(
             // One line per event run to completion: the trail that shows whether an event ran
             // twice (a node killed between its outputs and its ack).
             tracing::debug!(function = %c.function, event = %d.event.id, key = %d.event.object.key, attempts = d.attempts, "done");
+            // A job's mark before the ack: a pair delivered again finds it, and is not rerun.
+            c.jobs.finished(&d.event, Outcome::Processed).await;
             if let Ok(t) = humantime::parse_rfc3339_weak(d.event.time.trim_end_matches('Z'))
                 && let Ok(age) = std::time::SystemTime::now().duration_since(t)
             {
@@ -332,6 +388,9 @@ async fn process(
                 Ok(()) => ("", ""),
             };
             counter!(m::EVENTS_DEAD_LETTERED, "function" => label, "kind" => kind).increment(1);
+            c.jobs
+                .finished(&d.event, Outcome::Failed(format!("{kind}: {reason}")))
+                .await;
             tracing::warn!(function = %c.function, key = %d.event.object.key, kind, reason, "dead-lettered");
             c.bus.dead_letter(&d, kind, reason).await
         }

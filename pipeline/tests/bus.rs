@@ -129,6 +129,27 @@ async fn each_function_gets_each_event_until_it_acks(imp: Impl) {
     bus.close().await;
 }
 
+/// An event published again for a function that has not finished it (a webhook sent twice, a
+/// page emitted again after a crash) is one pair; another function still gets its own.
+async fn an_event_published_twice_is_one_pair_per_function(imp: Impl) {
+    let place = Place::new(imp);
+    let bus = place.open().await;
+    bus.publish(event("a.jpg"), vec!["thumbs".into()])
+        .await
+        .unwrap();
+    let held = bus.next("thumbs").await.unwrap();
+    let both = vec!["thumbs".to_string(), "labels".to_string()];
+    bus.publish(event("a.jpg"), both).await.unwrap();
+    assert_eq!(bus.pending("thumbs").await.unwrap(), 1, "recorded once");
+    assert_eq!(bus.pending("labels").await.unwrap(), 1);
+    nothing_for(&*bus, "thumbs", place.unit() * 3).await;
+    bus.ack(&held).await.unwrap();
+    let l = bus.next("labels").await.unwrap();
+    bus.ack(&l).await.unwrap();
+    assert_eq!(bus.depth().await.unwrap(), 0);
+    bus.close().await;
+}
+
 async fn a_waiting_consumer_wakes_on_publish(imp: Impl) {
     let place = Place::new(imp);
     let bus = place.open().await;
@@ -362,6 +383,7 @@ macro_rules! suite {
             }
             case!(each_function_gets_each_event_until_it_acks);
             case!(ready_until_closed);
+            case!(an_event_published_twice_is_one_pair_per_function);
             case!(a_waiting_consumer_wakes_on_publish);
             case!(retries_back_off_then_dead_letter_with_the_reason);
             case!(a_postponed_pair_spends_no_attempt);

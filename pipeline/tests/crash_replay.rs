@@ -53,16 +53,7 @@ async fn done(s3: &aws_sdk_s3::Client) -> usize {
 }
 
 fn s3_client(s3_port: u16) -> aws_sdk_s3::Client {
-    use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-    let creds = Credentials::new("crash", "crash-secret", None, None, "test");
-    let conf = aws_sdk_s3::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(format!("http://127.0.0.1:{s3_port}"))
-        .region(Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .force_path_style(true)
-        .build();
-    aws_sdk_s3::Client::from_conf(conf)
+    s3_client_at(s3_port, "crash", "crash-secret")
 }
 
 /// Notifications of the N photos, accepted (200: on the bus) by the server on `port`.

@@ -5,7 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use metrics::{counter, gauge, histogram};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, mpsc, oneshot};
 use tokio::time::Instant;
 use weir_functions::memory::DecodeMemory;
 use weir_functions::{ErrorKind, ExecCtx, FnError, Function, Input, Output};
@@ -72,13 +72,17 @@ enum Clock {
 
 /// One admitted invocation's hold on the pool's capacity.
 struct Ticket {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
     function: Arc<str>,
+    /// Rung once the place is given back, for work that waits for a spare worker.
+    freed: Arc<Notify>,
 }
 
 impl Drop for Ticket {
     fn drop(&mut self) {
         gauge!(m::IN_FLIGHT, "function" => self.function.to_string()).decrement(1.0);
+        drop(self.permit.take());
+        self.freed.notify_waiters();
     }
 }
 
@@ -86,6 +90,8 @@ struct Shared {
     cfg: PoolConfig,
     name: Arc<str>,
     admission: Arc<Semaphore>,
+    /// Rung whenever an admitted invocation ends (`Pool::admit_spare` waits on it).
+    freed: Arc<Notify>,
     tx: mpsc::Sender<Job>,
     /// The most invocations ever admitted at once: evidence that admission bounds memory.
     peak: std::sync::atomic::AtomicUsize,
@@ -120,6 +126,7 @@ impl Pool {
         let name: Arc<str> = Arc::from(cfg.name.as_str());
         let shared = Arc::new(Shared {
             admission: Arc::new(Semaphore::new(cfg.capacity())),
+            freed: Arc::default(),
             name: name.clone(),
             tx,
             peak: Default::default(),
@@ -181,8 +188,9 @@ impl Pool {
         Admission {
             shared: self.shared.clone(),
             ticket: Ticket {
-                _permit: permit,
+                permit: Some(permit),
                 function: name.clone(),
+                freed: self.shared.freed.clone(),
             },
             admitted: Instant::now(),
             clock,
@@ -207,6 +215,33 @@ impl Pool {
                 )
             })?;
         Ok(self.admitted(permit, Clock::Run))
+    }
+
+    /// Wait until a worker would otherwise sit idle — fewer invocations admitted than the
+    /// workers run at once — and take a place then: for background work (a reprocess job),
+    /// which so never queues ahead of live work and never holds the places that HTTP callers
+    /// need. Like `admit`, its timeout counts from the start of its batch. Fails only when the
+    /// pool is closed.
+    pub async fn admit_spare(&self) -> Result<Admission, FnError> {
+        let running = self.shared.cfg.workers * self.shared.cfg.max_batch;
+        loop {
+            // Listen before looking, so a place freed in between is not missed.
+            let freed = self.shared.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            if self.shared.admission.is_closed() {
+                return Err(FnError::new(
+                    ErrorKind::Unavailable,
+                    format!("function {} is shutting down", self.shared.name),
+                ));
+            }
+            if self.in_flight() < running
+                && let Ok(permit) = self.shared.admission.clone().try_acquire_owned()
+            {
+                return Ok(self.admitted(permit, Clock::Run));
+            }
+            freed.await;
+        }
     }
 
     /// Reserve a place, or refuse at once. Call before reading the request body. The timeout
@@ -240,6 +275,7 @@ impl Pool {
     /// Stop admitting; admitted work still finishes.
     pub fn close(&self) {
         self.shared.admission.close();
+        self.shared.freed.notify_waiters();
     }
 }
 

@@ -214,3 +214,42 @@ async fn oversized_inputs_and_closed_pools_are_refused_with_their_kind() {
     );
     assert!(gate.seen().is_empty());
 }
+
+/// Background work takes a place only while a worker would sit idle: it never queues ahead of
+/// live work, and leaves the queue's places to HTTP callers.
+#[tokio::test]
+async fn spare_work_waits_for_an_idle_worker_and_leaves_the_queue_free() {
+    let gate = Arc::new(Gate::default());
+    let p = pool(&gate, 1, 1, 4, 5_000);
+    let spare = p
+        .admit_spare()
+        .await
+        .expect("an idle pool admits spare work");
+    let first = tokio::spawn(spare.run(Input::new(b"job-1".to_vec())));
+    // The one worker is busy: the next spare admission waits, while live callers still get in.
+    let waiting = tokio::spawn({
+        let p = p.clone();
+        async move { p.admit_spare().await.map(|_| ()) }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!waiting.is_finished(), "no spare worker yet");
+    let live = invoke(&p, "live");
+    assert_eq!(
+        p.stats().in_flight,
+        2,
+        "the queue's places stay open to live work"
+    );
+    gate.release();
+    first.await.unwrap().unwrap();
+    live.await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("admitted once the worker was free")
+        .unwrap()
+        .unwrap();
+    p.close();
+    assert_eq!(
+        p.admit_spare().await.err().map(|e| e.kind()),
+        Some(ErrorKind::Unavailable)
+    );
+}

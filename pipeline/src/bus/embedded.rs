@@ -13,7 +13,7 @@ use std::time::Duration;
 use redb::{Database, ReadableDatabase, ReadableTableMetadata};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 
-use super::writer::{DEAD, EVENTS, META, Op, PENDING, REFS, Reply, store, write_loop};
+use super::writer::{DEAD, EVENTS, IDS, META, Op, PENDING, REFS, Reply, store, write_loop};
 use super::{Bus, BusError, Clock, DeadLetter, Delivery, Handle};
 use crate::events::Event;
 
@@ -60,6 +60,7 @@ impl EmbeddedBus {
         txn.open_table(PENDING).map_err(store)?;
         txn.open_table(REFS).map_err(store)?;
         txn.open_table(META).map_err(store)?;
+        txn.open_table(IDS).map_err(store)?;
         txn.commit().map_err(store)?;
         let (ops, rx) = mpsc::channel(4096);
         let handle = db.clone();
@@ -275,7 +276,8 @@ impl Bus for EmbeddedBus {
 
     async fn dead_letter(&self, d: &Delivery, kind: &str, reason: &str) -> Result<(), BusError> {
         let letter = DeadLetter::of(d, kind, reason, self.0.clock.as_ref());
-        self.0.submit(Op::Dead(Box::new(letter), seq_of(d))).await?;
+        let op = Op::Dead(Box::new(letter), d.function.clone(), seq_of(d));
+        self.0.submit(op).await?;
         self.0.release(d);
         Ok(())
     }

@@ -30,6 +30,21 @@ pub enum BusError {
     Closed,
 }
 
+/// The queue that a reprocess job's pairs for `function` wait in, apart from its live events,
+/// so its consumer can take them only when live work leaves a worker idle. `~` is in no
+/// function's name (config) and is allowed in NATS subjects and consumer names.
+pub fn job_lane(function: &str) -> String {
+    format!("{function}~jobs")
+}
+
+/// The function whose queue `lane` is, and whether it is a job lane.
+pub fn lane_function(lane: &str) -> (&str, bool) {
+    match lane.strip_suffix("~jobs") {
+        Some(f) => (f, true),
+        None => (lane, false),
+    }
+}
+
 /// What identifies a delivery to the bus that made it (a sequence number, a JetStream message):
 /// opaque to everyone else.
 #[derive(Clone)]
@@ -77,11 +92,12 @@ pub struct DeadLetter {
 }
 
 impl DeadLetter {
-    /// The letter for giving up on `d` now; its id is the bus's to give.
+    /// The letter for giving up on `d` now; its id is the bus's to give. It names the function,
+    /// whichever of its queues the pair waited in.
     pub fn of(d: &Delivery, kind: &str, reason: &str, clock: &dyn Clock) -> DeadLetter {
         DeadLetter {
             id: 0,
-            function: d.function.clone(),
+            function: lane_function(&d.function).0.to_string(),
             bucket: d.event.object.bucket.clone(),
             key: d.event.object.key.clone(),
             kind: kind.into(),

@@ -1,5 +1,5 @@
-//! The embedded bus's writer: its tables, and one thread that groups whatever operations are
-//! waiting into one redb transaction (one fsync for many events), off the async runtime.
+//! The embedded bus's writer: its tables, and what one group of operations does to them in one
+//! redb transaction (`group_commit`: one fsync for many events, off the async runtime).
 
 use redb::{Database, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
@@ -17,6 +17,10 @@ pub(super) const REFS: TableDefinition<u64, u32> = TableDefinition::new("refs");
 /// id → dead letter (JSON); ids grow, so the newest is last.
 pub(super) const DEAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead");
 pub(super) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// (event id, function) → seq while the pair is pending: an event published again for a
+/// function that has not finished it (a webhook sent twice, a page a poller or a reprocess job
+/// emits again after a crash) is recorded once, as JetStream's message ids do.
+pub(super) const IDS: TableDefinition<(&str, &str), u64> = TableDefinition::new("ids");
 
 pub(super) fn store(e: impl Into<redb::Error>) -> BusError {
     BusError::Store(e.into().to_string())
@@ -31,38 +35,20 @@ pub(super) enum Op {
         attempts: u32,
         not_before_ms: u64,
     },
-    Dead(Box<DeadLetter>, u64),
+    /// The letter, and the pair's queue and sequence number.
+    Dead(Box<DeadLetter>, String, u64),
 }
 
 pub(super) type Reply = oneshot::Sender<Result<u64, BusError>>;
 
-/// Group commit: take what is waiting (up to 512 operations), apply it in one transaction,
-/// commit once, answer everyone.
-pub(super) fn write_loop(db: &Database, mut rx: mpsc::Receiver<(Op, Reply)>) {
-    while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < 512 {
-            match rx.try_recv() {
-                Ok(op) => batch.push(op),
-                Err(_) => break,
-            }
-        }
-        match apply(db, &batch) {
-            Ok(results) => {
-                for ((_, reply), r) in batch.into_iter().zip(results) {
-                    let _ = reply.send(Ok(r));
-                }
-            }
-            Err(e) => {
-                for (_, reply) in batch {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
-        }
-    }
+/// Apply what is waiting in one transaction per group (`group_commit`).
+pub(super) fn write_loop(db: &Database, rx: mpsc::Receiver<(Op, Reply)>) {
+    crate::group_commit::run(rx, |ops| {
+        apply(db, &ops).map(|seqs| seqs.into_iter().map(Ok).collect())
+    });
 }
 
-fn apply(db: &Database, batch: &[(Op, Reply)]) -> Result<Vec<u64>, BusError> {
+fn apply(db: &Database, batch: &[Op]) -> Result<Vec<u64>, BusError> {
     let txn = db.begin_write().map_err(store)?;
     let mut results = Vec::with_capacity(batch.len());
     {
@@ -71,6 +57,7 @@ fn apply(db: &Database, batch: &[(Op, Reply)]) -> Result<Vec<u64>, BusError> {
         let mut refs = txn.open_table(REFS).map_err(store)?;
         let mut dead = txn.open_table(DEAD).map_err(store)?;
         let mut meta = txn.open_table(META).map_err(store)?;
+        let mut ids = txn.open_table(IDS).map_err(store)?;
         let next = |name: &str, meta: &mut redb::Table<&str, u64>| -> Result<u64, BusError> {
             let n = meta
                 .get(name)
@@ -80,42 +67,62 @@ fn apply(db: &Database, batch: &[(Op, Reply)]) -> Result<Vec<u64>, BusError> {
             meta.insert(name, n + 1).map_err(store)?;
             Ok(n)
         };
-        let finish =
-            |seq: u64, refs: &mut redb::Table<u64, u32>, events: &mut redb::Table<u64, &[u8]>| {
-                let left = refs
-                    .get(seq)
-                    .map_err(store)?
-                    .map(|v| v.value())
-                    .unwrap_or(0)
-                    .saturating_sub(1);
-                if left == 0 {
-                    refs.remove(seq).map_err(store)?;
-                    events.remove(seq).map_err(store)?;
-                } else {
-                    refs.insert(seq, left).map_err(store)?;
-                }
-                Ok::<_, BusError>(())
-            };
-        for (op, _) in batch {
+        // The pair (function, seq) is finished: forget its id, and the event once no function
+        // still wants it.
+        let finish = |function: &str,
+                      seq: u64,
+                      refs: &mut redb::Table<u64, u32>,
+                      events: &mut redb::Table<u64, &[u8]>,
+                      ids: &mut redb::Table<(&str, &str), u64>| {
+            if let Some(json) = events.get(seq).map_err(store)?
+                && let Ok(e) = serde_json::from_slice::<Event>(json.value())
+            {
+                drop(json);
+                ids.remove((e.id.as_str(), function)).map_err(store)?;
+            }
+            let left = refs
+                .get(seq)
+                .map_err(store)?
+                .map(|v| v.value())
+                .unwrap_or(0)
+                .saturating_sub(1);
+            if left == 0 {
+                refs.remove(seq).map_err(store)?;
+                events.remove(seq).map_err(store)?;
+            } else {
+                refs.insert(seq, left).map_err(store)?;
+            }
+            Ok::<_, BusError>(())
+        };
+        for op in batch {
             match op {
                 Op::Publish(event, functions) => {
                     let seq = next("seq", &mut meta)?;
-                    let json =
-                        serde_json::to_vec(event).map_err(|e| BusError::Store(e.to_string()))?;
-                    if !functions.is_empty() {
+                    let mut fresh = Vec::with_capacity(functions.len());
+                    for f in functions {
+                        if ids
+                            .get((event.id.as_str(), f.as_str()))
+                            .map_err(store)?
+                            .is_none()
+                        {
+                            fresh.push(f.as_str());
+                        }
+                    }
+                    if !fresh.is_empty() {
+                        let json = serde_json::to_vec(event)
+                            .map_err(|e| BusError::Store(e.to_string()))?;
                         events.insert(seq, json.as_slice()).map_err(store)?;
-                        refs.insert(seq, functions.len() as u32).map_err(store)?;
-                        for f in functions {
-                            pending
-                                .insert((f.as_str(), seq), (0u32, 0u64))
-                                .map_err(store)?;
+                        refs.insert(seq, fresh.len() as u32).map_err(store)?;
+                        for f in fresh {
+                            pending.insert((f, seq), (0u32, 0u64)).map_err(store)?;
+                            ids.insert((event.id.as_str(), f), seq).map_err(store)?;
                         }
                     }
                     results.push(seq);
                 }
                 Op::Ack(f, seq) => {
                     if pending.remove((f.as_str(), *seq)).map_err(store)?.is_some() {
-                        finish(*seq, &mut refs, &mut events)?;
+                        finish(f, *seq, &mut refs, &mut events, &mut ids)?;
                     }
                     results.push(*seq);
                 }
@@ -130,7 +137,7 @@ fn apply(db: &Database, batch: &[(Op, Reply)]) -> Result<Vec<u64>, BusError> {
                         .map_err(store)?;
                     results.push(*seq);
                 }
-                Op::Dead(letter, seq) => {
+                Op::Dead(letter, queue, seq) => {
                     let id = next("dead", &mut meta)?;
                     let letter = DeadLetter {
                         id,
@@ -140,11 +147,11 @@ fn apply(db: &Database, batch: &[(Op, Reply)]) -> Result<Vec<u64>, BusError> {
                         serde_json::to_vec(&letter).map_err(|e| BusError::Store(e.to_string()))?;
                     dead.insert(id, json.as_slice()).map_err(store)?;
                     if pending
-                        .remove((letter.function.as_str(), *seq))
+                        .remove((queue.as_str(), *seq))
                         .map_err(store)?
                         .is_some()
                     {
-                        finish(*seq, &mut refs, &mut events)?;
+                        finish(queue, *seq, &mut refs, &mut events, &mut ids)?;
                     }
                     results.push(id);
                 }

@@ -4,6 +4,7 @@ mod bench;
 mod check;
 mod devices;
 mod invoke;
+mod reprocess;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,6 +33,8 @@ enum Cmd {
     Serve(ServeArgs),
     /// Invoke a function once through a running server and write its artifacts to a folder.
     Invoke(invoke::InvokeArgs),
+    /// Run a function over a bucket's objects through a running server (a job), and follow it.
+    Reprocess(reprocess::ReprocessArgs),
     /// Show the devices Weir can place work on, or why there is no GPU.
     Devices(devices::DevicesArgs),
     /// Load a config as `serve` would, start nothing, and print what it would run (JSON).
@@ -82,6 +85,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.cmd {
         Cmd::Serve(args) => serve(args).await,
         Cmd::Invoke(args) => invoke::run(args).await,
+        Cmd::Reprocess(args) => reprocess::run(args).await,
         Cmd::Check(args) => check::run(&args),
         Cmd::Bench(args) => bench::run(*args).await,
         Cmd::Devices(args) => {

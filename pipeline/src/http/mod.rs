@@ -4,6 +4,7 @@ mod auth;
 pub mod body;
 mod dead_letters;
 pub(crate) mod invoke;
+mod jobs;
 pub mod ready;
 pub mod reply;
 mod serve;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     /// The bus and routes, when storage events are on.
     pub events: Option<Arc<crate::triggers::Ingress>>,
+    /// Reprocess jobs.
+    pub jobs: Option<Arc<crate::jobs::Jobs>>,
     /// The model repository, when the config names one.
     pub models: Option<Arc<weir_models::Repository>>,
     /// Guards the Open Inference endpoints when set (`http.inference_token`).
@@ -60,6 +63,8 @@ pub fn router(state: Shared, extra_routes: &[(String, String)]) -> Router {
             post(crate::triggers::webhook::s3_webhook).head(|| async { StatusCode::OK }),
         )
         .route("/v1/dead-letters", get(dead_letters::dead_letters))
+        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::show).delete(jobs::cancel))
         .merge(v2::repository_routes());
     for (path, function) in extra_routes {
         let function = function.clone();

@@ -91,6 +91,7 @@ pub struct Running {
     pollers: Vec<JoinHandle<()>>,
     consumers: Vec<JoinHandle<()>>,
     bus: Arc<dyn crate::bus::Bus>,
+    jobs: Arc<crate::jobs::Jobs>,
     /// Told to stop their warm instances once admitted work is done.
     functions: Vec<Arc<dyn weir_functions::Function>>,
 }
@@ -166,6 +167,7 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         pollers,
         consumers: dispatch.consumers,
         bus: dispatch.bus,
+        jobs: dispatch.jobs,
         functions: config
             .functions
             .iter()
@@ -300,6 +302,7 @@ impl Running {
         for f in &self.functions {
             f.stop();
         }
+        self.jobs.close();
         self.bus.close().await;
         Ok(())
     }

@@ -124,6 +124,7 @@ pub(super) async fn serve_http(
         token: settings.token.clone(),
         prometheus: pools.prometheus,
         events: Some(dispatch.events.clone()),
+        jobs: Some(dispatch.jobs.clone()),
         models: config.models.clone(),
         inference_token: settings.inference_token.clone(),
         inference: http::v2::Inference {

@@ -97,6 +97,16 @@ impl KeyTemplate {
             .any(|p| matches!(p, Part::Var(v) if v == name))
     }
 
+    /// What every output key of input `key` starts with: the template rendered up to its first
+    /// variable of the function's own, and whether that is the whole key (a template of built-in
+    /// variables only). Where a source's outputs are, to see whether they are up to date.
+    pub fn known_prefix(&self, bucket: &str, key: &str) -> (String, bool) {
+        match self.fill(bucket, key, None) {
+            Ok(all) => (all, true),
+            Err((known, _)) => (known, false),
+        }
+    }
+
     /// The key for an input `key` in `bucket`, with the artifact's own variables.
     pub fn render(
         &self,
@@ -104,36 +114,74 @@ impl KeyTemplate {
         key: &str,
         vars: &BTreeMap<String, String>,
     ) -> Result<String, TemplateError> {
-        let file = key.rsplit('/').next().unwrap_or(key);
-        let (stem, ext) = match file.rsplit_once('.') {
-            Some((s, e)) if !s.is_empty() => {
-                (key[..key.len() - e.len() - 1].to_string(), e.to_string())
-            }
-            _ => (key.to_string(), String::new()),
-        };
+        let out = self
+            .fill(bucket, key, Some(vars))
+            .map_err(|(_, missing)| TemplateError::Missing(missing))?;
+        super::check_key(&out).map_err(|e| TemplateError::BadKey(out.clone(), e))?;
+        Ok(out)
+    }
+
+    /// The template filled in; at the first variable without a value, what was made so far
+    /// and that variable's name.
+    fn fill(
+        &self,
+        bucket: &str,
+        key: &str,
+        vars: Option<&BTreeMap<String, String>>,
+    ) -> Result<String, (String, String)> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Var(v) => out.push_str(match v.as_str() {
-                    "key" => key,
-                    "stem" => &stem,
-                    "ext" => &ext,
-                    "bucket" => bucket,
-                    other => vars
-                        .get(other)
-                        .ok_or_else(|| TemplateError::Missing(other.to_string()))?,
-                }),
+                Part::Var(v) => match built_in(v, bucket, key) {
+                    Some(value) => out.push_str(&value),
+                    None => match vars.and_then(|vars| vars.get(v)) {
+                        Some(value) => out.push_str(value),
+                        None => return Err((out, v.clone())),
+                    },
+                },
             }
         }
-        super::check_key(&out).map_err(|e| TemplateError::BadKey(out.clone(), e))?;
         Ok(out)
     }
+}
+
+/// A built-in variable's value for input `key` in `bucket`; `None` for a function's own.
+fn built_in(name: &str, bucket: &str, key: &str) -> Option<String> {
+    let file = key.rsplit('/').next().unwrap_or(key);
+    let (stem, ext) = match file.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (&key[..key.len() - e.len() - 1], e),
+        _ => (key, ""),
+    };
+    Some(
+        match name {
+            "key" => key,
+            "stem" => stem,
+            "ext" => ext,
+            "bucket" => bucket,
+            _ => return None,
+        }
+        .to_string(),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_known_prefix_stops_at_the_functions_own_variables() {
+        let t = KeyTemplate::parse("thumbs/{key}/{size}.jpg", &["size"]).unwrap();
+        assert_eq!(
+            t.known_prefix("up", "a/b.jpg"),
+            ("thumbs/a/b.jpg/".to_string(), false)
+        );
+        let t = KeyTemplate::parse("labels/{stem}.json", &[]).unwrap();
+        assert_eq!(
+            t.known_prefix("up", "a/b.jpg"),
+            ("labels/a/b.json".to_string(), true)
+        );
+    }
 
     fn size(v: &str) -> BTreeMap<String, String> {
         BTreeMap::from([("size".to_string(), v.to_string())])

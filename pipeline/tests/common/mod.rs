@@ -301,11 +301,17 @@ pub fn s3_record(source: &str, encoded_key: &str) -> String {
 
 /// The AWS SDK's S3 client for the built-in endpoint (path-style, as it serves).
 pub fn s3_client(srv: &TestServer, secret: &str) -> aws_sdk_s3::Client {
+    let at = srv.running.s3_addr().unwrap();
+    s3_client_at(at.port(), "test-access", secret)
+}
+
+/// The AWS SDK's S3 client for an endpoint on loopback `port` with these keys.
+pub fn s3_client_at(port: u16, access: &str, secret: &str) -> aws_sdk_s3::Client {
     use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
-    let creds = Credentials::new("test-access", secret, None, None, "test");
+    let creds = Credentials::new(access, secret, None, None, "test");
     let conf = aws_sdk_s3::Config::builder()
         .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(format!("http://{}", srv.running.s3_addr().unwrap()))
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
         .region(Region::new("us-east-1"))
         .credentials_provider(creds)
         .force_path_style(true)
@@ -346,6 +352,28 @@ pub async fn upload_copies(
             .await
             .unwrap();
     }
+}
+
+/// Bucket `bucket` made, and `n` copies of `body` in it at the keys `key` gives, sixteen
+/// uploads at a time.
+pub async fn upload_many(
+    c: &aws_sdk_s3::Client,
+    bucket: &str,
+    n: usize,
+    body: &[u8],
+    key: impl Fn(usize) -> String,
+) {
+    use futures::StreamExt;
+    c.create_bucket().bucket(bucket).send().await.unwrap();
+    let puts = (0..n).map(|i| {
+        let put = c.put_object().bucket(bucket).key(key(i));
+        let body = aws_sdk_s3::primitives::ByteStream::from(body.to_vec());
+        async move { put.body(body).send().await.unwrap() }
+    });
+    futures::stream::iter(puts)
+        .buffer_unordered(16)
+        .collect::<Vec<_>>()
+        .await;
 }
 
 /// The object's bytes, or None when it is not there (yet).
