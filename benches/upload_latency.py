@@ -46,6 +46,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def start_weir(weir: str, config: str, data: str, s3: bool = True) -> tuple:
+    """`weir serve` on `config` (text) with its data under `data`, on free ports: (process, HTTP
+    base, S3 endpoint or None). The built-in endpoint's keys are bench / bench-secret."""
+    cfg = pathlib.Path(data) / "weir.yaml"
+    cfg.write_text(config)
+    hp, sp = free_port(), free_port()
+    s3_listen = f"127.0.0.1:{sp}" if s3 else "127.0.0.1:0"
+    proc = subprocess.Popen(
+        [weir, "serve", "--config", str(cfg), "--data-dir", f"{data}/data",
+         "--http-listen", f"127.0.0.1:{hp}", "--s3-listen", s3_listen],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "WEIR_S3_ACCESS_KEY": "bench",
+                                                                 "WEIR_S3_SECRET_KEY": "bench-secret"})
+    proc.stdout.readline()
+    threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()
+    return proc, f"http://127.0.0.1:{hp}", (f"http://127.0.0.1:{sp}" if s3 else None)
+
+
 def bus_depth(http: str) -> float:
     text = urllib.request.urlopen(f"{http}/metrics").read().decode()
     m = re.search(r"^weir_bus_depth (\S+)$", text, re.M)
@@ -118,18 +135,9 @@ def main() -> None:
     a = ap.parse_args()
     photo = (ROOT / "fixtures/images" / a.photo).read_bytes()
     data = tempfile.mkdtemp(prefix="weir-latency-")
-    cfg = pathlib.Path(data) / "weir.yaml"
-    cfg.write_text(pathlib.Path(a.config).read_text() if a.config else CONFIG)
-    hp, sp = free_port(), free_port()
-    proc = subprocess.Popen(
-        [a.weir, "serve", "--config", str(cfg), "--data-dir", f"{data}/data",
-         "--http-listen", f"127.0.0.1:{hp}", "--s3-listen", f"127.0.0.1:{sp}"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env={**os.environ, "WEIR_S3_ACCESS_KEY": "bench",
-                                                                 "WEIR_S3_SECRET_KEY": "bench-secret"})
-    proc.stdout.readline()
-    threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()
-    http = f"http://127.0.0.1:{hp}"
-    s3 = boto3.client("s3", endpoint_url=f"http://127.0.0.1:{sp}", aws_access_key_id="bench",
+    config = pathlib.Path(a.config).read_text() if a.config else CONFIG
+    proc, http, endpoint = start_weir(a.weir, config, data)
+    s3 = boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="bench",
                       aws_secret_access_key="bench-secret", region_name="us-east-1",
                       config=Config(s3={"addressing_style": "path"}, max_pool_connections=64))
     try:

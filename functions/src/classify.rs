@@ -13,8 +13,9 @@ use weir_models::config::{Filter, Layout as TensorLayout, Preprocess};
 use weir_models::stats::RequestTimes;
 use weir_models::{LoadedModel, Repository, Tensor};
 
+use crate::model_ref::{Hold, ModelRef};
 use crate::thumbnail::{Allowance, Layout, Picture, decode, shrink, upright};
-use crate::{Artifact, ErrorKind, ExecCtx, FnError, Function, Input, Limits, Output};
+use crate::{ErrorKind, ExecCtx, FnError, Function, Input, Limits, Output};
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -39,7 +40,7 @@ fn default_max_pixels() -> u64 {
 }
 
 pub struct Classify {
-    repo: Arc<Repository>,
+    model: ModelRef,
     params: ClassifyParams,
 }
 
@@ -49,6 +50,7 @@ impl Classify {
     pub fn new(
         repo: Arc<Repository>,
         params: ClassifyParams,
+        hold: Hold<'_>,
     ) -> Result<Self, (&'static str, String)> {
         if params.top_k == 0 {
             return Err(("top_k", "at least 1".into()));
@@ -68,13 +70,8 @@ impl Classify {
         if let Ok(m) = repo.get(&params.model, params.version.as_deref()) {
             image_model(&m).map_err(|e| ("model", e.reason().to_string()))?;
         }
-        Ok(Classify { repo, params })
-    }
-
-    fn model(&self) -> Result<Arc<LoadedModel>, FnError> {
-        self.repo
-            .get(&self.params.model, self.params.version.as_deref())
-            .map_err(crate::infer::repo_error)
+        let model = hold.model_ref(repo, &params.model, params.version.as_deref());
+        Ok(Classify { model, params })
     }
 }
 
@@ -111,6 +108,14 @@ impl Function for Classify {
         "classify"
     }
 
+    fn instances(&self) -> Option<crate::Instances> {
+        Some(self.model.instances())
+    }
+
+    fn idle(&self, after: std::time::Duration) -> bool {
+        self.model.idle(after)
+    }
+
     fn limits(&self) -> Limits {
         Limits {
             max_batch: 256,
@@ -122,7 +127,7 @@ impl Function for Classify {
 
     fn call(&self, batch: &[Input], ctx: &ExecCtx) -> Vec<Result<Output, FnError>> {
         let started = Instant::now();
-        let model = match self.model() {
+        let model = match self.model.get() {
             Ok(m) => m,
             Err(e) => return vec![Err(e); batch.len()],
         };
@@ -293,15 +298,5 @@ fn labelled(model: &LoadedModel, labels: &[String], logits: &[f32], k: usize) ->
         .collect();
     let summary = json!({"model": model.name, "version": model.version.to_string(), "labels": top});
     let bytes = serde_json::to_vec_pretty(&summary).unwrap_or_default();
-    Output {
-        artifacts: vec![Artifact {
-            name: "labels.json".into(),
-            content_type: "application/json".into(),
-            bytes,
-            vars: Default::default(),
-            placement: Default::default(),
-        }],
-        summary,
-        reply: None,
-    }
+    Output::json_document("labels.json", bytes, summary)
 }

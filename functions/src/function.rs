@@ -94,8 +94,8 @@ pub enum Placement {
 pub struct Output {
     pub artifacts: Vec<Artifact>,
     pub summary: serde_json::Value,
-    /// The HTTP answer the function chose (users' code behind an HTTP trigger); `None` for
-    /// Weir's own reply forms.
+    /// The HTTP answer the function chose (users' code behind an HTTP trigger, a kind whose
+    /// answer is one JSON document); `None` for Weir's own reply forms.
     pub reply: Option<Reply>,
 }
 
@@ -105,6 +105,28 @@ impl Output {
             artifacts,
             summary,
             reply: None,
+        }
+    }
+
+    /// An answer that is one JSON document (`classify`, `infer`): stored as the artifact
+    /// `name`, and over HTTP the reply itself rather than base64 inside the envelope (which
+    /// `?return=all` still gives).
+    pub fn json_document(name: &str, bytes: Vec<u8>, summary: serde_json::Value) -> Self {
+        let content_type = "application/json";
+        Output {
+            reply: Some(Reply {
+                status: 200,
+                headers: vec![("content-type".into(), content_type.into())],
+                body: bytes.clone(),
+            }),
+            artifacts: vec![Artifact {
+                name: name.into(),
+                content_type: content_type.into(),
+                bytes,
+                vars: Default::default(),
+                placement: Default::default(),
+            }],
+            summary,
         }
     }
 }
@@ -222,10 +244,18 @@ pub trait Function: Send + Sync + 'static {
     /// Called at shutdown once admitted work is done: the moment to stop warm instances.
     fn stop(&self) {}
 
-    /// Instances of its own that it keeps (worker processes), for `/v1/functions`: `None`
-    /// for kinds that run on the shared pools.
+    /// Instances of its own that it keeps (worker processes, a loaded model), for
+    /// `/v1/functions`: `None` for kinds that hold nothing between calls.
     fn instances(&self) -> Option<Instances> {
         None
+    }
+
+    /// The function has had no work for `after` (`resources.workers.idle_after`, with
+    /// `workers.min` at zero): give back what it holds (its model unloaded), to take again on
+    /// the next call. Whether it gave something back. Kinds that tend their own instances
+    /// (`process`) ignore it.
+    fn idle(&self, _after: std::time::Duration) -> bool {
+        false
     }
 }
 

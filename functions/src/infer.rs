@@ -8,7 +8,8 @@ use serde::Deserialize;
 use weir_models::oip::{encode_response, parse_request};
 use weir_models::{FailureKind, ModelError, RepoError, Repository};
 
-use crate::{Artifact, ErrorKind, ExecCtx, FnError, Function, Input, Limits, Output};
+use crate::model_ref::{Hold, ModelRef};
+use crate::{ErrorKind, ExecCtx, FnError, Function, Input, Limits, Output};
 
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -19,12 +20,15 @@ pub struct InferParams {
 }
 
 pub struct Infer {
-    repo: Arc<Repository>,
-    params: InferParams,
+    model: ModelRef,
 }
 
 impl Infer {
-    pub fn new(repo: Arc<Repository>, params: InferParams) -> Result<Self, (&'static str, String)> {
+    pub fn new(
+        repo: Arc<Repository>,
+        params: InferParams,
+        hold: Hold<'_>,
+    ) -> Result<Self, (&'static str, String)> {
         if !repo.index().iter().any(|e| e.name == params.model) {
             return Err((
                 "model",
@@ -35,15 +39,13 @@ impl Infer {
                 ),
             ));
         }
-        Ok(Infer { repo, params })
+        let model = hold.model_ref(repo, &params.model, params.version.as_deref());
+        Ok(Infer { model })
     }
 
     fn one(&self, input: &Input) -> Result<Output, FnError> {
         let req = parse_request(&input.bytes, None).map_err(FnError::bad_input)?;
-        let model = self
-            .repo
-            .get(&self.params.model, self.params.version.as_deref())
-            .map_err(repo_error)?;
+        let model = self.model.get()?;
         let id = req.id.clone();
         // JSON in, JSON out: binary flags have no meaning in a stored object.
         let outputs: Vec<_> = weir_models::infer::infer(&model, req)
@@ -54,17 +56,7 @@ impl Infer {
         let (bytes, _) = encode_response(&model.name, model.version, id.as_deref(), &outputs)
             .map_err(FnError::bad_input)?;
         let summary = serde_json::from_slice(&bytes).unwrap_or_default();
-        Ok(Output {
-            artifacts: vec![Artifact {
-                name: "response.json".into(),
-                content_type: "application/json".into(),
-                bytes,
-                vars: Default::default(),
-                placement: Default::default(),
-            }],
-            summary,
-            reply: None,
-        })
+        Ok(Output::json_document("response.json", bytes, summary))
     }
 }
 
@@ -95,6 +87,14 @@ fn failure(kind: FailureKind) -> ErrorKind {
 impl Function for Infer {
     fn kind(&self) -> &'static str {
         "infer"
+    }
+
+    fn instances(&self) -> Option<crate::Instances> {
+        Some(self.model.instances())
+    }
+
+    fn idle(&self, after: std::time::Duration) -> bool {
+        self.model.idle(after)
     }
 
     fn limits(&self) -> Limits {

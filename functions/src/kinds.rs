@@ -22,7 +22,7 @@ pub struct BuildCtx<'a> {
     pub name: &'a str,
     /// The folder of the file the spec came from, for relative paths in params.
     pub base: Option<&'a std::path::Path>,
-    /// `resources.workers`, for kinds that keep processes of their own.
+    /// `resources.workers`, for kinds that keep processes or models of their own.
     pub workers: Sizes,
 }
 
@@ -94,7 +94,7 @@ pub const KINDS: &[Kind] = &[
         build: |p, ctx| {
             let params: ClassifyParams = params(p)?;
             Ok(Arc::new(
-                Classify::new(repository(ctx, "classify")?, params).map_err(field)?,
+                Classify::new(repository(ctx, "classify")?, params, hold(ctx)).map_err(field)?,
             ))
         },
     },
@@ -106,7 +106,7 @@ pub const KINDS: &[Kind] = &[
         build: |p, ctx| {
             let params: InferParams = params(p)?;
             Ok(Arc::new(
-                Infer::new(repository(ctx, "infer")?, params).map_err(field)?,
+                Infer::new(repository(ctx, "infer")?, params, hold(ctx)).map_err(field)?,
             ))
         },
     },
@@ -169,6 +169,14 @@ fn field((name, message): (&str, String)) -> KindError {
     KindError {
         field: format!("params.{name}"),
         message,
+    }
+}
+
+/// A model-holding kind's function name, and whether `workers.min` keeps its model warm.
+fn hold(ctx: BuildCtx<'_>) -> crate::model_ref::Hold<'_> {
+    crate::model_ref::Hold {
+        function: ctx.name,
+        keep_warm: ctx.workers.min > 0,
     }
 }
 

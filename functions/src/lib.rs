@@ -12,6 +12,7 @@ pub mod keyframes;
 pub mod kinds;
 pub mod memory;
 mod metric_names;
+pub mod model_ref;
 pub mod noop;
 mod origin;
 pub mod process;

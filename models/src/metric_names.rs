@@ -3,7 +3,7 @@
 
 /// Histogram: seconds to load a model version, by `model` and `backend`.
 pub const MODEL_LOAD: &str = "weir_model_load_seconds";
-/// Counter: model versions unloaded, by `model` and `reason` (`budget`, `request`).
+/// Counter: model versions unloaded, by `model` and `reason` (`budget`, `request`, `idle`).
 pub const MODEL_UNLOADS: &str = "weir_model_unloads_total";
 /// Gauge: bytes of loaded models, by `device`.
 pub const MODEL_MEMORY: &str = "weir_model_memory_bytes";

@@ -24,6 +24,8 @@ use crate::metric_names as m;
 /// Why a model was unloaded by the budget, as the index reports it.
 const EVICTED: &str =
     "unloaded to stay within the model memory budget; the next request loads it again";
+/// Why a model was unloaded after idling (a function scaled to zero), as the index reports it.
+const IDLED: &str = "unloaded after idling; the next request loads it again";
 
 #[derive(Clone)]
 enum State {
@@ -234,6 +236,13 @@ impl Repository {
         self.record_memory(models);
     }
 
+    /// Set the memory gauge again (`weir_model_memory_bytes`): once a metrics recorder is
+    /// installed, for the models loaded before it was.
+    pub fn publish_memory(&self) {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        self.record_memory(&models);
+    }
+
     /// The memory gauge per device: what the loaded models take there (0 on a device with none).
     fn record_memory(&self, models: &BTreeMap<String, Entry>) {
         let mut per_device: BTreeMap<String, u64> = std::iter::once(weir_gpu::Device::Cpu)
@@ -344,9 +353,45 @@ impl Repository {
 
     pub fn is_evicted(&self, name: &str) -> bool {
         let models = self.models.read().unwrap_or_else(|p| p.into_inner());
+        models.get(name).is_some_and(|e| {
+            e.versions.is_empty() && matches!(e.reason.as_deref(), Some(EVICTED | IDLED))
+        })
+    }
+
+    /// Whether any version of `name` is loaded and ready.
+    pub fn is_loaded(&self, name: &str) -> bool {
+        let models = self.models.read().unwrap_or_else(|p| p.into_inner());
         models
             .get(name)
-            .is_some_and(|e| e.versions.is_empty() && e.reason.as_deref() == Some(EVICTED))
+            .is_some_and(|e| e.versions.values().any(|s| matches!(s, State::Ready(_))))
+    }
+
+    /// Unload `name` when every loaded version has gone unused for `idle_for` and none is in
+    /// use (a function scaled to zero); the next `get` loads it again. Whether it was unloaded.
+    pub fn unload_idle(&self, name: &str, idle_for: std::time::Duration) -> bool {
+        let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
+        let Some(entry) = models.get_mut(name) else {
+            return false;
+        };
+        let since = now_ms().saturating_sub(idle_for.as_millis() as u64);
+        let mut ready = entry.versions.values().filter_map(|s| match s {
+            State::Ready(m) => Some(m),
+            State::Unavailable(_) => None,
+        });
+        // The map holds one reference; any other is a request using it.
+        let idle = ready.clone().next().is_some()
+            && ready
+                .all(|m| m.last_used.load(Ordering::Relaxed) <= since && Arc::strong_count(m) == 1);
+        if !idle {
+            return false;
+        }
+        entry.versions.clear();
+        entry.reason = Some(IDLED.into());
+        metrics::counter!(m::MODEL_UNLOADS, "model" => name.to_string(), "reason" => "idle")
+            .increment(1);
+        tracing::info!(model = %name, ?idle_for, "unloaded after idling; the next request loads it again");
+        self.record_memory(&models);
+        true
     }
 
     fn find(&self, name: &str, version: Option<&str>) -> Result<Arc<LoadedModel>, RepoError> {

@@ -235,6 +235,14 @@ async fn run(c: Arc<Consumer>) {
         let Some(slots) = free_slots(&soon, room, cfg.max_delay).await else {
             return;
         };
+        // A job's lane pulls only once a worker is idle: on a shared bus, a busy node leaves
+        // the job's pairs to idle ones instead of holding them.
+        if lane_function(&c.queue).1 {
+            tokio::select! {
+                spare = c.pool.until_spare() => if spare.is_err() { break },
+                _ = stop.wait_for(|s| *s) => break,
+            }
+        }
         let ds = tokio::select! {
             d = c.bus.next_batch(&c.queue, slots.len()) => d,
             _ = stop.wait_for(|s| *s) => break,
@@ -272,6 +280,14 @@ async fn start_batch(
     let mut ds = ds.into_iter();
     for (d, slot) in ds.by_ref().zip(slots) {
         let opened = opened.next().flatten();
+        // A job's pair whose object is finished, or whose job was cancelled, is let go
+        // without a pool place.
+        if c.jobs.gate(&d.event).await == Gate::Drop {
+            if let Err(e) = c.bus.ack(&d).await {
+                tracing::error!(function = %c.function, key = %d.event.object.key, error = %e, "cannot record the outcome on the bus");
+            }
+            continue;
+        }
         // Waits while the pool is full (a job's pair: while no worker is idle); fails once
         // the pool closes (shutdown).
         let admitted = if lane_function(&c.queue).1 {
@@ -345,13 +361,6 @@ async fn process(
     _slot: tokio::sync::OwnedSemaphorePermit,
 ) {
     let label = c.function.clone();
-    if c.jobs.gate(&d.event).await == Gate::Drop {
-        drop(admission);
-        if let Err(e) = c.bus.ack(&d).await {
-            tracing::error!(function = %c.function, key = %d.event.object.key, error = %e, "cannot record the outcome on the bus");
-        }
-        return;
-    }
     let result = attempt(&c, admission, &d, opened).await;
     let recorded = match verdict(&result, d.attempts, &c.retries) {
         Verdict::Ack => {

@@ -150,6 +150,35 @@ async fn an_event_published_twice_is_one_pair_per_function(imp: Impl) {
     bus.close().await;
 }
 
+/// A dead letter keeps its event, is found by its id, and is gone once removed.
+async fn dead_letters_are_shown_and_removed_by_id(imp: Impl) {
+    let place = Place::new(imp);
+    let bus = place.open().await;
+    for key in ["a.jpg", "b.jpg"] {
+        bus.publish(event(key), vec!["f".into()]).await.unwrap();
+        let d = bus.next("f").await.unwrap();
+        bus.dead_letter(&d, "bad_input", "no").await.unwrap();
+    }
+    let all = bus.dead_letters(10, None).await.unwrap();
+    let b = bus.dead_letter_by_id(all[0].id).await.unwrap().unwrap();
+    assert_eq!(b, all[0]);
+    assert_eq!(b.event, Some(event("b.jpg")), "the event is kept");
+    let again = b.retried();
+    assert_ne!(again.id, event("b.jpg").id, "a retry is no duplicate");
+    assert_eq!(again.object, event("b.jpg").object);
+    let removed = bus
+        .remove_dead_letters(&[all[0].id, 999_999])
+        .await
+        .unwrap();
+    assert_eq!(removed, 1);
+    assert_eq!(bus.dead_letter_by_id(all[0].id).await.unwrap(), None);
+    assert_eq!(
+        bus.dead_letters(10, None).await.unwrap(),
+        vec![all[1].clone()]
+    );
+    bus.close().await;
+}
+
 async fn a_waiting_consumer_wakes_on_publish(imp: Impl) {
     let place = Place::new(imp);
     let bus = place.open().await;
@@ -384,6 +413,7 @@ macro_rules! suite {
             case!(each_function_gets_each_event_until_it_acks);
             case!(ready_until_closed);
             case!(an_event_published_twice_is_one_pair_per_function);
+            case!(dead_letters_are_shown_and_removed_by_id);
             case!(a_waiting_consumer_wakes_on_publish);
             case!(retries_back_off_then_dead_letter_with_the_reason);
             case!(a_postponed_pair_spends_no_attempt);

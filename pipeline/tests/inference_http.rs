@@ -299,7 +299,8 @@ async fn classify_gives_the_golden_labels_over_http_and_on_uploads() {
             .await;
         assert_eq!(res.status(), 200, "{photo}");
         let v = body_json(res).await;
-        let top = &v["summary"]["labels"][0];
+        // The answer is the labels document itself.
+        let top = &v["labels"][0];
         assert_eq!(top["label"], label, "{photo}: {v}");
         let want = golden["images"]
             .as_array()
@@ -315,6 +316,14 @@ async fn classify_gives_the_golden_labels_over_http_and_on_uploads() {
             "{photo}: score {got}, golden {want}"
         );
     }
+    // The envelope, base64 and all, when asked for.
+    let url = format!("{}/v1/functions/labels/invoke?return=all", srv.base);
+    let (photo, label) = CONFIDENT[0];
+    let body = fixture(&format!("images/{photo}"));
+    let res = srv.client.post(url).body(body).send().await.unwrap();
+    let v = body_json(res).await;
+    assert_eq!(v["summary"]["labels"][0]["label"], label, "{v}");
+    assert_eq!(v["artifacts"][0]["name"], "labels.json");
     // Not an image: a clear 422.
     let res = srv.invoke("labels", b"hello".to_vec()).await;
     assert_eq!(res.status(), 422);

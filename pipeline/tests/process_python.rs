@@ -409,8 +409,8 @@ async fn idle_processes_stop_after_idle_after() {
     );
     let listed = srv.json("/v1/functions").await;
     assert_eq!(
-        listed["functions"][0]["instances"]["state"], "warm",
-        "{listed}"
+        listed["functions"][0]["instances"]["state"], "idle",
+        "a process up and waiting: {listed}"
     );
 }
 

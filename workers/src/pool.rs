@@ -223,6 +223,18 @@ impl Pool {
     /// need. Like `admit`, its timeout counts from the start of its batch. Fails only when the
     /// pool is closed.
     pub async fn admit_spare(&self) -> Result<Admission, FnError> {
+        loop {
+            self.until_spare().await?;
+            if let Ok(permit) = self.shared.admission.clone().try_acquire_owned() {
+                return Ok(self.admitted(permit, Clock::Run));
+            }
+        }
+    }
+
+    /// Wait, taking nothing, until a worker would sit idle (fewer invocations admitted than
+    /// the workers run at once): a job's consumer waits here before it pulls, so a busy node
+    /// leaves a shared queue's pairs to idle ones. Fails only when the pool is closed.
+    pub async fn until_spare(&self) -> Result<(), FnError> {
         let running = self.shared.cfg.workers * self.shared.cfg.max_batch;
         loop {
             // Listen before looking, so a place freed in between is not missed.
@@ -235,10 +247,8 @@ impl Pool {
                     format!("function {} is shutting down", self.shared.name),
                 ));
             }
-            if self.in_flight() < running
-                && let Ok(permit) = self.shared.admission.clone().try_acquire_owned()
-            {
-                return Ok(self.admitted(permit, Clock::Run));
+            if self.in_flight() < running {
+                return Ok(());
             }
             freed.await;
         }

@@ -181,6 +181,17 @@ impl Inner {
         Ok(n)
     }
 
+    fn read_dead_one(&self, id: u64) -> Result<Option<DeadLetter>, BusError> {
+        let txn = self.db.begin_read().map_err(store)?;
+        let dead = txn.open_table(DEAD).map_err(store)?;
+        let Some(json) = dead.get(id).map_err(store)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(json.value())
+            .map(Some)
+            .map_err(|e| BusError::Store(e.to_string()))
+    }
+
     fn read_dead(&self, limit: usize, before: Option<u64>) -> Result<Vec<DeadLetter>, BusError> {
         let txn = self.db.begin_read().map_err(store)?;
         let dead = txn.open_table(DEAD).map_err(store)?;
@@ -288,6 +299,14 @@ impl Bus for EmbeddedBus {
         before: Option<u64>,
     ) -> Result<Vec<DeadLetter>, BusError> {
         blocking(self, move |b| b.read_dead(limit, before)).await
+    }
+
+    async fn dead_letter_by_id(&self, id: u64) -> Result<Option<DeadLetter>, BusError> {
+        blocking(self, move |b| b.read_dead_one(id)).await
+    }
+
+    async fn remove_dead_letters(&self, ids: &[u64]) -> Result<u64, BusError> {
+        self.0.submit(Op::Undead(ids.to_vec())).await
     }
 
     async fn depth(&self) -> Result<u64, BusError> {

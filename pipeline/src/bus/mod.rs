@@ -89,6 +89,10 @@ pub struct DeadLetter {
     pub attempts: u32,
     /// Seconds since the epoch.
     pub time: u64,
+    /// The event given up on, so it can be sent again (`retry`); left out by letters written
+    /// before it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<Event>,
 }
 
 impl DeadLetter {
@@ -104,9 +108,36 @@ impl DeadLetter {
             reason: reason.into(),
             attempts: d.attempts + 1,
             time: clock.now_ms() / 1000,
+            event: Some(d.event.clone()),
         }
     }
+
+    /// The event to send again: the one kept, or (a letter from before events were kept) one
+    /// made from the bucket and key. A fresh id and source, so it is no duplicate and no
+    /// reprocess job's pair.
+    pub fn retried(&self) -> Event {
+        let mut event = self.event.clone().unwrap_or_else(|| Event {
+            id: String::new(),
+            source: String::new(),
+            time: String::new(),
+            name: "s3:ObjectCreated:Put".into(),
+            object: crate::events::ObjectRef {
+                bucket: self.bucket.clone(),
+                key: self.key.clone(),
+                size: None,
+                etag: None,
+                version: None,
+            },
+        });
+        event.id = format!("{}-retry{}", event.id, self.id);
+        event.source = RETRY_SOURCE.into();
+        event.time = crate::events::now();
+        event
+    }
 }
+
+/// A retried dead letter's event's `source`.
+pub const RETRY_SOURCE: &str = "weir:retry";
 
 #[async_trait::async_trait]
 pub trait Bus: Send + Sync + std::fmt::Debug {
@@ -147,6 +178,12 @@ pub trait Bus: Send + Sync + std::fmt::Debug {
         limit: usize,
         before: Option<u64>,
     ) -> Result<Vec<DeadLetter>, BusError>;
+
+    /// One dead letter; `None` when there is no such id (never was, or removed).
+    async fn dead_letter_by_id(&self, id: u64) -> Result<Option<DeadLetter>, BusError>;
+
+    /// Remove dead letters (retried, or purged); how many of `ids` were there.
+    async fn remove_dead_letters(&self, ids: &[u64]) -> Result<u64, BusError>;
 
     /// Pairs not yet finished.
     async fn depth(&self) -> Result<u64, BusError>;

@@ -37,6 +37,8 @@ pub(super) enum Op {
     },
     /// The letter, and the pair's queue and sequence number.
     Dead(Box<DeadLetter>, String, u64),
+    /// Remove dead letters; answers how many were there.
+    Undead(Vec<u64>),
 }
 
 pub(super) type Reply = oneshot::Sender<Result<u64, BusError>>;
@@ -154,6 +156,13 @@ fn apply(db: &Database, batch: &[Op]) -> Result<Vec<u64>, BusError> {
                         finish(queue, *seq, &mut refs, &mut events, &mut ids)?;
                     }
                     results.push(id);
+                }
+                Op::Undead(ids) => {
+                    let mut removed = 0;
+                    for id in ids {
+                        removed += u64::from(dead.remove(*id).map_err(store)?.is_some());
+                    }
+                    results.push(removed);
                 }
             }
         }

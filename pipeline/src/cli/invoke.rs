@@ -29,7 +29,8 @@ pub async fn run(args: InvokeArgs) -> anyhow::Result<()> {
     let body = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
     let url = format!(
-        "{}/v1/functions/{}/invoke",
+        // The envelope, whatever the function's own answer: its artifacts are written out.
+        "{}/v1/functions/{}/invoke?return=all",
         args.server.trim_end_matches('/'),
         args.function
     );

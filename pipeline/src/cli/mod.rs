@@ -1,7 +1,9 @@
 //! The `weir` command line. anyhow lives here, at the binary's edge, and nowhere else.
 
+mod api;
 mod bench;
 mod check;
+mod dead_letters;
 mod devices;
 mod invoke;
 mod reprocess;
@@ -35,6 +37,8 @@ enum Cmd {
     Invoke(invoke::InvokeArgs),
     /// Run a function over a bucket's objects through a running server (a job), and follow it.
     Reprocess(reprocess::ReprocessArgs),
+    /// What a running server gave up on: list, show, retry or purge its dead letters.
+    DeadLetters(dead_letters::DeadLettersArgs),
     /// Show the devices Weir can place work on, or why there is no GPU.
     Devices(devices::DevicesArgs),
     /// Load a config as `serve` would, start nothing, and print what it would run (JSON).
@@ -86,6 +90,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Serve(args) => serve(args).await,
         Cmd::Invoke(args) => invoke::run(args).await,
         Cmd::Reprocess(args) => reprocess::run(args).await,
+        Cmd::DeadLetters(args) => dead_letters::run(args).await,
         Cmd::Check(args) => check::run(&args),
         Cmd::Bench(args) => bench::run(*args).await,
         Cmd::Devices(args) => {

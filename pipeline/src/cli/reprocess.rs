@@ -6,8 +6,9 @@ use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use serde_json::Value;
+use reqwest::Method;
 
+use super::api::{Api, Refused, ServerArgs};
 use crate::jobs::{Job, JobSpec, JobState};
 
 #[derive(Debug, clap::Args)]
@@ -33,12 +34,8 @@ pub struct ReprocessArgs {
     /// Say what would run, and run nothing.
     #[arg(long)]
     dry_run: bool,
-    /// The server's base URL.
-    #[arg(long, env = "WEIR_URL", default_value = "http://127.0.0.1:8080")]
-    server: String,
-    /// Bearer token, when the server has one.
-    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 /// How long the server may not answer while a job is followed (a restart) before giving up.
@@ -54,22 +51,14 @@ pub async fn run(args: ReprocessArgs) -> anyhow::Result<()> {
         force: args.force,
         dry_run: args.dry_run,
     };
-    let base = args.server.trim_end_matches('/').to_string();
-    let client = Client {
-        http: reqwest::Client::new(),
-        token: args.token.clone(),
-    };
-    let submit = client
-        .http
-        .post(format!("{base}/v1/jobs"))
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(serde_json::to_vec(&spec)?);
-    let job: Job = client.send(submit).await?;
+    let api = Api::new(&args.server);
+    let spec = serde_json::to_value(&spec)?;
+    let job: Job = api.call(Method::POST, "/v1/jobs", Some(&spec)).await?;
     eprintln!(
         "job {} started: {} on {}",
         job.id, job.spec.function, job.spec.bucket
     );
-    let job = follow(&client, &format!("{base}/v1/jobs/{}", job.id)).await?;
+    let job = follow(&api, &format!("/v1/jobs/{}", job.id)).await?;
     summary(&job);
     match job.state {
         JobState::Done if job.counts.failed == 0 => Ok(()),
@@ -83,39 +72,9 @@ pub async fn run(args: ReprocessArgs) -> anyhow::Result<()> {
     }
 }
 
-struct Client {
-    http: reqwest::Client,
-    token: Option<String>,
-}
-
-impl Client {
-    async fn send<T: serde::de::DeserializeOwned>(
-        &self,
-        req: reqwest::RequestBuilder,
-    ) -> anyhow::Result<T> {
-        let req = match &self.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        };
-        let res = req
-            .timeout(Duration::from_secs(30))
-            .send()
-            .await
-            .context("cannot reach the server")?;
-        let status = res.status();
-        let text = res.text().await.context("the reply could not be read")?;
-        if !status.is_success() {
-            let reply: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
-            let reason = reply["error"].as_str().unwrap_or("no reason given");
-            bail!("the server answered {status}: {reason}");
-        }
-        serde_json::from_str(&text).context("the server's answer is not a job")
-    }
-}
-
 /// Poll the job until it ends, showing progress; a server that stops answering (restarting)
 /// is waited for.
-async fn follow(client: &Client, url: &str) -> anyhow::Result<Job> {
+async fn follow(api: &Api, path: &str) -> anyhow::Result<Job> {
     let bar = std::io::stderr()
         .is_terminal()
         .then(|| indicatif::ProgressBar::new(0));
@@ -129,13 +88,16 @@ async fn follow(client: &Client, url: &str) -> anyhow::Result<Job> {
     }
     let (started, mut last_line, mut unreachable_since) = (Instant::now(), None, None);
     loop {
-        let job: Job = match client.send(client.http.get(url)).await {
+        let job: Job = match api.call(Method::GET, path, None).await {
             Ok(job) => {
                 unreachable_since = None;
                 job
             }
-            // No answer (the server restarting): wait for it.
-            Err(e) if e.chain().any(|c| c.is::<reqwest::Error>()) => {
+            // No answer, or a gateway's 502-504 (the server restarting): wait for it.
+            Err(e)
+                if e.chain().any(|c| c.is::<reqwest::Error>())
+                    || e.downcast_ref::<Refused>().is_some_and(Refused::passing) =>
+            {
                 let since = *unreachable_since.get_or_insert_with(|| {
                     eprintln!("the server does not answer; waiting for it ({e:#})");
                     Instant::now()

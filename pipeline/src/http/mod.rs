@@ -62,7 +62,16 @@ pub fn router(state: Shared, extra_routes: &[(String, String)]) -> Router {
             "/v1/events/s3",
             post(crate::triggers::webhook::s3_webhook).head(|| async { StatusCode::OK }),
         )
-        .route("/v1/dead-letters", get(dead_letters::dead_letters))
+        .route(
+            "/v1/dead-letters",
+            get(dead_letters::list).delete(dead_letters::purge),
+        )
+        .route("/v1/dead-letters/retry", post(dead_letters::retry_all))
+        .route(
+            "/v1/dead-letters/{id}",
+            get(dead_letters::show).delete(dead_letters::remove_one),
+        )
+        .route("/v1/dead-letters/{id}/retry", post(dead_letters::retry_one))
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::show).delete(jobs::cancel))
         .merge(v2::repository_routes());
@@ -111,9 +120,14 @@ async fn list_functions(State(st): State<Shared>) -> Json<serde_json::Value> {
         if let Some(pool) = st.pools.get(&name) {
             let s = pool.stats();
             f["stats"] = json!({ "in_flight": s.in_flight, "peak_in_flight": s.peak_in_flight, "capacity": s.capacity });
-            // Users' code keeps processes of its own: warm when any runs, cold when none.
+            // Worker processes, a loaded model: warm while working, idle while up and waiting,
+            // cold when none is up (the next call starts one).
             if let Some(i) = pool.instances() {
-                let state = if i.all > 0 { "warm" } else { "cold" };
+                let state = match (i.all, s.in_flight) {
+                    (0, _) => "cold",
+                    (_, 0) => "idle",
+                    _ => "warm",
+                };
                 f["instances"] = json!({ "state": state, "idle": i.idle, "all": i.all });
             }
         }

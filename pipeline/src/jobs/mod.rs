@@ -34,6 +34,8 @@ pub enum JobError {
     Invalid(String),
     #[error("function {function} already has a running job, {job}; cancel it or wait for it")]
     Busy { function: String, job: String },
+    #[error("job {0} has already ended ({1})")]
+    Ended(String, String),
     #[error("the job store failed: {0}")]
     Store(String),
     #[error("the object store: {0}")]
@@ -48,7 +50,7 @@ impl JobError {
                 (404, "not_found")
             }
             JobError::Invalid(_) => (400, "bad_request"),
-            JobError::Busy { .. } => (409, "conflict"),
+            JobError::Busy { .. } | JobError::Ended(..) => (409, "conflict"),
             JobError::Store(_) => (500, "internal"),
             JobError::Objects(_) => (503, "unavailable"),
         }
@@ -132,6 +134,10 @@ impl Outcome {
         }
     }
 }
+
+/// The slowest and fastest `rate` a job takes (objects per second).
+const MIN_RATE: f64 = 0.001;
+const MAX_RATE: f64 = 1e6;
 
 /// Failure reasons kept per job; the rest are counted under `OTHER`.
 const MAX_REASONS: usize = 16;
@@ -256,10 +262,26 @@ impl Jobs {
     /// Go on with every job that was running when the server stopped.
     pub async fn resume(self: &Arc<Self>) -> Result<(), JobError> {
         for job in self.store.list().await? {
-            if job.state == JobState::Running {
-                tracing::info!(job = %job.id, function = %job.spec.function, "resuming a reprocess job");
-                tokio::spawn(runner::run(self.clone(), job.id));
+            if job.state != JobState::Running {
+                continue;
             }
+            if !self.runs(&job.spec.function) {
+                // The config changed under it: say so rather than wait forever.
+                let why = format!(
+                    "function {} has no output in the config the server restarted with",
+                    job.spec.function
+                );
+                tracing::warn!(job = %job.id, "{why}; the job fails");
+                self.store
+                    .update(&job.id, move |j| {
+                        j.error = Some(why);
+                        j.end(JobState::Failed);
+                    })
+                    .await?;
+                continue;
+            }
+            tracing::info!(job = %job.id, function = %job.spec.function, "resuming a reprocess job");
+            tokio::spawn(runner::run(self.clone(), job.id));
         }
         Ok(())
     }
@@ -281,26 +303,21 @@ impl Jobs {
                 _ => JobError::Objects(e.to_string()),
             });
         }
-        let jobs = self.store.list().await?;
-        if !spec.dry_run
-            && let Some(busy) = jobs.iter().find(|j| {
-                j.state == JobState::Running && j.spec.function == spec.function && !j.spec.dry_run
-            })
-        {
-            return Err(JobError::Busy {
-                function: spec.function.clone(),
-                job: busy.id.clone(),
-            });
-        }
         let created = crate::events::now();
-        // Sortable by creation, unique enough across nodes sharing a bus.
+        // Sortable by creation; the function, the process and a counter keep two jobs made in
+        // one millisecond (here or on another node) apart.
+        static MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let unique = crate::events::stable_id(&[
+            &created,
+            &spec.function,
+            &std::process::id().to_string(),
+            &n.to_string(),
+        ]);
         let id = format!(
             "j{}{}",
-            humantime::format_rfc3339_millis(std::time::SystemTime::now())
-                .to_string()
-                .replace(['-', ':', '.', 'T', 'Z'], ""),
-            &crate::events::stable_id(&[&created, &std::process::id().to_string(), &spec.bucket])
-                [..6]
+            created.replace(['-', ':', '.', 'T', 'Z'], ""),
+            &unique[..8]
         );
         let job = Job {
             id,
@@ -321,6 +338,12 @@ impl Jobs {
         Ok(job)
     }
 
+    /// Whether `function` can be reprocessed here (it has an output): its jobs' lane has a
+    /// consumer.
+    pub fn runs(&self, function: &str) -> bool {
+        self.targets.contains_key(function)
+    }
+
     pub async fn list(&self) -> Result<Vec<Job>, JobError> {
         let mut all = self.store.list().await?;
         all.reverse();
@@ -333,6 +356,12 @@ impl Jobs {
 
     /// Stop a running job: nothing more is queued, and what is queued is dropped unrun.
     pub async fn cancel(&self, id: &str) -> Result<Job, JobError> {
+        let job = self.store.get(id).await?;
+        if job.state != JobState::Running {
+            let state = serde_json::to_value(job.state).unwrap_or_default();
+            let state = state.as_str().unwrap_or_default().to_string();
+            return Err(JobError::Ended(id.to_string(), state));
+        }
         let job = self
             .store
             .update(id, |j| j.end(JobState::Cancelled))
@@ -342,23 +371,21 @@ impl Jobs {
     }
 
     /// Whether the dispatcher runs a job's pair: not when its object is finished already or its
-    /// job is not running (it is then marked cancelled). Any other event runs.
+    /// job was cancelled (it is then marked so). Any other event runs.
     pub async fn gate(&self, event: &Event) -> Gate {
         let Some(id) = job_of(event) else {
             return Gate::Run;
         };
         let key = event.object.key.clone();
         match self.store.get(id).await {
-            Ok(job) if job.state == JobState::Running => {
-                match self.store.marked(id, vec![key]).await {
-                    Ok(m) if m.first() == Some(&true) => Gate::Drop,
-                    _ => Gate::Run,
-                }
-            }
-            Ok(_) => {
+            Ok(job) if job.state == JobState::Cancelled => {
                 self.finished(event, Outcome::Cancelled).await;
                 Gate::Drop
             }
+            Ok(_) => match self.store.marked(id, vec![key]).await {
+                Ok(m) if m.first() == Some(&true) => Gate::Drop,
+                _ => Gate::Run,
+            },
             // Another node's job (they share the bus, not the job store), or the store failed:
             // run it, as a live event would be.
             Err(_) => Gate::Run,
@@ -390,10 +417,10 @@ impl Jobs {
 /// A spec's own mistakes, each named.
 fn check_spec(spec: &JobSpec) -> Result<(), JobError> {
     if let Some(rate) = spec.rate
-        && !(rate > 0.0 && rate.is_finite())
+        && !(MIN_RATE..=MAX_RATE).contains(&rate)
     {
         return Err(JobError::Invalid(format!(
-            "rate must be a number of objects per second above 0, got {rate}"
+            "rate must be above 0 objects per second ({MIN_RATE} to {MAX_RATE}), got {rate}"
         )));
     }
     if let Some(since) = &spec.since {
@@ -453,6 +480,10 @@ mod tests {
         assert!(check_spec(&spec(Some(0.0))).is_err());
         assert!(check_spec(&spec(Some(-1.0))).is_err());
         assert!(check_spec(&spec(Some(f64::NAN))).is_err());
+        assert!(
+            check_spec(&spec(Some(1e-300))).is_err(),
+            "a pace beyond any duration"
+        );
         assert!(check_spec(&spec(Some(2.5))).is_ok());
         assert!(check_spec(&spec(None)).is_ok());
     }

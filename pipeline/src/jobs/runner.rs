@@ -1,7 +1,7 @@
 //! One job's run: count the objects, then list page by page from the cursor, mark what is up to
-//! date, queue the rest on the function's job lane (paced by `rate`, never more than `WINDOW`
-//! waiting on the bus), save the cursor after each page, and end once every object listed is
-//! finished.
+//! date, queue the rest on the function's job lane (paced by `rate`, a page at a time while
+//! fewer than `WINDOW` wait on the bus), save the cursor after each page, and end once the
+//! whole prefix is listed and none of the job's pairs is left on the bus.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +15,12 @@ use crate::bus::job_lane;
 use crate::events::{Event, ObjectRef};
 use crate::store::{ObjectInfo, PageRequest, StoreErrorKind};
 
-/// Pairs a job keeps waiting on the bus at most: enough to keep every worker busy, few enough
-/// that a cancel or a spec change is not behind a whole bucket.
-const WINDOW: u64 = 1000;
+/// A page is queued only while fewer than this many of the job's pairs wait on the bus, so at
+/// most `WINDOW + PAGE` do: enough to keep every worker busy, few enough that a cancel is not
+/// behind a whole bucket.
+const WINDOW: u64 = 500;
+/// Objects listed per page while queueing (the count at the start lists 1,000 a page).
+const PAGE: usize = 500;
 /// Sources checked for up-to-date outputs at once.
 const CHECKS_AT_ONCE: usize = 16;
 
@@ -64,7 +67,10 @@ async fn drive(jobs: &Arc<Jobs>, id: &str) -> Result<(), Stop> {
     }
     let mut pace = Pace::new(job.spec.rate);
     while !job.listed_all {
-        let page = list(jobs, &job, job.cursor.clone()).await?;
+        if job.state != JobState::Running {
+            return Err(Stop::Interrupted);
+        }
+        let page = list(jobs, &job, job.cursor.clone(), PAGE).await?;
         let last = page.objects.last().map(|o| o.key.clone());
         let objects = matching(&job, page.objects);
         let sample = feed(jobs, &job, &objects, &mut pace).await?;
@@ -82,13 +88,14 @@ async fn drive(jobs: &Arc<Jobs>, id: &str) -> Result<(), Stop> {
             .await?;
         room_on_the_bus(jobs, &job).await?;
     }
-    // Everything is queued or marked: wait for the rest to finish.
+    // Everything is queued or marked: the job ends when none of its pairs is left on the bus
+    // (marks are written before acks, so by then every object here is counted; pairs other
+    // nodes finished are counted there).
+    let lane = job_lane(&job.spec.function);
     loop {
         let waiting = jobs.marked.notified();
         job = running(jobs, id).await?;
-        // Objects made or removed since the count make `total` a guess; an empty lane ends it.
-        let total = job.counts.total.unwrap_or(0);
-        if job.counts.finished() >= total || lane_empty_twice(jobs, &job).await? {
+        if jobs.bus.pending(&lane).await.ok() == Some(0) {
             jobs.store.update(id, |j| j.end(JobState::Done)).await?;
             tracing::info!(job = %id, counts = ?job.counts, "reprocess job done");
             return Ok(());
@@ -113,7 +120,7 @@ async fn running(jobs: &Jobs, id: &str) -> Result<Job, Stop> {
 async fn count(jobs: &Jobs, job: &Job) -> Result<u64, Stop> {
     let (mut total, mut after) = (0, None);
     loop {
-        let page = list(jobs, job, after).await?;
+        let page = list(jobs, job, after, 1000).await?;
         after = page.objects.last().map(|o| o.key.clone());
         total += matching(job, page.objects).len() as u64;
         if page.next.is_none() {
@@ -124,11 +131,16 @@ async fn count(jobs: &Jobs, job: &Job) -> Result<u64, Stop> {
 
 /// One page after `after`; a transient failure is retried (1 s, doubling to 30 s), a bucket
 /// that went away fails the job.
-async fn list(jobs: &Jobs, job: &Job, after: Option<String>) -> Result<crate::store::Page, Stop> {
+async fn list(
+    jobs: &Jobs,
+    job: &Job,
+    after: Option<String>,
+    max: usize,
+) -> Result<crate::store::Page, Stop> {
     let request = PageRequest {
         prefix: job.spec.prefix.clone(),
         start_after: after,
-        max: 1000,
+        max,
     };
     let mut pause = Duration::from_secs(1);
     loop {
@@ -186,13 +198,21 @@ async fn feed(
         .iter()
         .map(|o| Box::pin(is_fresh(jobs, job, o)) as Check<'_>)
         .collect();
-    let fresh: Vec<bool> = futures::stream::iter(checks)
+    let checked: Vec<_> = futures::stream::iter(checks)
         .buffered(CHECKS_AT_ONCE)
-        .collect::<Vec<_>>()
-        .await
+        .collect()
+        .await;
+    // An output that cannot be looked at now does not stop the job: its source runs again.
+    let fresh: Vec<bool> = checked
         .into_iter()
-        .collect::<Result<_, _>>()
-        .map_err(|e| Stop::Failed(JobError::Objects(e.to_string())))?;
+        .zip(&todo)
+        .map(|(r, o)| {
+            r.unwrap_or_else(|e| {
+                tracing::warn!(job = %job.id, key = %o.key, error = %e, "cannot tell whether the outputs are up to date; running it");
+                false
+            })
+        })
+        .collect();
     let mut sample = Vec::new();
     let (mut marks, mut runs) = (Vec::new(), Vec::new());
     for (o, fresh) in todo.into_iter().zip(fresh) {
@@ -286,21 +306,6 @@ async fn room_on_the_bus(jobs: &Jobs, job: &Job) -> Result<(), Stop> {
     }
 }
 
-/// Whether the job's lane is empty on two looks a second apart: the end of a job whose pairs
-/// other nodes finished (their marks are not here).
-async fn lane_empty_twice(jobs: &Jobs, job: &Job) -> Result<bool, Stop> {
-    let lane = job_lane(&job.spec.function);
-    for look in 0..2 {
-        if jobs.bus.pending(&lane).await.unwrap_or(1) > 0 {
-            return Ok(false);
-        }
-        if look == 0 {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-    Ok(true)
-}
-
 /// At most `rate` objects per second, evenly spaced.
 struct Pace {
     every: Option<Duration>,
@@ -310,7 +315,8 @@ struct Pace {
 impl Pace {
     fn new(rate: Option<f64>) -> Pace {
         Pace {
-            every: rate.map(|r| Duration::from_secs_f64(1.0 / r)),
+            // The rate is checked (`check_spec`), so the spacing fits a duration.
+            every: rate.and_then(|r| Duration::try_from_secs_f64(1.0 / r).ok()),
             next: Instant::now(),
         }
     }

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Job, JobError, Outcome};
+use super::{Job, JobError, JobState, Outcome};
 
 /// id → job (JSON).
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
@@ -150,6 +150,31 @@ fn write_loop(db: &Database, rx: mpsc::Receiver<(Op, Reply)>) {
     crate::group_commit::run(rx, |ops| apply(db, ops));
 }
 
+/// Why `job` may not be made: its id is taken, or (not a dry run) its function already has a
+/// running job. Checked in the writing transaction, so two at once cannot both pass.
+fn busy(jobs: &redb::Table<&str, &[u8]>, job: &Job) -> Result<(), JobError> {
+    if jobs.get(job.id.as_str()).map_err(failed)?.is_some() {
+        return Err(JobError::Store(format!("job id {} is taken", job.id)));
+    }
+    if job.spec.dry_run {
+        return Ok(());
+    }
+    for row in jobs.iter().map_err(failed)? {
+        let (_, json) = row.map_err(failed)?;
+        let other: Job = serde_json::from_slice(json.value()).map_err(failed)?;
+        if other.state == JobState::Running
+            && !other.spec.dry_run
+            && other.spec.function == job.spec.function
+        {
+            return Err(JobError::Busy {
+                function: job.spec.function.clone(),
+                job: other.id,
+            });
+        }
+    }
+    Ok(())
+}
+
 /// One transaction for the batch; each op's own failure (no such job) is its answer alone.
 fn apply(db: &Database, ops: Vec<Op>) -> Result<Vec<Result<Job, JobError>>, JobError> {
     let txn = db.begin_write().map_err(failed)?;
@@ -170,7 +195,10 @@ fn apply(db: &Database, ops: Vec<Op>) -> Result<Vec<Result<Job, JobError>>, JobE
         };
         for op in ops {
             let result = match op {
-                Op::Create(job) => write(&mut jobs, &job).map(|()| *job),
+                Op::Create(job) => busy(&jobs, &job).and_then(|()| {
+                    write(&mut jobs, &job)?;
+                    Ok(*job)
+                }),
                 Op::Update(id, change) => read(&jobs, &id).and_then(|mut job| {
                     change(&mut job);
                     write(&mut jobs, &job).map(|()| job)

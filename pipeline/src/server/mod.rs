@@ -13,6 +13,7 @@ use crate::config::{Config, StoreSection};
 use crate::http;
 use crate::store::{LocalStore, ObjectStore};
 
+mod idle;
 mod steps;
 
 /// Settings after precedence is applied (flag, environment, config file, default).
@@ -142,6 +143,7 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         spool_dir,
     };
     let http = steps::serve_http(settings, config, pools, &cpu, wired, &stopped).await?;
+    idle::spawn(config, stopped.clone());
     let mut front = vec![http.1];
     front.extend(subscriptions);
     let s3_addr = match &local {

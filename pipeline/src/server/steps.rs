@@ -74,6 +74,10 @@ impl Pools {
         }
         let prometheus = crate::telemetry::prometheus();
         metrics::gauge!(crate::metric_names::DECODE_MEMORY_BUDGET).set(budget as f64);
+        // The models loaded with the config, before the recorder was there to hear of it.
+        if let Some(repo) = &config.models {
+            repo.publish_memory();
+        }
         let upkeep = prometheus.clone();
         tokio::spawn(async move {
             use crate::metric_names as m;

@@ -95,6 +95,18 @@ impl Inner {
         Ok(())
     }
 
+    /// The dead-letter stream, and its name for errors.
+    async fn dead_stream(&self) -> Result<(String, jetstream::stream::Stream), BusError> {
+        self.check_open()?;
+        let name = format!("{}-dead", self.settings.stream);
+        let stream = self
+            .js
+            .get_stream(&name)
+            .await
+            .map_err(|e| failed(&name, e))?;
+        Ok((name, stream))
+    }
+
     fn subject(&self, function: &str) -> String {
         format!("{}.fn.{function}", self.settings.stream)
     }
@@ -331,14 +343,7 @@ impl Bus for JetStreamBus {
         limit: usize,
         before: Option<u64>,
     ) -> Result<Vec<DeadLetter>, BusError> {
-        self.0.check_open()?;
-        let name = format!("{}-dead", self.0.settings.stream);
-        let mut dead = self
-            .0
-            .js
-            .get_stream(&name)
-            .await
-            .map_err(|e| failed(&name, e))?;
+        let (name, mut dead) = self.0.dead_stream().await?;
         let state = dead
             .info()
             .await
@@ -356,6 +361,30 @@ impl Bus for JetStreamBus {
             seq -= 1;
         }
         Ok(out)
+    }
+
+    async fn dead_letter_by_id(&self, id: u64) -> Result<Option<DeadLetter>, BusError> {
+        let (name, dead) = self.0.dead_stream().await?;
+        use async_nats::jetstream::stream::RawMessageErrorKind;
+        match dead.get_raw_message(id).await {
+            Ok(m) => serde_json::from_slice::<DeadLetter>(&m.payload)
+                .map(|letter| Some(DeadLetter { id, ..letter }))
+                .map_err(|e| failed("a dead letter", e)),
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(failed(&name, e)),
+        }
+    }
+
+    async fn remove_dead_letters(&self, ids: &[u64]) -> Result<u64, BusError> {
+        let (_, dead) = self.0.dead_stream().await?;
+        let mut removed = 0;
+        for id in ids {
+            // A message already gone is an error from the server; it was not there to remove.
+            if dead.delete_message(*id).await.is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
     }
 
     async fn depth(&self) -> Result<u64, BusError> {
