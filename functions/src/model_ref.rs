@@ -30,7 +30,8 @@ pub struct ModelRef {
     function: String,
     model: String,
     version: Option<String>,
-    /// `workers.min` above zero: provisioned, never unloaded for idling.
+    /// `workers.min` above zero: provisioned; the repository never unloads the model for
+    /// idling, whoever else uses it.
     keep_warm: bool,
 }
 
@@ -42,6 +43,9 @@ impl ModelRef {
         version: Option<&str>,
         keep_warm: bool,
     ) -> ModelRef {
+        if keep_warm {
+            repo.keep_warm(model);
+        }
         ModelRef {
             repo,
             function: function.to_string(),
@@ -53,11 +57,10 @@ impl ModelRef {
 
     /// The model, loaded again first when it was unloaded (timed as a cold start).
     pub fn get(&self) -> Result<Arc<LoadedModel>, FnError> {
-        let cold = self.repo.is_evicted(&self.model);
         let started = Instant::now();
-        let model = self
+        let (model, cold) = self
             .repo
-            .get(&self.model, self.version.as_deref())
+            .get_loading(&self.model, self.version.as_deref())
             .map_err(crate::infer::repo_error)?;
         if cold {
             let took = started.elapsed();

@@ -1,6 +1,7 @@
 //! The model repository in Triton's layout: `<repo>/<model>/config.yaml` and
 //! `<repo>/<model>/<version>/model.onnx`. Every model is loaded once per version and kept warm,
-//! shared by all callers. A model that cannot load is reported with its reason and the others
+//! shared by all callers, until a function scaled to zero lets it go (`unload_idle`; the next
+//! `get` loads it again). A model that cannot load is reported with its reason and the others
 //! still serve; a failed reload keeps the versions that were serving.
 
 use std::collections::{BTreeMap, HashMap};
@@ -75,6 +76,10 @@ pub struct Repository {
     /// in memory the allocator kept and seem to take nothing).
     footprints: Mutex<HashMap<(String, u64), Footprint>>,
     models: RwLock<BTreeMap<String, Entry>>,
+    /// Models some function keeps warm (`workers.min` above zero): never unloaded for idling.
+    kept_warm: Mutex<std::collections::HashSet<String>>,
+    /// Held while an unloaded model is loaded again on demand: one load for a burst.
+    reloads: Mutex<()>,
 }
 
 impl Repository {
@@ -102,6 +107,8 @@ impl Repository {
             budget,
             footprints: Mutex::new(HashMap::new()),
             models: RwLock::new(BTreeMap::new()),
+            kept_warm: Mutex::default(),
+            reloads: Mutex::default(),
         };
         for name in repo.names()? {
             if let Err(e) = repo.load(&name) {
@@ -335,12 +342,40 @@ impl Repository {
     /// The version asked for, or the highest ready one. A model the budget unloaded is loaded
     /// again first (this blocks for the load).
     pub fn get(&self, name: &str, version: Option<&str>) -> Result<Arc<LoadedModel>, RepoError> {
-        if self.is_evicted(name) {
-            self.load(name)?;
+        self.get_loading(name, version).map(|(m, _)| m)
+    }
+
+    /// `get`, and whether this call loaded the model again (a cold start). Callers that find
+    /// it unloaded load it one at a time, each looking again first, so a burst after idling
+    /// loads it once; one that finds it unloaded between its look and its read (the idle
+    /// sweep) loads it rather than failing.
+    pub fn get_loading(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<(Arc<LoadedModel>, bool), RepoError> {
+        let mut loaded = false;
+        for _ in 0..3 {
+            if self.is_evicted(name) {
+                let _one = self.reloads.lock().unwrap_or_else(|p| p.into_inner());
+                if self.is_evicted(name) {
+                    self.load(name)?;
+                    loaded = true;
+                }
+            }
+            match self.find(name, version) {
+                Ok(found) => {
+                    found.last_used.store(now_ms(), Ordering::Relaxed);
+                    return Ok((found, loaded));
+                }
+                Err(RepoError::NotReady { .. }) if self.is_evicted(name) => continue,
+                Err(e) => return Err(e),
+            }
         }
-        let found = self.find(name, version)?;
-        found.last_used.store(now_ms(), Ordering::Relaxed);
-        Ok(found)
+        Err(RepoError::NotReady {
+            name: name.to_string(),
+            reason: "unloaded again as soon as it was loaded (the memory budget)".into(),
+        })
     }
 
     /// Whether the budget unloaded `name` (the next `get` loads it again, which takes a while).
@@ -358,6 +393,14 @@ impl Repository {
         })
     }
 
+    /// Keep `name` loaded however long it idles: a function keeps it warm (`workers.min`).
+    pub fn keep_warm(&self, name: &str) {
+        self.kept_warm
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string());
+    }
+
     /// Whether any version of `name` is loaded and ready.
     pub fn is_loaded(&self, name: &str) -> bool {
         let models = self.models.read().unwrap_or_else(|p| p.into_inner());
@@ -369,6 +412,14 @@ impl Repository {
     /// Unload `name` when every loaded version has gone unused for `idle_for` and none is in
     /// use (a function scaled to zero); the next `get` loads it again. Whether it was unloaded.
     pub fn unload_idle(&self, name: &str, idle_for: std::time::Duration) -> bool {
+        if self
+            .kept_warm
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(name)
+        {
+            return false;
+        }
         let mut models = self.models.write().unwrap_or_else(|p| p.into_inner());
         let Some(entry) = models.get_mut(name) else {
             return false;

@@ -325,3 +325,36 @@ fn a_failed_reload_keeps_the_old_version_and_unload_stops_serving() {
     repo.load("simple").unwrap();
     assert!(repo.get("simple", None).is_ok());
 }
+
+/// Scale to zero: a model unused for the idle time and held by nobody is unloaded, reported as
+/// such, and loaded again by the next `get`; one held by a caller, or kept warm, is not.
+#[test]
+fn an_idle_model_is_unloaded_unless_held_or_kept_warm() {
+    let dir = scratch("idle", &["simple", "identity_fp32"]);
+    let repo = open(&dir);
+    let idle = std::time::Duration::from_millis(20);
+    let held = repo.get("simple", None).unwrap();
+    std::thread::sleep(idle * 2);
+    assert!(!repo.unload_idle("simple", idle), "a caller holds it");
+    drop(held);
+    assert!(!repo.unload_idle("simple", std::time::Duration::from_secs(60)));
+    assert!(repo.unload_idle("simple", idle));
+    assert!(!repo.is_loaded("simple") && repo.is_evicted("simple"));
+    let row = repo
+        .index()
+        .into_iter()
+        .find(|r| r.name == "simple")
+        .unwrap();
+    assert!(row.reason.contains("idling"), "{}", row.reason);
+    assert!(
+        repo.is_servable("simple", None),
+        "still servable: the next call loads it"
+    );
+    assert_eq!(repo.get("simple", None).unwrap().name, "simple");
+    assert!(repo.is_loaded("simple"));
+    repo.keep_warm("identity_fp32");
+    std::thread::sleep(idle * 2);
+    assert!(!repo.unload_idle("identity_fp32", idle), "kept warm");
+    assert!(!repo.unload_idle("missing", idle));
+    let _ = std::fs::remove_dir_all(dir);
+}

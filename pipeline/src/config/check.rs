@@ -330,6 +330,12 @@ fn check_resources(path: &Path, r: &Resources, at: &str) -> Result<(), ConfigErr
             ),
         );
     }
+    if r.workers.idle_after.is_zero() {
+        return f(
+            "workers.idle_after",
+            "expected a time above zero (with min 0, what is idle that long is let go)".into(),
+        );
+    }
     if r.batch.max_size == 0 || r.batch.max_size > 1024 {
         return f(
             "batch.max_size",

@@ -302,6 +302,12 @@ fn broken_configs_name_the_field() {
             "functions[0].resources.workers.max",
         ),
         (
+            "no idle time",
+            "idle_after: 90s",
+            "idle_after: 0s",
+            "functions[0].resources.workers.idle_after",
+        ),
+        (
             "unknown device",
             "device: auto",
             "device: tpu",

@@ -122,11 +122,17 @@ pub async fn show(State(st): State<Shared>, Path(id): Path<String>) -> Response 
     }
 }
 
-/// The queue a retried letter of `function` goes to: the function's own when triggers feed it,
-/// else its jobs' lane (a reprocess job's pair); none when this server does not run it.
-fn queue_for(st: &Shared, function: &str) -> Option<String> {
-    let ev = st.events.as_ref()?;
-    if ev.routes.iter().any(|(f, _)| f == function) {
+/// The queue a retried letter goes to: a reprocess job's pair, or a function no storage
+/// trigger feeds, to the function's jobs' lane (behind live work); others to the function's own
+/// queue; none when this server does not run the function.
+fn queue_for(st: &Shared, letter: &DeadLetter) -> Option<String> {
+    let (ev, function) = (st.events.as_ref()?, letter.function.as_str());
+    let from_job = letter
+        .event
+        .as_ref()
+        .is_some_and(|e| e.source == crate::jobs::SOURCE);
+    let live = ev.routes.iter().any(|(f, _)| f == function);
+    if live && !from_job {
         return Some(function.to_string());
     }
     let jobs = st.jobs.as_ref()?;
@@ -134,9 +140,10 @@ fn queue_for(st: &Shared, function: &str) -> Option<String> {
 }
 
 /// Send one letter's event again and remove the letter; `Ok(false)` when no consumer here runs
-/// its function (the letter stays).
+/// its function (the letter stays). Published first: a failure between the two leaves the
+/// letter to be retried again, never an event lost.
 async fn retry(st: &Shared, letter: &DeadLetter) -> Result<bool, BusError> {
-    let (Some(ev), Some(queue)) = (&st.events, queue_for(st, &letter.function)) else {
+    let (Some(ev), Some(queue)) = (&st.events, queue_for(st, letter)) else {
         return Ok(false);
     };
     ev.bus.publish(letter.retried(), vec![queue]).await?;

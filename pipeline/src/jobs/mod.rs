@@ -356,16 +356,16 @@ impl Jobs {
 
     /// Stop a running job: nothing more is queued, and what is queued is dropped unrun.
     pub async fn cancel(&self, id: &str) -> Result<Job, JobError> {
-        let job = self.store.get(id).await?;
-        if job.state != JobState::Running {
-            let state = serde_json::to_value(job.state).unwrap_or_default();
-            let state = state.as_str().unwrap_or_default().to_string();
-            return Err(JobError::Ended(id.to_string(), state));
-        }
+        // Decided in the writing transaction: a job that ended meanwhile stays as it ended.
         let job = self
             .store
             .update(id, |j| j.end(JobState::Cancelled))
             .await?;
+        if job.state != JobState::Cancelled {
+            let state = serde_json::to_value(job.state).unwrap_or_default();
+            let state = state.as_str().unwrap_or_default().to_string();
+            return Err(JobError::Ended(id.to_string(), state));
+        }
         self.marked.notify_waiters();
         Ok(job)
     }

@@ -142,8 +142,8 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         store: &store,
         spool_dir,
     };
+    idle::spawn(config, &pools.by_name, stopped.clone());
     let http = steps::serve_http(settings, config, pools, &cpu, wired, &stopped).await?;
-    idle::spawn(config, stopped.clone());
     let mut front = vec![http.1];
     front.extend(subscriptions);
     let s3_addr = match &local {

@@ -366,6 +366,9 @@ impl Bus for JetStreamBus {
     async fn dead_letter_by_id(&self, id: u64) -> Result<Option<DeadLetter>, BusError> {
         let (name, dead) = self.0.dead_stream().await?;
         use async_nats::jetstream::stream::RawMessageErrorKind;
+        if id == 0 {
+            return Ok(None);
+        }
         match dead.get_raw_message(id).await {
             Ok(m) => serde_json::from_slice::<DeadLetter>(&m.payload)
                 .map(|letter| Some(DeadLetter { id, ..letter }))
@@ -377,11 +380,20 @@ impl Bus for JetStreamBus {
 
     async fn remove_dead_letters(&self, ids: &[u64]) -> Result<u64, BusError> {
         let (_, dead) = self.0.dead_stream().await?;
+        use async_nats::jetstream::stream::RawMessageErrorKind;
         let mut removed = 0;
-        for id in ids {
-            // A message already gone is an error from the server; it was not there to remove.
-            if dead.delete_message(*id).await.is_ok() {
-                removed += 1;
+        for id in ids.iter().copied().filter(|id| *id > 0) {
+            // Looked up first: deleting one that is not there fails with codes that also mean
+            // a real failure (10057 past the end of the stream, on 2.9).
+            match dead.get_raw_message(id).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => continue,
+                Err(e) => return Err(failed("looking up a dead letter", e)),
+            }
+            match dead.delete_message(id).await {
+                Ok(true) => removed += 1,
+                Ok(false) => {}
+                Err(e) => return Err(failed("removing a dead letter", e)),
             }
         }
         Ok(removed)
