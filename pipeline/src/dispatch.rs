@@ -283,8 +283,11 @@ async fn start_batch(
         // A job's pair whose object is finished, or whose job was cancelled, is let go
         // without a pool place.
         if c.jobs.gate(&d.event).await == Gate::Drop {
-            if let Err(e) = c.bus.ack(&d).await {
-                tracing::error!(function = %c.function, key = %d.event.object.key, error = %e, "cannot record the outcome on the bus");
+            match c.bus.ack(&d).await {
+                Ok(()) => c.jobs.settled(&d.event),
+                Err(e) => {
+                    tracing::error!(function = %c.function, key = %d.event.object.key, error = %e, "cannot record the outcome on the bus")
+                }
             }
             continue;
         }
@@ -404,9 +407,12 @@ async fn process(
             c.bus.dead_letter(&d, kind, reason).await
         }
     };
-    if let Err(e) = recorded {
+    match recorded {
+        Ok(()) => c.jobs.settled(&d.event),
         // Not acknowledged: the pair stays on the bus and is delivered again after a restart.
-        tracing::error!(function = %c.function, key = %d.event.object.key, error = %e, "cannot record the outcome on the bus");
+        Err(e) => {
+            tracing::error!(function = %c.function, key = %d.event.object.key, error = %e, "cannot record the outcome on the bus")
+        }
     }
 }
 

@@ -409,6 +409,14 @@ impl Jobs {
         self.marked.notify_waiters();
     }
 
+    /// A job's pair has left the bus (acked, retried or dead-lettered): its runner, which ends
+    /// the job once none is left, looks now rather than at its next tick.
+    pub fn settled(&self, event: &Event) {
+        if job_of(event).is_some() {
+            self.marked.notify_waiters();
+        }
+    }
+
     pub fn close(&self) {
         self.store.close();
     }

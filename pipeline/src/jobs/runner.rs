@@ -97,6 +97,7 @@ async fn drive(jobs: &Arc<Jobs>, id: &str) -> Result<(), Stop> {
         job = running(jobs, id).await?;
         if jobs.bus.pending(&lane).await.ok() == Some(0) {
             jobs.store.update(id, |j| j.end(JobState::Done)).await?;
+            jobs.store.forget_marks(id).await?;
             tracing::info!(job = %id, counts = ?job.counts, "reprocess job done");
             return Ok(());
         }

@@ -23,6 +23,8 @@ enum Op {
     Update(String, Change),
     /// Mark an object finished; counted only the first time.
     Mark(String, String, Outcome),
+    /// Drop a job's marks (it is done; its counts stay in its record).
+    Forget(String),
 }
 
 type Reply = oneshot::Sender<Result<Job, JobError>>;
@@ -84,6 +86,11 @@ impl JobStore {
 
     pub async fn mark(&self, id: &str, key: &str, outcome: Outcome) -> Result<Job, JobError> {
         self.submit(Op::Mark(id.into(), key.into(), outcome)).await
+    }
+
+    /// Drop the marks of a job that is done: a bucket of millions is that many rows.
+    pub async fn forget_marks(&self, id: &str) -> Result<Job, JobError> {
+        self.submit(Op::Forget(id.into())).await
     }
 
     pub async fn get(&self, id: &str) -> Result<Job, JobError> {
@@ -202,6 +209,15 @@ fn apply(db: &Database, ops: Vec<Op>) -> Result<Vec<Result<Job, JobError>>, JobE
                 Op::Update(id, change) => read(&jobs, &id).and_then(|mut job| {
                     change(&mut job);
                     write(&mut jobs, &job).map(|()| job)
+                }),
+                Op::Forget(id) => read(&jobs, &id).and_then(|job| {
+                    // Every (id, key) sorts before (id + "\0", ""), and nothing else of this
+                    // job's does.
+                    let end = format!("{id}\0");
+                    marks
+                        .retain_in((id.as_str(), "")..(end.as_str(), ""), |_, _| false)
+                        .map_err(failed)?;
+                    Ok(job)
                 }),
                 Op::Mark(id, key, outcome) => read(&jobs, &id).and_then(|mut job| {
                     let key = (id.as_str(), key.as_str());
