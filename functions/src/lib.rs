@@ -24,5 +24,5 @@ pub use error::{ErrorKind, FnError};
 pub use function::{
     Artifact, ExecCtx, Function, Input, Instances, Limits, Output, Placement, Started, before,
 };
-pub use origin::{HttpRequest, ObjectEvent, Origin, Reply};
+pub use origin::{HttpRequest, ObjectEvent, Origin, Reply, ScheduledEvent};
 pub use source::{FileSource, Source, SourceReader};

@@ -9,6 +9,21 @@ pub enum Origin {
     Object(ObjectEvent),
     /// An HTTP invoke; the body is the input's bytes.
     Http(HttpRequest),
+    /// A cron trigger's firing; its payload is the input's bytes too.
+    Scheduled(ScheduledEvent),
+}
+
+/// One firing of a cron trigger, as the bus carried it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ScheduledEvent {
+    /// The event's id on the bus: the same for one slot on every node.
+    pub id: String,
+    /// The slot it fired for (RFC 3339, UTC), not the moment it ran.
+    pub time: String,
+    /// Which trigger: `<function>-cron-<index>`, the rule name handlers see.
+    pub rule: String,
+    /// The trigger's `payload`, as JSON.
+    pub detail: serde_json::Value,
 }
 
 /// An object event as the bus carried it.

@@ -10,12 +10,15 @@ use std::time::Duration;
 use metrics::{counter, histogram};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use weir_functions::{ErrorKind, FnError, Input, ObjectEvent, Origin, Source};
+use weir_functions::{ErrorKind, FnError, Input, ObjectEvent, Origin, ScheduledEvent, Source};
 use weir_workers::{Admission, Pool};
 
-use crate::bus::{Bus, Delivery, EmbeddedBus, JetStreamBus, SystemClock, job_lane, lane_function};
-use crate::config::BusSection;
-use crate::config::Retries;
+use crate::bus::{
+    Bus, Delivery, EmbeddedBus, JetStreamBus, Lane, SystemClock, async_lane, job_lane,
+    lane_function,
+};
+use crate::config::{BusSection, FileConfig, Retries};
+use crate::invocations::{Keep, Outcome as Ended, Results};
 use crate::jobs::{Gate, Jobs, Outcome, Target};
 use crate::metric_names as m;
 use crate::store::provenance::Provenance;
@@ -30,6 +33,8 @@ pub struct Consumer {
     pub queue: String,
     /// The jobs told what became of their pairs.
     pub jobs: Arc<Jobs>,
+    /// Where asynchronous invokes' results go.
+    pub results: Results,
     pub pool: Pool,
     pub bus: Arc<dyn Bus>,
     pub store: Arc<dyn ObjectStore>,
@@ -52,6 +57,8 @@ pub struct Dispatch {
     pub events: Arc<Ingress>,
     /// Reprocess jobs, fed through the same bus and consumers.
     pub jobs: Arc<Jobs>,
+    /// Asynchronous invokes' results.
+    pub results: Results,
     pub bus: Arc<dyn Bus>,
     /// End once `stop` turns true and their work in flight is recorded on the bus.
     pub consumers: Vec<JoinHandle<()>>,
@@ -69,20 +76,34 @@ pub enum StartError {
     Template(String, crate::store::TemplateError),
     #[error("reprocess jobs: {0}")]
     Jobs(#[from] crate::jobs::JobError),
+    #[error("asynchronous invokes: {0}")]
+    Results(#[from] crate::invocations::ResultsError),
 }
 
-/// Open the bus under `data_dir`, and start a consumer for every function with storage
-/// triggers. The buckets named by triggers and outputs exist when this returns (created where
-/// missing): a store that does not answer is a start-up error that names it.
+/// Open the bus under `data_dir`, and start consumers: every function's asynchronous invokes'
+/// lane, the jobs' lane of each with an output, the live queue of each with storage triggers.
+/// The buckets named by triggers and outputs exist when this returns (created where missing):
+/// a store that does not answer is a start-up error that names it.
 pub async fn start(
     data_dir: &std::path::Path,
     store: &Arc<dyn ObjectStore>,
     functions: &[crate::config::LoadedFunction],
     pools: &std::collections::HashMap<String, Pool>,
-    bus: &BusSection,
+    file: &FileConfig,
     stop: &watch::Receiver<bool>,
 ) -> Result<Dispatch, StartError> {
-    let (bus, nats) = open_bus(bus, data_dir, functions).await?;
+    let (bus, nats) = open_bus(&file.bus, data_dir, functions).await?;
+    let i = &file.invocations;
+    let keep = Keep {
+        keep: i.keep,
+        max_results: i.max_results,
+        max_bytes: i.max_bytes,
+    };
+    let results = Results::open(
+        &data_dir.join("invocations.redb"),
+        keep,
+        Arc::new(SystemClock),
+    )?;
     let mut targets = std::collections::HashMap::new();
     for f in functions {
         if let Some(out) = &f.spec.output {
@@ -118,6 +139,24 @@ pub async fn start(
         let Some(pool) = pools.get(&f.spec.name) else {
             continue;
         };
+        let consumer = |queue: String, output: Option<(String, KeyTemplate)>| Consumer {
+            function: f.spec.name.clone(),
+            queue,
+            jobs: jobs.clone(),
+            results: results.clone(),
+            pool: pool.clone(),
+            bus: bus.clone(),
+            store: store.clone(),
+            output,
+            spec_hash: f.spec.output_hash(),
+            retries: f.spec.resources.retries.clone(),
+            streams_input: f.function.limits().streams_input,
+            external: f.function.external(),
+            stop: stop.clone(),
+        };
+        // Any function can be invoked asynchronously; its results go to `results`.
+        let lane = consumer(async_lane(&f.spec.name), None);
+        consumers.push(tokio::spawn(run(Arc::new(lane))));
         if f.spec.output.is_none() && !f.kind.output_optional {
             continue;
         }
@@ -132,27 +171,14 @@ pub async fn start(
             )),
             None => None,
         };
-        let consumer = |queue: String| Consumer {
-            function: f.spec.name.clone(),
-            queue,
-            jobs: jobs.clone(),
-            pool: pool.clone(),
-            bus: bus.clone(),
-            store: store.clone(),
-            output: output.clone(),
-            spec_hash: f.spec.output_hash(),
-            retries: f.spec.resources.retries.clone(),
-            streams_input: f.function.limits().streams_input,
-            external: f.function.external(),
-            stop: stop.clone(),
-        };
         // Any function with an output can be reprocessed, triggers or not.
         if output.is_some() {
-            let lane = consumer(job_lane(&f.spec.name));
+            let lane = consumer(job_lane(&f.spec.name), output.clone());
             consumers.push(tokio::spawn(run(Arc::new(lane))));
         }
         if feeds_bus {
-            consumers.push(tokio::spawn(run(Arc::new(consumer(f.spec.name.clone())))));
+            let live = consumer(f.spec.name.clone(), output.clone());
+            consumers.push(tokio::spawn(run(Arc::new(live))));
             routes.push((f.spec.name.clone(), notified));
         }
     }
@@ -175,6 +201,7 @@ pub async fn start(
     Ok(Dispatch {
         events,
         jobs,
+        results,
         bus,
         consumers,
         nats,
@@ -199,9 +226,10 @@ async fn open_bus(
         BusSection::Nats(n) => {
             let bus = JetStreamBus::open(n.settings(), Arc::new(SystemClock)).await?;
             // Each function's live queue where triggers feed it, its jobs' lane where it has
-            // an output.
+            // an output, its asynchronous invokes' lane.
             let mut consumers = Vec::new();
             for f in functions {
+                consumers.push(async_lane(&f.spec.name));
                 if f.spec.triggers.iter().any(|t| t.feeds_bus()) {
                     consumers.push(f.spec.name.clone());
                 }
@@ -225,7 +253,11 @@ async fn run(c: Arc<Consumer>) {
     let cfg = c.pool.config();
     // A job's lane holds only what the workers run at once: its pairs take a place only
     // while a worker is idle, and the rest wait on the bus.
-    let ahead = if lane_function(&c.queue).1 { 1 } else { 2 };
+    let ahead = if lane_function(&c.queue).1 == Lane::Jobs {
+        1
+    } else {
+        2
+    };
     let room = u32::try_from(ahead * cfg.workers * cfg.max_batch).unwrap_or(u32::MAX);
     let soon = Arc::new(tokio::sync::Semaphore::new(room as usize));
     let mut stop = c.stop.clone();
@@ -237,7 +269,7 @@ async fn run(c: Arc<Consumer>) {
         };
         // A job's lane pulls only once a worker is idle: on a shared bus, a busy node leaves
         // the job's pairs to idle ones instead of holding them.
-        if lane_function(&c.queue).1 {
+        if lane_function(&c.queue).1 == Lane::Jobs {
             tokio::select! {
                 spare = c.pool.until_spare() => if spare.is_err() { break },
                 _ = stop.wait_for(|s| *s) => break,
@@ -293,7 +325,7 @@ async fn start_batch(
         }
         // Waits while the pool is full (a job's pair: while no worker is idle); fails once
         // the pool closes (shutdown).
-        let admitted = if lane_function(&c.queue).1 {
+        let admitted = if lane_function(&c.queue).1 == Lane::Jobs {
             c.pool.admit_spare().await
         } else {
             c.pool.admit().await
@@ -403,6 +435,19 @@ async fn process(
             c.jobs
                 .finished(&d.event, Outcome::Failed(format!("{kind}: {reason}")))
                 .await;
+            if let Some(request) = &d.event.request {
+                let failed = Ended::Failed {
+                    kind: kind.to_string(),
+                    reason: reason.to_string(),
+                };
+                if let Err(e) = c
+                    .results
+                    .finish(&request.invocation, &c.function, failed)
+                    .await
+                {
+                    tracing::error!(function = %c.function, invocation = %request.invocation, error = %e, "cannot record the invocation's failure");
+                }
+            }
             tracing::warn!(function = %c.function, key = %d.event.object.key, kind, reason, "dead-lettered");
             c.bus.dead_letter(&d, kind, reason).await
         }
@@ -447,6 +492,21 @@ async fn attempt(
     opened: Opened,
 ) -> Result<(), FnError> {
     let object = &d.event.object;
+    // An asynchronous invoke: its result is kept for its caller, before the ack.
+    if let Some(request) = &d.event.request {
+        let ended =
+            crate::invocations::run::run(admission, request, &c.function, c.external).await?;
+        return c
+            .results
+            .finish(&request.invocation, &c.function, ended)
+            .await
+            .map_err(|e| FnError::transient(e.to_string()));
+    }
+    // An event that carries its input (a cron firing) names no object to read.
+    if let Some(payload) = &d.event.payload {
+        let output = admission.run(carried(&d.event, payload)).await?;
+        return write_outputs(c, object, "", output).await;
+    }
     let limit = c.pool.config().max_input;
     // Users' code gets the event and reads the object itself; a function that streams
     // (video) opens the object; the others get its bytes.
@@ -470,6 +530,32 @@ async fn attempt(
     let output = admission.run(input).await?;
     // The version actually read, which may be newer than the one the event named.
     write_outputs(c, object, &version.etag, output).await
+}
+
+/// The input a cron firing carries: a string payload as its text, anything else as JSON; users'
+/// code is handed the firing itself, as EventBridge hands it to Lambda.
+fn carried(e: &crate::events::Event, payload: &serde_json::Value) -> Input {
+    let (bytes, content_type) = match payload {
+        serde_json::Value::String(text) => (text.clone().into_bytes(), "text/plain"),
+        v => (v.to_string().into_bytes(), "application/json"),
+    };
+    let scheduled = ScheduledEvent {
+        id: e.id.clone(),
+        time: e.time.clone(),
+        // The key is `<rule>/<slot>` (`triggers::cron`).
+        rule: e
+            .object
+            .key
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        detail: payload.clone(),
+    };
+    let mut input = Input::new(bytes);
+    input.content_type = Some(content_type.into());
+    input.origin = Some(Arc::new(Origin::Scheduled(scheduled)));
+    input
 }
 
 /// The event as users' code is handed it.

@@ -7,6 +7,7 @@ pub mod dispatch;
 pub mod events;
 mod group_commit;
 pub mod http;
+pub mod invocations;
 pub mod jobs;
 pub mod metric_names;
 pub mod router;

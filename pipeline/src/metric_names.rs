@@ -35,3 +35,9 @@ pub const POLL_EMITTED: &str = "weir_poll_emitted_total";
 /// Counter: polling rounds that failed (the store or the state); the poller backs off and goes
 /// on. Label `function`.
 pub const POLL_ERRORS: &str = "weir_poll_errors_total";
+
+/// Counter: cron events recorded on the bus. Labels `function`, `when`: `on_time`, or `missed`
+/// for the one firing that stands for slots passed while the server was down.
+pub const CRON_FIRED: &str = "weir_cron_fired_total";
+/// Counter: cron events the bus could not take (tried again a second later). Label `function`.
+pub const CRON_FAILED: &str = "weir_cron_errors_total";

@@ -84,6 +84,8 @@ mod tests {
             time: String::new(),
             name: name.into(),
             object,
+            payload: None,
+            request: None,
         }
     }
 

@@ -56,6 +56,8 @@ async fn five_hundred_pending_uploads_finish_without_a_timeout_retry_or_dead_let
                 time: String::new(),
                 name: "s3:ObjectCreated:Put".into(),
                 object,
+                payload: None,
+                request: None,
             };
             bus.publish(event, vec!["thumbs".into()]).await.unwrap();
         }

@@ -83,6 +83,8 @@ fn event(key: &str) -> Event {
             etag: Some("e".into()),
             version: None,
         },
+        payload: None,
+        request: None,
     }
 }
 

@@ -6,7 +6,7 @@
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::origin::{HttpRequest, ObjectEvent, Reply};
+use crate::origin::{HttpRequest, ObjectEvent, Reply, ScheduledEvent};
 
 /// What the handler is told about where it runs.
 #[derive(Debug, Clone)]
@@ -54,6 +54,29 @@ fn object_record(e: &ObjectEvent, place: &Place) -> Value {
         },
     })
 }
+
+/// A cron firing as EventBridge Scheduler hands it to Lambda: a `Scheduled Event` whose
+/// `detail` is the trigger's payload (an empty object when it has none).
+pub fn scheduled_event(e: &ScheduledEvent, place: &Place) -> Value {
+    let detail = match &e.detail {
+        Value::Null => json!({}),
+        d => d.clone(),
+    };
+    json!({
+        "version": "0",
+        "id": e.id,
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT,
+        "time": e.time,
+        "region": place.region,
+        "resources": [format!("arn:aws:events:{}:{ACCOUNT}:rule/{}", place.region, e.rule)],
+        "detail": detail,
+    })
+}
+
+/// The account ARNs name: Weir has none, and Lambda's local tools use this one.
+const ACCOUNT: &str = "000000000000";
 
 /// A key as S3 writes it in notifications: form-encoded (a space is `+`), slashes kept, so
 /// handlers' `unquote_plus(key)` gives the key back.

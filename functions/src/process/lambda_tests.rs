@@ -127,3 +127,35 @@ fn request_ids_look_like_lambdas_and_differ() {
     assert_eq!(a.len(), 36);
     assert_eq!(a.matches('-').count(), 4);
 }
+
+#[test]
+fn a_cron_firing_is_an_eventbridge_scheduled_event() {
+    let e = ScheduledEvent {
+        id: "0123abcd".into(),
+        time: "2026-12-07T18:35:00Z".into(),
+        rule: "report-cron-0".into(),
+        detail: serde_json::json!({"window": "5m"}),
+    };
+    let v = scheduled_event(
+        &e,
+        &Place {
+            region: "eu-west-1",
+        },
+    );
+    assert_eq!(v["detail-type"], "Scheduled Event");
+    assert_eq!(v["source"], "aws.events");
+    assert_eq!(v["time"], "2026-12-07T18:35:00Z");
+    assert_eq!(v["detail"]["window"], "5m");
+    assert_eq!(
+        v["resources"][0],
+        "arn:aws:events:eu-west-1:000000000000:rule/report-cron-0"
+    );
+    let bare = ScheduledEvent {
+        detail: serde_json::Value::Null,
+        ..e
+    };
+    assert_eq!(
+        scheduled_event(&bare, &Place { region: "x" })["detail"],
+        serde_json::json!({})
+    );
+}

@@ -175,7 +175,8 @@ async fn run_batch(
         .collect()
 }
 
-/// An HTTP call (or a message without an origin): one invocation, its answer the reply.
+/// An HTTP call (or a message without an origin): one invocation, its answer the reply. A cron
+/// firing is one invocation too, answered as an object event's handler is.
 async fn one_call(
     fleet: &Fleet,
     input: &Input,
@@ -183,6 +184,15 @@ async fn one_call(
 ) -> Result<Output, FnError> {
     let request = match input.origin.as_deref() {
         Some(Origin::Http(r)) => r.clone(),
+        Some(Origin::Scheduled(e)) => {
+            let spec = fleet.spec();
+            let place = lambda::Place {
+                region: spec.region(),
+            };
+            let body = lambda::scheduled_event(e, &place).to_string();
+            let answer = invoke(fleet, lambda::request_id(), Bytes::from(body), deadline).await?;
+            return Ok(object_output(&answer));
+        }
         _ => HttpRequest {
             method: "POST".into(),
             path: "/".into(),

@@ -236,7 +236,9 @@ async fn blocking<T: Send + 'static>(
 impl Bus for EmbeddedBus {
     async fn publish(&self, event: Event, functions: Vec<String>) -> Result<(), BusError> {
         let wake: Vec<Arc<Notify>> = functions.iter().map(|f| self.0.wake(f)).collect();
-        self.0.submit(Op::Publish(event, functions)).await?;
+        self.0
+            .submit(Op::Publish(Box::new(event), functions))
+            .await?;
         for w in wake {
             w.notify_waiters();
         }

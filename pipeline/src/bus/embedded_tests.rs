@@ -19,6 +19,8 @@ fn event(key: &str) -> Event {
         time: String::new(),
         name: "s3:ObjectCreated:Put".into(),
         object,
+        payload: None,
+        request: None,
     }
 }
 

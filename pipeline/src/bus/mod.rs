@@ -37,11 +37,31 @@ pub fn job_lane(function: &str) -> String {
     format!("{function}~jobs")
 }
 
-/// The function whose queue `lane` is, and whether it is a job lane.
-pub fn lane_function(lane: &str) -> (&str, bool) {
-    match lane.strip_suffix("~jobs") {
-        Some(f) => (f, true),
-        None => (lane, false),
+/// The queue that asynchronous invokes of `function` wait in (`Prefer: respond-async`): every
+/// function has one, whatever its triggers.
+pub fn async_lane(function: &str) -> String {
+    format!("{function}~async")
+}
+
+/// Which of a function's queues a lane is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// Its triggers' events.
+    Live,
+    /// Its reprocess jobs' pairs, run only on workers live work leaves idle.
+    Jobs,
+    /// Its asynchronous invokes.
+    Async,
+}
+
+/// The function whose queue `lane` is, and which queue.
+pub fn lane_function(lane: &str) -> (&str, Lane) {
+    if let Some(f) = lane.strip_suffix("~jobs") {
+        (f, Lane::Jobs)
+    } else if let Some(f) = lane.strip_suffix("~async") {
+        (f, Lane::Async)
+    } else {
+        (lane, Lane::Live)
     }
 }
 
@@ -128,6 +148,8 @@ impl DeadLetter {
                 etag: None,
                 version: None,
             },
+            payload: None,
+            request: None,
         });
         event.id = format!("{}-retry{}", event.id, self.id);
         event.source = RETRY_SOURCE.into();

@@ -27,7 +27,7 @@ pub(super) fn store(e: impl Into<redb::Error>) -> BusError {
 }
 
 pub(super) enum Op {
-    Publish(Event, Vec<String>),
+    Publish(Box<Event>, Vec<String>),
     Ack(String, u64),
     Retry {
         function: String,

@@ -114,6 +114,30 @@ pub fn http(path: &Path, file: &FileConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Asynchronous invokes' bounds.
+pub fn invocations(path: &Path, file: &FileConfig) -> Result<(), ConfigError> {
+    let i = &file.invocations;
+    // A body beyond 16 MiB would make an event the bus (and NATS) cannot carry.
+    if i.max_body == 0 || i.max_body > 16 << 20 {
+        let msg = format!("expected 1 byte to 16MiB, got {}", i.max_body);
+        return Err(err(path, "invocations.max_body", msg));
+    }
+    if i.keep < Duration::from_secs(1) || i.keep > Duration::from_secs(30 * 24 * 3600) {
+        let msg = format!("expected a duration from 1s to 30 days, got {:?}", i.keep);
+        return Err(err(path, "invocations.keep", msg));
+    }
+    for (field, n) in [
+        ("invocations.max_results", i.max_results),
+        ("invocations.max_bytes", i.max_bytes),
+        ("invocations.max_queued", i.max_queued),
+    ] {
+        if n == 0 {
+            return Err(err(path, field, "expected more than 0".to_string()));
+        }
+    }
+    Ok(())
+}
+
 /// Paths Weir serves itself, which an `http` trigger may not take.
 const RESERVED_PREFIXES: &[&str] = &["/v1", "/v2", "/healthz", "/metrics", "/openapi.json"];
 
@@ -202,6 +226,18 @@ pub fn functions(
                     return Err(err(path, &format!("{field}.subject"), msg));
                 }
             }
+            if let Trigger::Cron(c) = trigger {
+                let field = at(&format!("triggers[{t}].cron"));
+                crate::triggers::cron::Schedule::parse(&c.schedule, &c.timezone)
+                    .map_err(|m| err(path, &field, m))?;
+                serde_json::to_value(&c.payload).map_err(|e| {
+                    err(
+                        path,
+                        &format!("{field}.payload"),
+                        format!("expected a value JSON can hold: {e}"),
+                    )
+                })?;
+            }
             if let Trigger::Poll(p) = trigger
                 && !(Duration::from_secs(1)..=Duration::from_secs(24 * 3600)).contains(&p.interval)
             {
@@ -215,7 +251,7 @@ pub fn functions(
         check_resources(path, &f.resources, &at("resources"))?;
         let has_s3 = f.triggers.iter().any(Trigger::feeds_bus);
         if has_s3 && f.output.is_none() && !kind.output_optional {
-            let msg = "expected an output { bucket, key } for a function with s3, poll or nats triggers: its results need a place";
+            let msg = "expected an output { bucket, key } for a function with s3, poll, nats or cron triggers: its results need a place";
             return Err(err(path, &at("output"), msg));
         }
         for (t, trigger) in f.triggers.iter().enumerate() {

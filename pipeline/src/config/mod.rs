@@ -50,6 +50,43 @@ pub struct FileConfig {
     /// the budget is spent. Default: a quarter of the machine's memory (or its cgroup's limit).
     #[serde(default, deserialize_with = "units::optional_bytes")]
     pub decode_memory_budget: Option<u64>,
+    /// Asynchronous invokes and their results.
+    #[serde(default)]
+    pub invocations: InvocationsSection,
+}
+
+/// Asynchronous invokes (`Prefer: respond-async`): each body rides on the bus, and each result
+/// is kept in `<data>/invocations.redb` for `GET /v1/invocations/{id}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InvocationsSection {
+    /// The largest body one takes (it travels on the bus, base64 in the event); larger get 413.
+    #[serde(deserialize_with = "units::bytes")]
+    pub max_body: u64,
+    /// How long a finished one's result is kept.
+    #[serde(deserialize_with = "units::duration")]
+    pub keep: std::time::Duration,
+    /// Results kept at most; beyond it, the oldest finished go first.
+    pub max_results: u64,
+    /// Result bytes kept at most; beyond it, the oldest finished go first.
+    #[serde(deserialize_with = "units::bytes")]
+    pub max_bytes: u64,
+    /// Accepted and not yet finished, per function; more get 429.
+    pub max_queued: u64,
+}
+
+impl Default for InvocationsSection {
+    fn default() -> Self {
+        InvocationsSection {
+            // Lambda's asynchronous limit was 256 KB for years; base64 keeps it under NATS's
+            // default 1 MB message.
+            max_body: 256 << 10,
+            keep: std::time::Duration::from_secs(3600),
+            max_results: 10_000,
+            max_bytes: 256 << 20,
+            max_queued: 1_000,
+        }
+    }
 }
 
 impl FileConfig {
@@ -260,6 +297,7 @@ impl Config {
         }
         check::tokens(path, &file)?;
         check::http(path, &file)?;
+        check::invocations(path, &file)?;
         check::store(path, &file)?;
         check::bus(path, &file)?;
         let models = match &file.models {

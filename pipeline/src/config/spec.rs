@@ -56,6 +56,7 @@ pub struct TriggerEntry {
     pub http: Option<HttpTrigger>,
     pub poll: Option<PollTrigger>,
     pub nats: Option<NatsTrigger>,
+    pub cron: Option<CronTrigger>,
 }
 
 #[derive(Debug, Clone)]
@@ -70,16 +71,19 @@ pub enum Trigger {
     /// Messages on a NATS subject: object references, or inline payloads answered on the
     /// message's reply subject.
     Nats(NatsTrigger),
+    /// An event carrying `payload` at each slot of a schedule (`triggers/cron.rs`).
+    Cron(CronTrigger),
 }
 
 impl TriggerEntry {
     pub fn into_trigger(self) -> Result<Trigger, String> {
-        match (self.s3, self.http, self.poll, self.nats) {
-            (Some(s), None, None, None) => Ok(Trigger::S3(s)),
-            (None, Some(h), None, None) => Ok(Trigger::Http(h)),
-            (None, None, Some(p), None) => Ok(Trigger::Poll(p)),
-            (None, None, None, Some(n)) => Ok(Trigger::Nats(n)),
-            _ => Err("expected exactly one of s3, http, poll or nats".into()),
+        match (self.s3, self.http, self.poll, self.nats, self.cron) {
+            (Some(s), None, None, None, None) => Ok(Trigger::S3(s)),
+            (None, Some(h), None, None, None) => Ok(Trigger::Http(h)),
+            (None, None, Some(p), None, None) => Ok(Trigger::Poll(p)),
+            (None, None, None, Some(n), None) => Ok(Trigger::Nats(n)),
+            (None, None, None, None, Some(c)) => Ok(Trigger::Cron(c)),
+            _ => Err("expected exactly one of s3, http, poll, nats or cron".into()),
         }
     }
 }
@@ -92,6 +96,7 @@ impl Trigger {
             Trigger::Http(_) => "http",
             Trigger::Poll(_) => "poll",
             Trigger::Nats(_) => "nats",
+            Trigger::Cron(_) => "cron",
         }
     }
 
@@ -106,7 +111,7 @@ impl Trigger {
         match self {
             Trigger::S3(s) => Some(s.clone()),
             Trigger::Poll(p) => Some(p.as_s3()),
-            Trigger::Http(_) | Trigger::Nats(_) => None,
+            Trigger::Http(_) | Trigger::Nats(_) | Trigger::Cron(_) => None,
         }
     }
 }
@@ -117,6 +122,24 @@ impl Trigger {
 #[serde(deny_unknown_fields)]
 pub struct NatsTrigger {
     pub subject: String,
+}
+
+/// `- cron: { schedule: "*/5 * * * *", timezone: UTC, payload: {...} }`: 5 fields (minute hour
+/// day-of-month month day-of-week), or 6 with seconds first.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronTrigger {
+    pub schedule: String,
+    /// An IANA name; the schedule is read on its wall clock. Default UTC.
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    /// The input of each firing: a string as its text, anything else as JSON.
+    #[serde(default)]
+    pub payload: serde_yaml::Value,
+}
+
+fn default_timezone() -> String {
+    "UTC".into()
 }
 
 /// `- poll: { bucket, prefix, suffix, interval: 30s }`.

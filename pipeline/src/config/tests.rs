@@ -553,3 +553,51 @@ fn the_spec_hash_follows_what_decides_the_outputs() {
     assert_ne!(hash(&GOOD.replace("quality: 80", "quality: 81")), base);
     assert_ne!(hash(&GOOD.replace("{size}.jpg", "{size}.jpeg")), base);
 }
+
+#[test]
+fn a_cron_trigger_loads_and_a_bad_one_says_which_part_is_wrong() {
+    let cron = |line: &str| GOOD.replace("      - http: { path: /thumbs }", line);
+    let cfg = parse(&cron(
+        "      - cron: { schedule: \"*/5 * * * *\", payload: { window: 5m } }",
+    ))
+    .expect("valid");
+    let Trigger::Cron(c) = &cfg.functions[0].spec.triggers[1] else {
+        panic!("{:?}", cfg.functions[0].spec.triggers)
+    };
+    assert_eq!(c.timezone, "UTC", "the default");
+    assert_eq!(serde_json::to_value(&c.payload).unwrap()["window"], "5m");
+    for (line, says) in [
+        (
+            "      - cron: { schedule: \"*/5 * * *\" }",
+            "expected a cron schedule",
+        ),
+        (
+            "      - cron: { schedule: \"99 * * * *\" }",
+            "expected a cron schedule",
+        ),
+        (
+            "      - cron: { schedule: \"0 9 * * *\", timezone: Mars/Olympus }",
+            "IANA time zone",
+        ),
+    ] {
+        let e = parse(&cron(line)).err().expect(line);
+        assert_eq!(e.field, "functions[0].triggers[1].cron", "{e}");
+        assert!(e.message.contains(says), "{line}: {e}");
+    }
+    let e = parse(&cron("      - cron: { every: 5m }"))
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("every"), "{e}");
+    // A built-in kind fired by a schedule needs a place for what it makes.
+    let no_output = cron("      - cron: { schedule: \"* * * * *\" }")
+        .replace(
+            "    output: { bucket: derived, key: \"thumbs/{key}/{size}.jpg\" }\n",
+            "",
+        )
+        .replace(
+            "      - s3: { bucket: uploads, prefix: images/, suffix: [.jpg, .png] }\n",
+            "",
+        );
+    let e = parse(&no_output).err().expect("refused");
+    assert_eq!(e.field, "functions[0].output", "{e}");
+}

@@ -26,7 +26,32 @@ pub struct Event {
     pub time: String,
     /// Always in the `s3:` form, e.g. `s3:ObjectCreated:Put`.
     pub name: String,
+    /// For an event that carries its input (`payload`), no stored object: its key names where
+    /// it came from (a cron trigger's `<rule>/<slot>`), for output templates.
     pub object: ObjectRef,
+    /// The input itself, when the event carries it rather than naming an object (a cron
+    /// trigger's payload): a string is given as its text, anything else as JSON.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+    /// An asynchronous invoke, carried whole (its object names none either).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<Box<Request>>,
+}
+
+/// An asynchronous invoke, carried on the bus so that it outlives a restart before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The invocation's id, as `GET /v1/invocations/{id}` names it; it stays when a dead letter
+    /// is retried, which gives the event a new id.
+    pub invocation: String,
+    /// The path called and its query (which also chooses the reply's form, as for a call that
+    /// waits).
+    pub path: String,
+    pub query: String,
+    /// Lower-case names as sent, less `authorization`.
+    pub headers: Vec<(String, String)>,
+    /// The body, base64 (standard alphabet).
+    pub body: String,
 }
 
 /// Now, as an event's `time` (RFC 3339, milliseconds, UTC): what a trigger stamps on the events

@@ -118,6 +118,8 @@ fn event(r: Record) -> Result<Event, String> {
         time,
         name,
         object,
+        payload: None,
+        request: None,
     })
 }
 

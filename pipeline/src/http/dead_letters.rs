@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::{Shared, error};
-use crate::bus::{BusError, DeadLetter, job_lane};
+use crate::bus::{BusError, DeadLetter, async_lane, job_lane};
 
 /// Letters read per page while retrying or purging them all.
 const PAGE: usize = 1000;
@@ -122,11 +122,19 @@ pub async fn show(State(st): State<Shared>, Path(id): Path<String>) -> Response 
     }
 }
 
-/// The queue a retried letter goes to: a reprocess job's pair, or a function no storage
-/// trigger feeds, to the function's jobs' lane (behind live work); others to the function's own
-/// queue; none when this server does not run the function.
+/// The queue a retried letter goes to: an asynchronous invoke to its function's `~async` lane;
+/// a reprocess job's pair, or a function no storage trigger feeds, to the function's jobs' lane
+/// (behind live work); others to the function's own queue; none when this server does not run
+/// the function.
 fn queue_for(st: &Shared, letter: &DeadLetter) -> Option<String> {
     let (ev, function) = (st.events.as_ref()?, letter.function.as_str());
+    // An asynchronous invoke goes back to its lane, which every function has.
+    if letter.event.as_ref().is_some_and(|e| e.request.is_some()) {
+        return st
+            .pools
+            .contains_key(function)
+            .then(|| async_lane(function));
+    }
     let from_job = letter
         .event
         .as_ref()

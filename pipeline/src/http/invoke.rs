@@ -1,4 +1,5 @@
-//! `POST /v1/functions/{name}/invoke`: admit first, then read the body, then run.
+//! `POST /v1/functions/{name}/invoke`: admit first, then read the body, then run; or, asked
+//! not to wait, take it onto the bus (`invocations.rs`).
 
 use axum::body::Body;
 use axum::extract::{Path, State};
@@ -36,6 +37,9 @@ pub async fn handle(
             format!("no function named {name:?}"),
         );
     };
+    if super::invocations::wants_async(query, &headers) {
+        return super::invocations::submit(&st, &name, pool, &uri, &headers, body).await;
+    }
     let form = match reply::choose(query, &headers, pool.external()) {
         Ok(f) => f,
         Err(reason) => {
@@ -118,14 +122,19 @@ fn origin(uri: &axum::http::Uri, headers: &HeaderMap) -> Origin {
         method: "POST".into(),
         path: uri.path().to_string(),
         query: uri.query().unwrap_or("").to_string(),
-        // Weir's own bearer token is Weir's business, not the handler's.
-        headers: headers
-            .iter()
-            .filter(|(k, _)| *k != header::AUTHORIZATION)
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect(),
+        headers: forwarded(headers),
         source_ip: None,
     })
+}
+
+/// The headers a function's code may see: Weir's own bearer token is Weir's business, not the
+/// handler's (nor the bus's, where an asynchronous invoke waits).
+pub(crate) fn forwarded(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .filter(|(k, _)| *k != header::AUTHORIZATION)
+        .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+        .collect()
 }
 
 /// The body as the function's input, within `limit` bytes and `timeout`: spooled to a file for a

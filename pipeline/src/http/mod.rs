@@ -3,6 +3,7 @@
 mod auth;
 pub mod body;
 mod dead_letters;
+pub mod invocations;
 pub(crate) mod invoke;
 mod jobs;
 pub mod ready;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub events: Option<Arc<crate::triggers::Ingress>>,
     /// Reprocess jobs.
     pub jobs: Option<Arc<crate::jobs::Jobs>>,
+    /// Asynchronous invokes: where their results are kept, and their bounds.
+    pub asynchronous: Option<invocations::Asynchronous>,
     /// The model repository, when the config names one.
     pub models: Option<Arc<weir_models::Repository>>,
     /// Guards the Open Inference endpoints when set (`http.inference_token`).
@@ -72,6 +75,7 @@ pub fn router(state: Shared, extra_routes: &[(String, String)]) -> Router {
             get(dead_letters::show).delete(dead_letters::remove_one),
         )
         .route("/v1/dead-letters/{id}/retry", post(dead_letters::retry_one))
+        .route("/v1/invocations/{id}", get(invocations::show))
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
         .route("/v1/jobs/{id}", get(jobs::show).delete(jobs::cancel))
         .merge(v2::repository_routes());

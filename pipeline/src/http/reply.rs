@@ -37,10 +37,12 @@ pub fn choose(query: Option<&str>, headers: &HeaderMap, open: bool) -> Result<Fo
                     "return={other:?} is not known: use return=first or leave it out"
                 ));
             }
+            // Asked for on the way in (`invoke::wants_async`), not a form of the reply.
+            Some(("async", "true" | "false")) => {}
             _ if open => {}
             _ => {
                 return Err(format!(
-                    "unknown query parameter {pair:?}: only return=first is known"
+                    "unknown query parameter {pair:?}: only return=first, return=all and async=true are known"
                 ));
             }
         }

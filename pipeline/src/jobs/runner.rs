@@ -290,6 +290,8 @@ fn event(job: &Job, o: &ObjectInfo) -> Event {
             etag: Some(o.etag.clone()),
             version: None,
         },
+        payload: None,
+        request: None,
     }
 }
 

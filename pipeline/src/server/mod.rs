@@ -70,6 +70,8 @@ pub enum ServeError {
     Events(#[from] crate::dispatch::StartError),
     #[error("cannot start the bucket pollers: {0}")]
     Pollers(#[from] crate::triggers::poll_state::StateError),
+    #[error("cannot start the cron triggers: {0}")]
+    Crons(#[from] crate::triggers::cron::CronStateError),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -89,6 +91,7 @@ pub struct Running {
     stop: watch::Sender<bool>,
     /// The HTTP API and the S3 endpoint.
     front: Vec<JoinHandle<()>>,
+    /// The bucket pollers and the cron triggers.
     pollers: Vec<JoinHandle<()>>,
     consumers: Vec<JoinHandle<()>>,
     bus: Arc<dyn crate::bus::Bus>,
@@ -119,17 +122,24 @@ pub async fn start(settings: &Settings, config: &Config) -> Result<Running, Serv
         &store,
         &config.functions,
         &pools.by_name,
-        &config.file.bus,
+        &config.file,
         &stopped,
     )
     .await?;
-    let pollers = crate::triggers::start_pollers(
+    let mut pollers = crate::triggers::start_pollers(
         &config.functions,
         &store,
         &dispatch.events,
         &settings.data_dir,
         &stopped,
     )?;
+    let crons = crate::triggers::start_crons(
+        &config.functions,
+        &dispatch.events,
+        &settings.data_dir,
+        &stopped,
+    )?;
+    pollers.extend(crons);
     let subscriptions = crate::triggers::nats::start(
         &config.functions,
         &pools.by_name,

@@ -129,6 +129,11 @@ pub(super) async fn serve_http(
         prometheus: pools.prometheus,
         events: Some(dispatch.events.clone()),
         jobs: Some(dispatch.jobs.clone()),
+        asynchronous: Some(http::invocations::Asynchronous {
+            results: dispatch.results.clone(),
+            max_body: config.file.invocations.max_body,
+            max_queued: config.file.invocations.max_queued,
+        }),
         models: config.models.clone(),
         inference_token: settings.inference_token.clone(),
         inference: http::v2::Inference {
@@ -199,7 +204,7 @@ fn describe(f: &LoadedFunction, pool: &Pool) -> serde_json::Value {
     let paths: Vec<String> = std::iter::once(format!("/v1/functions/{}/invoke", f.spec.name))
         .chain(f.spec.triggers.iter().filter_map(|t| match t {
             Trigger::Http(h) => Some(h.path.clone()),
-            Trigger::S3(_) | Trigger::Poll(_) | Trigger::Nats(_) => None,
+            Trigger::S3(_) | Trigger::Poll(_) | Trigger::Nats(_) | Trigger::Cron(_) => None,
         }))
         .collect();
     json!({

@@ -149,6 +149,8 @@ async fn record(s: &Subscription, m: &async_nats::Message) -> serde_json::Value 
             etag: None,
             version: None,
         },
+        payload: None,
+        request: None,
     };
     match s.ingress.record_to(event, vec![s.function.clone()]).await {
         Ok(n) => json!({ "accepted": n, "id": id }),

@@ -155,6 +155,8 @@ impl Poller {
                 etag: Some(o.etag.clone()),
                 version: None,
             },
+            payload: None,
+            request: None,
         }
     }
 
