@@ -78,6 +78,8 @@ pub enum StartError {
     Jobs(#[from] crate::jobs::JobError),
     #[error("asynchronous invokes: {0}")]
     Results(#[from] crate::invocations::ResultsError),
+    #[error("asynchronous invokes: {0}")]
+    Carried(String),
 }
 
 /// Open the bus under `data_dir`, and start consumers: every function's asynchronous invokes'
@@ -94,6 +96,17 @@ pub async fn start(
 ) -> Result<Dispatch, StartError> {
     let (bus, nats) = open_bus(&file.bus, data_dir, functions).await?;
     let i = &file.invocations;
+    if let Some(client) = &nats {
+        // An asynchronous invoke's body rides base64 in one message, with the request beside.
+        let carried = i.max_body.div_ceil(3) * 4 + (64 << 10);
+        let most = client.server_info().max_payload as u64;
+        if carried > most {
+            return Err(StartError::Carried(format!(
+                "invocations.max_body of {} bytes makes messages of up to {carried} bytes; the NATS server takes {most} (its max_payload): lower max_body or raise max_payload",
+                i.max_body
+            )));
+        }
+    }
     let keep = Keep {
         keep: i.keep,
         max_results: i.max_results,
@@ -377,15 +390,31 @@ async fn open_ahead(c: &Consumer, ds: &[Delivery]) -> Vec<Opened> {
     if !c.streams_input {
         return Vec::new();
     }
-    let objects: Vec<(&str, &str)> = ds
-        .iter()
-        .map(|d| (d.event.object.bucket.as_str(), d.event.object.key.as_str()))
+    // Events that carry their input (cron, asynchronous invokes) name no object to open.
+    let stored: Vec<usize> = (0..ds.len())
+        .filter(|&i| ds[i].event.payload.is_none() && ds[i].event.request.is_none())
         .collect();
-    let limit = c.pool.config().max_input;
-    match c.store.open_many(&objects, limit).await {
-        Some(all) => all.into_iter().map(Some).collect(),
-        None => Vec::new(),
+    let objects: Vec<(&str, &str)> = stored
+        .iter()
+        .map(|&i| {
+            (
+                ds[i].event.object.bucket.as_str(),
+                ds[i].event.object.key.as_str(),
+            )
+        })
+        .collect();
+    if objects.is_empty() {
+        return Vec::new();
     }
+    let limit = c.pool.config().max_input;
+    let Some(all) = c.store.open_many(&objects, limit).await else {
+        return Vec::new();
+    };
+    let mut opened: Vec<Opened> = (0..ds.len()).map(|_| None).collect();
+    for (i, f) in stored.into_iter().zip(all) {
+        opened[i] = Some(f);
+    }
+    opened
 }
 
 async fn process(

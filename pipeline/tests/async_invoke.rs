@@ -130,6 +130,8 @@ async fn an_async_invoke_answers_202_then_the_result_the_waiting_call_gets() {
     )
     .await;
     assert_eq!(res.status(), 400);
+    let listed = srv.json("/v1/functions").await;
+    assert_eq!(listed["functions"][0]["async_pending"], 0, "{listed}");
 }
 
 /// A Python handler that sleeps as long as the event says, one worker process at a time.

@@ -25,14 +25,16 @@ pub struct Asynchronous {
     pub max_body: u64,
     /// Accepted and unfinished per function; more get 429.
     pub max_queued: u64,
+    /// Bodies being received at once (`RECEIVING`), so memory holds at most that many.
+    pub receiving: tokio::sync::Semaphore,
 }
+
+/// Asynchronous bodies received at once, over every function; more get 429.
+pub const RECEIVING: usize = 64;
 
 /// Whether the caller asked not to wait: RFC 7240's `Prefer: respond-async`, or `?async=true`.
 pub fn wants_async(query: Option<&str>, headers: &HeaderMap) -> bool {
-    let by_query = query
-        .unwrap_or("")
-        .split('&')
-        .any(|p| p.eq_ignore_ascii_case("async=true"));
+    let by_query = query.unwrap_or("").split('&').any(|p| p == "async=true");
     let by_header = headers.get_all("prefer").iter().any(|v| {
         v.to_str().is_ok_and(|v| {
             v.split(',')
@@ -61,9 +63,16 @@ pub async fn submit(
         super::invoke::discard(headers, body, a.max_body).await;
         return error(StatusCode::BAD_REQUEST, "bad_request", reason);
     }
+    let Ok(_receiving) = a.receiving.try_acquire() else {
+        super::invoke::discard(headers, body, a.max_body).await;
+        let why = format!("{RECEIVING} asynchronous invocations are being received already");
+        return fn_error(&FnError::new(ErrorKind::Overloaded, why), retry_after);
+    };
     let lane = async_lane(name);
+    // Those being received count too, so a burst cannot pass the bound together.
+    let receiving = (RECEIVING - a.receiving.available_permits()) as u64;
     match events.bus.pending(&lane).await {
-        Ok(n) if n >= a.max_queued => {
+        Ok(n) if n + receiving > a.max_queued => {
             super::invoke::discard(headers, body, a.max_body).await;
             let why = format!(
                 "{n} asynchronous invocations of {name} wait already (invocations.max_queued)"

@@ -139,11 +139,17 @@ async fn list_functions(State(st): State<Shared>) -> Json<serde_json::Value> {
             .events
             .as_ref()
             .filter(|ev| ev.routes.iter().any(|(n, _)| *n == name));
+        let count = |n: Result<u64, crate::bus::BusError>| match n {
+            Ok(n) => json!(n),
+            Err(e) => json!({ "error": e.to_string() }),
+        };
         if let Some(ev) = storage {
-            f["bus_pending"] = match ev.bus.pending(&name).await {
-                Ok(n) => json!(n),
-                Err(e) => json!({ "error": e.to_string() }),
-            };
+            f["bus_pending"] = count(ev.bus.pending(&name).await);
+        }
+        // Asynchronous invokes waiting (every function takes them).
+        if let (Some(ev), true) = (&st.events, st.pools.contains_key(&name)) {
+            let lane = crate::bus::async_lane(&name);
+            f["async_pending"] = count(ev.bus.pending(&lane).await);
         }
         functions.push(f);
     }

@@ -1,10 +1,12 @@
 //! Asynchronous invokes' results, in `<data>/invocations.redb`: what `GET /v1/invocations/{id}`
 //! answers. A record is written `queued` once the request is on the bus (unless the run beat
 //! it there) and `succeeded` or `failed` before the bus hears the outcome, so a restart in
-//! between runs the request again and the record still ends. Finished records are kept for
-//! `invocations.keep` and bounded by `max_results` and `max_bytes`: past either, the oldest
-//! finished go first, in the transaction that finishes another. A node's results are its own;
-//! with a shared bus a result lives on the node that ran it.
+//! between runs the request again and the record still ends. Records are kept for
+//! `invocations.keep` (a waiting one from when it came, a finished one from when it ended) and
+//! bounded by `max_results` and `max_bytes`: past either, the oldest go first, in the
+//! transaction that writes another. A node's results are its own: on a shared bus a result
+//! lives on the node that ran it, and the node that took the request says `queued` until its
+//! record expires.
 
 pub mod run;
 
@@ -21,9 +23,9 @@ use crate::bus::Clock;
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 /// id → the reply's body.
 const BODIES: TableDefinition<&str, &[u8]> = TableDefinition::new("bodies");
-/// (finished at, ms; id) → the bytes it holds: the order in which finished ones go.
-const FINISHED: TableDefinition<(u64, &str), u64> = TableDefinition::new("finished");
-/// "bytes" → what the finished ones hold in all.
+/// (`Record::since`, ms; id) → the bytes it holds: the order in which records go.
+const ORDER: TableDefinition<(u64, &str), u64> = TableDefinition::new("order");
+/// "bytes" → what the records hold in all.
 const TOTALS: TableDefinition<&str, u64> = TableDefinition::new("totals");
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,7 +99,7 @@ impl Results {
         let tx = db.begin_write().map_err(|e| fail(e.into()))?;
         tx.open_table(RECORDS).map_err(|e| fail(e.into()))?;
         tx.open_table(BODIES).map_err(|e| fail(e.into()))?;
-        tx.open_table(FINISHED).map_err(|e| fail(e.into()))?;
+        tx.open_table(ORDER).map_err(|e| fail(e.into()))?;
         tx.open_table(TOTALS).map_err(|e| fail(e.into()))?;
         tx.commit().map_err(|e| fail(e.into()))?;
         Ok(Results {
@@ -110,23 +112,23 @@ impl Results {
 
     /// Record `id` as waiting, unless its run already ended (the run may beat the submitter).
     pub async fn queued(&self, id: &str, function: &str) -> Result<(), ResultsError> {
+        let now = self.clock.now_ms();
         let record = Record {
             id: id.to_string(),
             function: function.to_string(),
             status: Status::Queued,
-            submitted_ms: self.clock.now_ms(),
+            submitted_ms: now,
             finished_ms: None,
             reply_status: None,
             content_type: None,
             error: None,
         };
+        let keep = self.keep;
         self.blocking(move |db| {
             let tx = db.begin_write()?;
-            {
-                let mut records = tx.open_table(RECORDS)?;
-                if records.get(record.id.as_str())?.is_none() {
-                    records.insert(record.id.as_str(), encode(&record).as_slice())?;
-                }
+            let known = tx.open_table(RECORDS)?.get(record.id.as_str())?.is_some();
+            if !known {
+                put(&tx, &record, &[], &keep, now)?;
             }
             tx.commit()?;
             Ok(())
@@ -134,7 +136,7 @@ impl Results {
         .await
     }
 
-    /// Record how `id` ended, then let the oldest finished go while the bounds are passed.
+    /// Record how `id` ended. A reply over `max_bytes` is recorded as a failure instead.
     pub async fn finish(
         &self,
         id: &str,
@@ -145,82 +147,57 @@ impl Results {
         let (id, function, keep) = (id.to_string(), function.to_string(), self.keep);
         self.blocking(move |db| {
             let tx = db.begin_write()?;
-            {
-                let mut records = tx.open_table(RECORDS)?;
-                let mut bodies = tx.open_table(BODIES)?;
-                let mut finished = tx.open_table(FINISHED)?;
-                let mut totals = tx.open_table(TOTALS)?;
-                let mut bytes = totals.get("bytes")?.map_or(0, |v| v.value());
-                let earlier: Option<Record> =
-                    records.get(id.as_str())?.and_then(|v| decode(v.value()));
-                // Run again after a restart: the first ending's bytes are counted out.
-                if let Some(done) = earlier.as_ref().and_then(|r| r.finished_ms)
-                    && let Some(held) = finished.remove((done, id.as_str()))?
-                {
-                    bytes = bytes.saturating_sub(held.value());
+            let earlier = tx
+                .open_table(RECORDS)?
+                .get(id.as_str())?
+                .and_then(|v| decode(v.value()));
+            let mut record = earlier.unwrap_or(Record {
+                id,
+                function,
+                status: Status::Queued,
+                submitted_ms: now,
+                finished_ms: None,
+                reply_status: None,
+                content_type: None,
+                error: None,
+            });
+            record.finished_ms = Some(now);
+            let body = match outcome {
+                Outcome::Succeeded { body, .. } if body.len() as u64 > keep.max_bytes => {
+                    record.status = Status::Failed;
+                    let why = format!(
+                        "the reply is {} bytes, more than invocations.max_bytes ({}) keeps",
+                        body.len(),
+                        keep.max_bytes
+                    );
+                    record.error = Some(("too_large".into(), why));
+                    Vec::new()
                 }
-                let mut record = earlier.unwrap_or(Record {
-                    id: id.clone(),
-                    function,
-                    status: Status::Queued,
-                    submitted_ms: now,
-                    finished_ms: None,
-                    reply_status: None,
-                    content_type: None,
-                    error: None,
-                });
-                record.finished_ms = Some(now);
-                let body = match outcome {
-                    Outcome::Succeeded {
-                        status,
-                        content_type,
-                        body,
-                    } => {
-                        record.status = Status::Succeeded;
-                        record.reply_status = Some(status);
-                        record.content_type = Some(content_type);
-                        body
-                    }
-                    Outcome::Failed { kind, reason } => {
-                        record.status = Status::Failed;
-                        record.error = Some((kind, reason));
-                        Vec::new()
-                    }
-                };
-                let encoded = encode(&record);
-                let held = (encoded.len() + body.len()) as u64;
-                records.insert(id.as_str(), encoded.as_slice())?;
-                bodies.insert(id.as_str(), body.as_slice())?;
-                finished.insert((now, id.as_str()), held)?;
-                bytes += held;
-                // The oldest finished go while any bound is passed (the newest one stays).
-                while finished.len()? > 1 {
-                    let (at, old, held) = match finished.first()? {
-                        Some((key, held)) => {
-                            let (at, old) = key.value();
-                            (at, old.to_string(), held.value())
-                        }
-                        None => break,
-                    };
-                    let expired = now.saturating_sub(at) > keep.keep.as_millis() as u64;
-                    if !(expired || finished.len()? > keep.max_results || bytes > keep.max_bytes) {
-                        break;
-                    }
-                    finished.remove((at, old.as_str()))?;
-                    records.remove(old.as_str())?;
-                    bodies.remove(old.as_str())?;
-                    bytes = bytes.saturating_sub(held);
+                Outcome::Succeeded {
+                    status,
+                    content_type,
+                    body,
+                } => {
+                    record.status = Status::Succeeded;
+                    record.reply_status = Some(status);
+                    record.content_type = Some(content_type);
+                    body
                 }
-                totals.insert("bytes", bytes)?;
-            }
+                Outcome::Failed { kind, reason } => {
+                    record.status = Status::Failed;
+                    record.error = Some((kind, reason));
+                    Vec::new()
+                }
+            };
+            put(&tx, &record, &body, &keep, now)?;
             tx.commit()?;
             Ok(())
         })
         .await
     }
 
-    /// The record and its reply's body; `None` when unknown, or finished longer ago than
-    /// `keep` (what the next ending would remove).
+    /// The record and its reply's body; `None` when unknown, or older than `keep` (what the
+    /// next write removes).
     pub async fn get(&self, id: &str) -> Result<Option<(Record, Vec<u8>)>, ResultsError> {
         let (id, now, keep) = (id.to_string(), self.clock.now_ms(), self.keep.keep);
         self.blocking(move |db| {
@@ -232,10 +209,7 @@ impl Results {
             else {
                 return Ok(None);
             };
-            if record
-                .finished_ms
-                .is_some_and(|at| now.saturating_sub(at) > keep.as_millis() as u64)
-            {
+            if now.saturating_sub(record.since()) > keep.as_millis() as u64 {
                 return Ok(None);
             }
             let body = tx
@@ -263,6 +237,65 @@ impl Results {
             Err(e) => Err(fail(e.to_string())),
         }
     }
+}
+
+impl Record {
+    /// Its place in the order records go in: when it finished, or while it waits, when it came.
+    fn since(&self) -> u64 {
+        self.finished_ms.unwrap_or(self.submitted_ms)
+    }
+}
+
+/// Write `record` and `body` in `tx` in place of what its id held, then let the oldest go
+/// while a bound is passed: older than `keep`, more than `max_results`, more than `max_bytes`.
+/// The record just written stays. A waiting one counts and expires too, so records whose run
+/// ended elsewhere (another node on a shared bus) do not pile up.
+fn put(
+    tx: &redb::WriteTransaction,
+    record: &Record,
+    body: &[u8],
+    keep: &Keep,
+    now: u64,
+) -> Result<(), redb::Error> {
+    let mut records = tx.open_table(RECORDS)?;
+    let mut bodies = tx.open_table(BODIES)?;
+    let mut order = tx.open_table(ORDER)?;
+    let mut totals = tx.open_table(TOTALS)?;
+    let mut bytes = totals.get("bytes")?.map_or(0, |v| v.value());
+    let earlier = records
+        .get(record.id.as_str())?
+        .and_then(|v| decode(v.value()));
+    // Written before (queued, or run again after a restart): its bytes are counted out.
+    if let Some(e) = earlier
+        && let Some(held) = order.remove((e.since(), e.id.as_str()))?
+    {
+        bytes = bytes.saturating_sub(held.value());
+    }
+    let encoded = encode(record);
+    let held = (encoded.len() + body.len()) as u64;
+    records.insert(record.id.as_str(), encoded.as_slice())?;
+    bodies.insert(record.id.as_str(), body)?;
+    order.insert((record.since(), record.id.as_str()), held)?;
+    bytes += held;
+    while order.len()? > 1 {
+        let (at, old, held) = match order.first()? {
+            Some((key, held)) => {
+                let (at, old) = key.value();
+                (at, old.to_string(), held.value())
+            }
+            None => break,
+        };
+        let expired = now.saturating_sub(at) > keep.keep.as_millis() as u64;
+        if !(expired || order.len()? > keep.max_results || bytes > keep.max_bytes) {
+            break;
+        }
+        order.remove((at, old.as_str()))?;
+        records.remove(old.as_str())?;
+        bodies.remove(old.as_str())?;
+        bytes = bytes.saturating_sub(held);
+    }
+    totals.insert("bytes", bytes)?;
+    Ok(())
 }
 
 fn encode(r: &Record) -> Vec<u8> {

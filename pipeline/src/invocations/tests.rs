@@ -126,10 +126,26 @@ async fn a_result_past_keep_is_gone() {
     r.queued("waiting", "f").await.unwrap();
     clock.0.fetch_add(61_000, Ordering::SeqCst);
     assert!(r.get("old").await.unwrap().is_none(), "expired");
-    assert!(
-        r.get("waiting").await.unwrap().is_some(),
-        "unfinished ones never expire"
-    );
+    // A waiting one expires from when it came: its run may have ended on another node.
+    assert!(r.get("waiting").await.unwrap().is_none());
     r.finish("new", "f", ok(b"2")).await.unwrap();
     assert!(r.get("new").await.unwrap().is_some());
+    // The write removed both: a result for "waiting" now starts afresh.
+    r.finish("waiting", "f", ok(b"3")).await.unwrap();
+    assert_eq!(r.get("waiting").await.unwrap().unwrap().1, b"3");
+}
+
+#[tokio::test]
+async fn a_reply_larger_than_max_bytes_is_a_failure_not_a_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let keep = Keep {
+        max_bytes: 100,
+        ..ROOMY
+    };
+    let (r, _) = open(dir.path(), keep);
+    r.finish("big", "f", ok(&[b' '; 500])).await.unwrap();
+    let (rec, body) = r.get("big").await.unwrap().unwrap();
+    assert_eq!(rec.status, Status::Failed);
+    assert_eq!(rec.error.unwrap().0, "too_large");
+    assert!(body.is_empty());
 }

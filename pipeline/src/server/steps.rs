@@ -133,6 +133,7 @@ pub(super) async fn serve_http(
             results: dispatch.results.clone(),
             max_body: config.file.invocations.max_body,
             max_queued: config.file.invocations.max_queued,
+            receiving: tokio::sync::Semaphore::new(http::invocations::RECEIVING),
         }),
         models: config.models.clone(),
         inference_token: settings.inference_token.clone(),

@@ -196,12 +196,16 @@ async fn a_changed_schedule_starts_afresh() {
     stop.send(true).unwrap();
     run.await.unwrap();
     tokio::time::sleep(Duration::from_secs(3600)).await;
-    // Another schedule after an hour down: none of the old one's slots fire.
+    // Another schedule after an hour down, with slots in that hour: none of them fires (a
+    // state kept by rule alone would fire the latest), only its slots from now on.
     let other = Arc::new(Recorded::default());
     let (stop, stopped) = watch::channel(false);
-    let run = tokio::spawn(task(dir.path(), "0 0 1 1 *", other.clone(), &clock).run(stopped));
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    let restarted = wall(&clock);
+    let run = tokio::spawn(task(dir.path(), "*/7 * * * *", other.clone(), &clock).run(stopped));
+    tokio::time::sleep(Duration::from_secs(900)).await;
     stop.send(true).unwrap();
     run.await.unwrap();
-    assert!(slots(&other).is_empty());
+    let fired = slots(&other);
+    assert_eq!(fired, between("*/7 * * * *", restarted, wall(&clock)));
+    assert!(!fired.is_empty(), "a slot in fifteen minutes");
 }
