@@ -13,7 +13,6 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import statistics
 import sys
 import tempfile
@@ -21,7 +20,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from upload_latency import ROOT, start_weir  # noqa: E402
+from upload_latency import ROOT, start_weir, stop_weir  # noqa: E402
 
 CONFIG = """
 models: {models}
@@ -78,9 +77,7 @@ def main() -> None:
             mean = 1e3 * float(total.group(1)) / n if total and n else 0.0
             print(f"server: {fn} {n:.0f} cold starts, mean model load {mean:.1f} ms")
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        shutil.rmtree(data, ignore_errors=True)
+        stop_weir(proc, data)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ import json
 import os
 import pathlib
 import re
-import shutil
 import statistics
 import sys
 import tempfile
@@ -31,7 +30,7 @@ import boto3
 from botocore.config import Config
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from upload_latency import CONFIG, ROOT, start_weir  # noqa: E402
+from upload_latency import CONFIG, ROOT, start_weir, stop_weir  # noqa: E402
 
 
 def done_events(http: str) -> float:
@@ -135,9 +134,7 @@ def main() -> None:
               f" p50 {during[0]:.1f} ms, p99 {during[1]:.1f} ms during a job"
               f" (job {state['state']}, {state['counts']['processed']} processed by the end)")
     finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-        shutil.rmtree(data, ignore_errors=True)
+        stop_weir(proc, data)
 
 
 if __name__ == "__main__":

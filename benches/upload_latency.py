@@ -63,6 +63,13 @@ def start_weir(weir: str, config: str, data: str, s3: bool = True) -> tuple:
     return proc, f"http://127.0.0.1:{hp}", (f"http://127.0.0.1:{sp}" if s3 else None)
 
 
+def stop_weir(proc, data: str, wait: float = 60) -> None:
+    """Stop a `start_weir` server and remove its data: a run can leave gigabytes behind."""
+    proc.terminate()
+    proc.wait(timeout=wait)
+    shutil.rmtree(data, ignore_errors=True)
+
+
 def bus_depth(http: str) -> float:
     text = urllib.request.urlopen(f"{http}/metrics").read().decode()
     m = re.search(r"^weir_bus_depth (\S+)$", text, re.M)
@@ -164,10 +171,7 @@ def main() -> None:
         if not a.no_probe:
             print(f"highest sustained rate found: {best:g} uploads/s")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-        # Each run stores gigabytes of uploads and thumbnails: leave nothing behind.
-        shutil.rmtree(data, ignore_errors=True)
+        stop_weir(proc, data, wait=30)
 
 
 if __name__ == "__main__":

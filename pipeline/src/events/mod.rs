@@ -15,6 +15,19 @@ pub struct ObjectRef {
     pub version: Option<String>,
 }
 
+impl ObjectRef {
+    /// An object as a listing of `bucket` found it (a poller's round, a reprocess job's page).
+    pub fn listed(bucket: &str, o: &crate::store::ObjectInfo) -> ObjectRef {
+        ObjectRef {
+            bucket: bucket.to_string(),
+            key: o.key.clone(),
+            size: Some(o.size),
+            etag: Some(o.etag.clone()),
+            version: None,
+        }
+    }
+}
+
 /// Something happened that functions may want to run on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {

@@ -113,16 +113,7 @@ impl Results {
     /// Record `id` as waiting, unless its run already ended (the run may beat the submitter).
     pub async fn queued(&self, id: &str, function: &str) -> Result<(), ResultsError> {
         let now = self.clock.now_ms();
-        let record = Record {
-            id: id.to_string(),
-            function: function.to_string(),
-            status: Status::Queued,
-            submitted_ms: now,
-            finished_ms: None,
-            reply_status: None,
-            content_type: None,
-            error: None,
-        };
+        let record = Record::waiting(id.to_string(), function.to_string(), now);
         let keep = self.keep;
         self.blocking(move |db| {
             let tx = db.begin_write()?;
@@ -151,16 +142,7 @@ impl Results {
                 .open_table(RECORDS)?
                 .get(id.as_str())?
                 .and_then(|v| decode(v.value()));
-            let mut record = earlier.unwrap_or(Record {
-                id,
-                function,
-                status: Status::Queued,
-                submitted_ms: now,
-                finished_ms: None,
-                reply_status: None,
-                content_type: None,
-                error: None,
-            });
+            let mut record = earlier.unwrap_or_else(|| Record::waiting(id, function, now));
             record.finished_ms = Some(now);
             let body = match outcome {
                 Outcome::Succeeded { body, .. } if body.len() as u64 > keep.max_bytes => {
@@ -240,6 +222,20 @@ impl Results {
 }
 
 impl Record {
+    /// One that came at `now` and has not ended.
+    fn waiting(id: String, function: String, now: u64) -> Record {
+        Record {
+            id,
+            function,
+            status: Status::Queued,
+            submitted_ms: now,
+            finished_ms: None,
+            reply_status: None,
+            content_type: None,
+            error: None,
+        }
+    }
+
     /// Its place in the order records go in: when it finished, or while it waits, when it came.
     fn since(&self) -> u64 {
         self.finished_ms.unwrap_or(self.submitted_ms)

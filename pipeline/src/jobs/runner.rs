@@ -283,13 +283,7 @@ fn event(job: &Job, o: &ObjectInfo) -> Event {
         source: SOURCE.into(),
         time: crate::events::now(),
         name: "s3:ObjectCreated:Put".into(),
-        object: ObjectRef {
-            bucket: job.spec.bucket.clone(),
-            key: o.key.clone(),
-            size: Some(o.size),
-            etag: Some(o.etag.clone()),
-            version: None,
-        },
+        object: ObjectRef::listed(&job.spec.bucket, o),
         payload: None,
         request: None,
     }

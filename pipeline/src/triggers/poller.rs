@@ -148,13 +148,7 @@ impl Poller {
             source: "weir:poll".into(),
             time: crate::events::now(),
             name: "s3:ObjectCreated:Put".into(),
-            object: ObjectRef {
-                bucket: self.trigger.bucket.clone(),
-                key: o.key.clone(),
-                size: Some(o.size),
-                etag: Some(o.etag.clone()),
-                version: None,
-            },
+            object: ObjectRef::listed(&self.trigger.bucket, o),
             payload: None,
             request: None,
         }
