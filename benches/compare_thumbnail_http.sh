@@ -7,6 +7,7 @@
 #     one Python thread per core, each with VIPS_CONCURRENCY=1 (img/s).
 #   benches/compare_thumbnail_http.sh [PHOTO]   (needs a release build and a python with pyvips)
 # Set PYTHON to a python with pyvips and pyvips-binary (default: .venv/bin/python).
+# Set BENCH to another build of thumbnail-latency-bench (default: the release one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 photo=${1:-mountains_1920x1440.jpg}
@@ -16,7 +17,7 @@ printf '# %s 256+1024 JPEG q80, %s cores, %s alternated rounds\n' "$photo" "$cor
 printf '%-6s %10s %10s %8s   %10s %10s %8s\n' round "weir ms" "vips ms" ratio "weir img/s" "vips img/s" ratio
 rows=""
 for round in $(seq "${ROUNDS:-3}"); do
-  weir=$(target/release/thumbnail-latency-bench --photo "$photo" --requests 60 --seconds 8)
+  weir=$("${BENCH:-${CARGO_TARGET_DIR:-target}/release/thumbnail-latency-bench}" --photo "$photo" --requests 60 --seconds 8)
   w1=$(echo "$weir" | awk '$1 == "json" {print $2}')
   wn=$(echo "$weir" | awk '/^saturated/ {print $3}')
   v1=$(VIPS_CONCURRENCY=2 "$py" benches/vips_thumbnail.py --photo "$photo" --iters 30 --threads "$cores" |

@@ -176,6 +176,7 @@ impl ExecCtx {
             memory: self.memory.clone(),
             deadline: self.deadline(i),
             rgb_copy: false,
+            cores: Some(self.cores),
         }
     }
 

@@ -30,6 +30,10 @@ pub fn helpers(idle: usize, pieces: usize, work_pixels: u64) -> usize {
 /// A piece of work, owning what it needs (pieces may run on other threads).
 pub type Piece<T> = Box<dyn FnOnce() -> T + Send>;
 
+/// A piece that borrows from the caller's stack (disjoint parts of one buffer), for
+/// [`Helpers::run_borrowed`].
+pub type Borrowed<'a, T> = Box<dyn FnOnce() -> T + Send + 'a>;
+
 struct State<T> {
     pieces: Vec<Option<Piece<T>>>,
     next: usize,
@@ -139,6 +143,22 @@ impl Helpers {
         self.held.len()
     }
 
+    /// [`Helpers::run`] for pieces that borrow: as `std::thread::scope` does, this returns only
+    /// once every piece has run (and been dropped), so nothing they borrow is used after.
+    pub fn run_borrowed<'a, T: Send + 'static>(self, pieces: Vec<Borrowed<'a, T>>) -> Vec<T> {
+        let pieces = pieces
+            .into_iter()
+            .map(|piece| {
+                // SAFETY: only the lifetime changes. `run` returns (or unwinds) only after
+                // `done` has counted every piece, and a piece is consumed by its one call
+                // before it is counted (a panic inside it is caught first), so no piece, nor
+                // anything it borrows, is reached after this function returns.
+                unsafe { std::mem::transmute::<Borrowed<'a, T>, Piece<T>>(piece) }
+            })
+            .collect();
+        self.run(pieces)
+    }
+
     /// Run `pieces` here and on the helpers' cores; their results in order. Without helpers
     /// they run here, one after the other. A piece's panic is raised here.
     pub fn run<T: Send + 'static>(self, pieces: Vec<Piece<T>>) -> Vec<T> {
@@ -245,6 +265,39 @@ mod tests {
             help.run(pieces(7))
         });
         assert_eq!(alone, want);
+    }
+
+    #[test]
+    fn borrowed_pieces_fill_one_buffer() {
+        let cores: &'static Cores = Box::leak(Box::new(Cores::new(2)));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let mut buffer = vec![0u8; 1000];
+        let (top, bottom) = buffer.split_at_mut(600);
+        let pieces: Vec<Borrowed<'_, usize>> = vec![
+            Box::new(move || {
+                top.fill(1);
+                top.len()
+            }),
+            Box::new(move || {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                bottom.fill(2);
+                bottom.len()
+            }),
+        ];
+        let lens = pool.install(|| {
+            let help = Helpers::take(cores, 2, 1 << 22);
+            assert_eq!(help.count(), 1);
+            help.run_borrowed(pieces)
+        });
+        assert_eq!(lens, [600, 400]);
+        assert!(buffer[..600].iter().all(|&b| b == 1));
+        assert!(
+            buffer[600..].iter().all(|&b| b == 2),
+            "the helper's part is written"
+        );
     }
 
     #[test]

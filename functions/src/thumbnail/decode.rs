@@ -11,6 +11,7 @@ use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 use super::{jpeg_markers, turbo, webp_decode};
 use crate::FnError;
 use crate::memory::{DecodeMemory, Reservation};
+use weir_models::cores::Cores;
 
 /// What one decode may take: pictures up to `max_pixels`, and memory from the process's decode
 /// budget, waited for until `deadline`.
@@ -21,6 +22,9 @@ pub struct Allowance {
     pub deadline: Instant,
     /// The caller turns the picture into RGB (classify): a grey one then needs a copy.
     pub rgb_copy: bool,
+    /// The ledger whose idle cores may help decode (a JPEG in two bands); `None`: this thread
+    /// alone.
+    pub cores: Option<&'static Cores>,
 }
 
 impl Allowance {
@@ -31,6 +35,7 @@ impl Allowance {
             memory: DecodeMemory::unlimited(),
             deadline: crate::function::far(),
             rgb_copy: false,
+            cores: None,
         }
     }
 
@@ -323,7 +328,7 @@ fn decode_turbo(
     let scaled = header.scaled(scale);
     let (sw, sh) = (scaled.width as u32, scaled.height as u32);
     let held = allow.reserve(sw, sh, turbo::layout(header.colorspace), coefficients)?;
-    let (sw, sh, layout, pixels) = match turbo::decode(data, &header, scale) {
+    let (sw, sh, layout, pixels) = match turbo::decode(data, &header, scale, allow.cores) {
         Ok(decoded) => decoded,
         Err(e) if turbo::is_premature_end(&e) => {
             return Err(FnError::bad_input(format!(

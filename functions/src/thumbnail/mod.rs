@@ -1,5 +1,6 @@
 //! The `thumbnail` function: one decode per input serves every requested width.
 
+mod bands;
 mod decode;
 mod encode;
 mod jpeg_markers;

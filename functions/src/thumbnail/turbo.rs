@@ -1,7 +1,7 @@
 //! libjpeg-turbo through `turbojpeg`: JPEG decoding at 1/2, 1/4 or 1/8 scale in the DCT domain
 //! (shrink-on-load, as libvips does), and its SIMD encoder.
 
-use turbojpeg::{Colorspace, Compressor, Decompressor, Image, PixelFormat, ScalingFactor, Subsamp};
+use turbojpeg::{Colorspace, Compressor, Image, PixelFormat, ScalingFactor, Subsamp};
 
 use super::decode::Layout;
 use super::params::Chroma;
@@ -38,11 +38,13 @@ pub fn layout(colorspace: Colorspace) -> Layout {
     }
 }
 
-/// A decode at `scale`: (width, height, layout, pixels).
+/// A decode at `scale`: (width, height, layout, pixels). With `cores`, a baseline picture is
+/// decoded in two bands when one of them is idle (`super::bands`).
 pub fn decode(
     data: &[u8],
     header: &turbojpeg::DecompressHeader,
     scale: ScalingFactor,
+    cores: Option<&'static weir_models::cores::Cores>,
 ) -> Result<(u32, u32, Layout, Vec<u8>), String> {
     let layout = layout(header.colorspace);
     let format = match layout {
@@ -50,18 +52,14 @@ pub fn decode(
         _ => PixelFormat::RGB,
     };
     let scaled = header.scaled(scale);
-    let pitch = scaled.width * format.size();
-    let mut pixels = vec![0u8; pitch * scaled.height];
-    let mut d = Decompressor::new().map_err(|e| e.to_string())?;
-    d.set_scaling_factor(scale).map_err(|e| e.to_string())?;
-    let image = Image {
-        pixels: &mut pixels[..],
-        width: scaled.width,
-        pitch,
-        height: scaled.height,
+    let job = super::bands::Job {
+        data,
+        scale,
         format,
+        width: scaled.width,
+        height: scaled.height,
     };
-    d.decompress(data, image).map_err(|e| e.to_string())?;
+    let pixels = super::bands::decode(job, header, cores)?;
     let w = u32::try_from(scaled.width).map_err(|e| e.to_string())?;
     let h = u32::try_from(scaled.height).map_err(|e| e.to_string())?;
     Ok((w, h, layout, pixels))
