@@ -2,8 +2,8 @@
 //!
 //! The decode is half of a photo's time, and its Huffman data has no entry point but the top (a
 //! photo without restart markers). So the lower band's decoder reads through the upper band's
-//! rows without making their pixels — about half the cost of decoding them — while the input's
-//! own thread decodes the upper band. The bands make exactly the pixels one decode makes
+//! rows without making their pixels — about two thirds of the cost of decoding them — while the
+//! input's own thread decodes the upper band. The bands make exactly the pixels one decode makes
 //! (libjpeg-turbo skips rows with their upsampling context; `tests` compares every fixture), so
 //! unlike a resize's strips the cut may follow the load: on a busy machine nothing is cut and no
 //! work is done twice.
@@ -15,8 +15,9 @@ use turbojpeg_sys as raw;
 
 use crate::spread;
 
-/// The upper band's share of the rows, in eighths: with the skip costing about half a decode,
-/// five eighths above and three below take about as long (`benches/RESULTS.md`).
+/// The upper band's share of the rows, in eighths. Side by side the two decoders slow each other
+/// (they share the caches), and of the cuts measured (0.5 to 0.7 of the rows) about 0.65 took
+/// the least time (`benches/RESULTS.md`).
 const UPPER_EIGHTHS: usize = 5;
 
 /// A picture shorter than this is not worth a second decoder.
