@@ -1,8 +1,10 @@
 //! The `keyframes` function: a video in, pictures of its key frames (or one per interval, or one
 //! per scene) and a `manifest.json` out. Decoding runs on the calling thread while the pictures
-//! are encoded on the other cores; at most a few wait, so memory stays bounded.
+//! are encoded on an idle core when there is one (`encodes.rs`); at most a few wait, so memory
+//! stays bounded.
 
 mod convert;
+mod encodes;
 mod hwdecode;
 mod open;
 mod params;
@@ -10,8 +12,6 @@ mod pick;
 mod walk;
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::json;
 
@@ -60,10 +60,8 @@ impl Keyframes {
         let mut video = open::open(input, &bounds, p.mode == Mode::Keyframes, ctx.device)?;
         let info = video.info.clone();
         let size = target_size(info.displayed(), p.max_width.unwrap_or(u32::MAX), false);
-        let made = Mutex::new(Vec::new());
-        let failed = Mutex::new(None);
-        // Bytes of pictures handed to other cores and not yet encoded.
-        let in_flight = AtomicUsize::new(0);
+        let encode = |job: &Job| encode(&job.frame, p.format, p.quality, Chroma::Sub420);
+        let encodes = encodes::Encodes::new(ctx.cores, &encode);
         let mut converter = convert::Converter::default();
         let mut grid_converter = convert::Converter::default();
         let ended = rayon::in_place_scope(|scope| {
@@ -78,22 +76,11 @@ impl Keyframes {
                     frame,
                 };
                 index += 1;
-                let bytes = job.frame.pixels.len();
-                if in_flight.load(Ordering::Acquire) + bytes > MAX_WAITING_BYTES {
-                    // Enough are waiting: encode this one here rather than hold more pictures.
-                    self.finish(job, &made, &failed);
-                } else {
-                    in_flight.fetch_add(bytes, Ordering::AcqRel);
-                    let (made, failed, in_flight) = (&made, &failed, &in_flight);
-                    scope.spawn(move |_| {
-                        self.finish(job, made, failed);
-                        in_flight.fetch_sub(bytes, Ordering::AcqRel);
-                    });
-                }
+                encodes.submit(job, scope);
                 Ok(())
             };
             let mut grid = |f: &ffmpeg_next::frame::Video| grid_converter.grey_grid(f, pick::GRID);
-            walk::walk(
+            let ended = walk::walk(
                 &mut video,
                 walk::Walk {
                     mode: p.mode,
@@ -104,34 +91,14 @@ impl Keyframes {
                     grid: &mut grid,
                     take: &mut take,
                 },
-            )
-        })?;
-        if let Some(e) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
-            return Err(e);
-        }
-        let mut made = made.into_inner().unwrap_or_else(|e| e.into_inner());
-        made.sort_by_key(|m| m.index);
-        Ok(self.output(&info, made, &ended))
-    }
-
-    fn finish(&self, job: Job, made: &Mutex<Vec<Made>>, failed: &Mutex<Option<FnError>>) {
-        let p = &self.params;
-        match encode(&job.frame, p.format, p.quality, Chroma::Sub420) {
-            Ok(bytes) => made.lock().unwrap_or_else(|e| e.into_inner()).push(Made {
-                index: job.index,
-                pts: job.pts,
-                key: job.key,
-                width: job.frame.width,
-                height: job.frame.height,
-                bytes,
-            }),
-            Err(e) => {
-                failed
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .get_or_insert(e);
+            );
+            if ended.is_ok() {
+                encodes.drain();
             }
-        }
+            ended
+        })?;
+        let made = encodes.finish()?;
+        Ok(self.output(&info, made, &ended))
     }
 
     fn output(&self, info: &Info, made: Vec<Made>, ended: &walk::Ended) -> Output {
