@@ -30,8 +30,8 @@ fn idle_cores_make_the_same_thumbnails_as_a_busy_machine() {
         .build()
         .unwrap();
     let f = Thumbnail::new(ThumbnailParams::new(vec![256, 1024, 700], Format::Jpeg, 80)).unwrap();
-    let idle: &'static Cores = Box::leak(Box::new(Cores::new(4)));
-    let busy: &'static Cores = Box::leak(Box::new(Cores::new(4)));
+    let idle = Cores::leaked(4);
+    let busy = Cores::leaked(4);
     let _all_taken = busy.take(4);
     for name in PHOTOS {
         let input = photo(name);

@@ -102,6 +102,12 @@ impl Cores {
         }
     }
 
+    /// A ledger of its own that lives as long as the process, where `'static` is asked for but
+    /// the machine's ledger is not wanted (tests, benchmarks).
+    pub fn leaked(total: usize) -> &'static Cores {
+        Box::leak(Box::new(Cores::new(total)))
+    }
+
     /// Every core the process may use, shared by every model in it.
     pub fn machine() -> &'static Cores {
         static CORES: OnceLock<Cores> = OnceLock::new();

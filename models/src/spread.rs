@@ -211,6 +211,14 @@ impl Helpers {
 mod tests {
     use super::*;
 
+    /// A rayon pool of `threads` threads, for helpers to be picked up from.
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
     #[test]
     fn a_busy_machine_or_small_work_gets_no_help() {
         let big = 1 << 22;
@@ -244,11 +252,8 @@ mod tests {
 
     #[test]
     fn results_come_in_order_with_or_without_helpers() {
-        let idle: &'static Cores = Box::leak(Box::new(Cores::new(4)));
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(4)
-            .build()
-            .unwrap();
+        let idle = Cores::leaked(4);
+        let pool = pool(4);
         let want: Vec<usize> = (0..7).map(|i| i * 10).collect();
         let helped = pool.install(|| {
             let help = Helpers::take(idle, 7, 1 << 22);
@@ -257,7 +262,7 @@ mod tests {
         });
         assert_eq!(helped, want);
         assert_eq!(idle.free(), 4, "every core is back when `run` returns");
-        let busy: &'static Cores = Box::leak(Box::new(Cores::new(1)));
+        let busy = Cores::leaked(1);
         let _all = busy.take(1);
         let alone = pool.install(|| {
             let help = Helpers::take(busy, 7, 1 << 22);
@@ -269,11 +274,8 @@ mod tests {
 
     #[test]
     fn borrowed_pieces_fill_one_buffer() {
-        let cores: &'static Cores = Box::leak(Box::new(Cores::new(2)));
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
+        let cores = Cores::leaked(2);
+        let pool = pool(2);
         let mut buffer = vec![0u8; 1000];
         let (top, bottom) = buffer.split_at_mut(600);
         let pieces: Vec<Borrowed<'_, usize>> = vec![
@@ -302,11 +304,8 @@ mod tests {
 
     #[test]
     fn a_piece_that_panics_is_raised_to_the_owner() {
-        let cores: &'static Cores = Box::leak(Box::new(Cores::new(2)));
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
+        let cores = Cores::leaked(2);
+        let pool = pool(2);
         let mut ps = pieces(3);
         ps.push(Box::new(|| panic!("piece failed")));
         let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -188,7 +188,7 @@ mod tests {
 
     #[test]
     fn an_idle_core_helps_and_a_busy_machine_encodes_in_line() {
-        let idle: &'static Cores = Box::leak(Box::new(Cores::new(2)));
+        let idle = Cores::leaked(2);
         // 120 ms of encodes: time enough for the helper's thread to wake on a busy test machine.
         let (made, here) = run_all(idle, 40);
         let order: Vec<usize> = made.iter().map(|m| m.index).collect();
@@ -200,7 +200,7 @@ mod tests {
         assert!(here < 40, "the helper encoded some ({here} of 40 here)");
         assert_eq!(idle.free(), 2, "the helper's core is back");
 
-        let busy: &'static Cores = Box::leak(Box::new(Cores::new(1)));
+        let busy = Cores::leaked(1);
         let (made, here) = run_all(busy, 5);
         assert_eq!(made.len(), 5);
         assert_eq!(
@@ -212,7 +212,7 @@ mod tests {
 
     #[test]
     fn the_first_failed_encode_is_the_error() {
-        let cores: &'static Cores = Box::leak(Box::new(Cores::new(1)));
+        let cores = Cores::leaked(1);
         let encode = |j: &Job| -> Result<Vec<u8>, FnError> {
             if j.index == 2 {
                 Err(FnError::bad_input("picture 2 failed"))

@@ -174,6 +174,14 @@ mod tests {
         std::fs::read(format!("{dir}{name}")).expect("fixture")
     }
 
+    /// A rayon pool of `threads` threads, for helpers to be picked up from.
+    fn pool(threads: usize) -> rayon::ThreadPool {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+    }
+
     fn job(data: &[u8], scale: ScalingFactor) -> (Job<'_>, DecompressHeader) {
         let header = turbojpeg::read_header(data).unwrap();
         let format = match header.colorspace {
@@ -199,11 +207,8 @@ mod tests {
 
     #[test]
     fn two_bands_make_the_pixels_of_one_decode() {
-        let idle: &'static Cores = Box::leak(Box::new(Cores::new(2)));
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
+        let idle = Cores::leaked(2);
+        let pool = pool(2);
         for name in [
             "mountains_1920x1440.jpg", // 4:2:0, fancy upsampling across the cut
             "rocket_640x427.jpg",      // 4:4:4
@@ -257,11 +262,8 @@ mod tests {
         let data = fixture("mountains_1920x1440.jpg");
         let cut_short = &data[..data.len() * 3 / 4];
         let (job, header) = job(cut_short, ScalingFactor::ONE);
-        let idle: &'static Cores = Box::leak(Box::new(Cores::new(2)));
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(2)
-            .build()
-            .unwrap();
+        let idle = Cores::leaked(2);
+        let pool = pool(2);
         let e = pool
             .install(|| decode(job, &header, Some(idle)))
             .unwrap_err();
