@@ -11,7 +11,7 @@ pub mod infer;
 pub mod keyframes;
 pub mod kinds;
 pub mod memory;
-mod metric_names;
+pub mod metric_names;
 pub mod model_ref;
 pub mod noop;
 mod origin;

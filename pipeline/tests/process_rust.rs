@@ -67,4 +67,12 @@ async fn a_rust_lambda_runtime_handler_reads_uploads_and_answers_calls() {
     // The process stays warm after a handler error.
     let res = call(json!({})).await.unwrap();
     assert_eq!(common::body_json(res).await["runtime"], "rust");
+    // Every answered invocation's time in the process is recorded (Lambda's "Duration"): the
+    // three calls, the error among them, and the uploads in one to three batches.
+    let text = common::metrics_text(&srv.client, &srv.base).await;
+    let held = |name: &str| common::metric(&text, name, "function=\"sizes\"").unwrap_or(0.0);
+    let count = held("weir_process_duration_seconds_count");
+    assert!((4.0..=6.0).contains(&count), "{count} durations\n{text}");
+    let sum = held("weir_process_duration_seconds_sum");
+    assert!(sum > 0.0 && sum < count * 20.0, "{sum} s in all");
 }

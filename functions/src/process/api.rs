@@ -6,6 +6,7 @@
 //! distrusting users belong on separate machines (or network namespaces).
 
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -48,6 +49,8 @@ pub struct Link {
     pub ended: watch::Sender<Option<String>>,
     /// `Lambda-Runtime-Invoked-Function-Arn`.
     pub arn: HeaderValue,
+    /// How long the process held each invocation (`weir_process_duration_seconds`).
+    pub duration: metrics::Histogram,
 }
 
 impl Link {
@@ -78,6 +81,8 @@ impl Link {
 pub struct Taken {
     pub id: String,
     pub reply: Option<oneshot::Sender<Answer>>,
+    /// When its `next` answer was ready to go out: the process holds it from here.
+    pub handed: Instant,
 }
 
 pub fn router(link: Arc<Link>) -> Router {
@@ -123,6 +128,7 @@ async fn next(State(link): State<Arc<Link>>) -> Response {
             *taken = Some(Taken {
                 id: id.clone(),
                 reply: Some(reply),
+                handed: Instant::now(),
             });
             break (id, deadline_ms, body);
         }
@@ -141,6 +147,10 @@ async fn next(State(link): State<Arc<Link>>) -> Response {
     h.insert("lambda-runtime-deadline-ms", HeaderValue::from(deadline_ms));
     h.insert("lambda-runtime-invoked-function-arn", link.arn.clone());
     h.insert("lambda-runtime-trace-id", header(&trace));
+    // The headers are Weir's work too: the process holds the invocation from now.
+    if let Some(t) = link.lock().as_mut().filter(|t| t.id == id) {
+        t.handed = Instant::now();
+    }
     res
 }
 
@@ -207,11 +217,17 @@ fn error_type(headers: &HeaderMap) -> Option<&str> {
         .and_then(|v| v.to_str().ok())
 }
 
+/// The reply of the invocation `id` names, once; the time the process held it is recorded.
 fn take(link: &Link, id: &str) -> Option<oneshot::Sender<Answer>> {
-    link.lock()
+    let reply = link
+        .lock()
         .as_mut()
         .filter(|t| t.id == id)
-        .and_then(|t| t.reply.take())
+        .and_then(|t| Some((t.reply.take()?, t.handed)));
+    reply.map(|(reply, handed)| {
+        link.duration.record(handed.elapsed().as_secs_f64());
+        reply
+    })
 }
 
 fn accepted() -> Response {

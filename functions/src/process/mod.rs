@@ -98,15 +98,10 @@ impl Function for Process {
             Err(e) => return vec![Err(FnError::transient(e)); batch.len()],
         };
         let run = run_batch(self.fleet.clone(), batch.to_vec(), ctx.deadlines.clone());
-        // This thread only waits (`external`): the work is on the process runtime.
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        rt.spawn(async move {
-            let _ = tx.send(run.await);
-        });
-        rx.recv().unwrap_or_else(|_| {
-            let e = FnError::transient("the invocation task stopped before answering");
-            vec![Err(e); batch.len()]
-        })
+        // This thread only waits (`external`): it drives the batch's future itself, so the
+        // answer wakes it directly; the ports and processes stay on the process runtime.
+        // (A blocking thread, not one of a runtime's workers, so `block_on` may run here.)
+        rt.block_on(run)
     }
 }
 

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::api::{self, Answer, Invocation, Link};
 use super::logs;
 use super::spec::Spec;
+use crate::metric_names as m;
 
 /// How one invocation on a worker ended.
 #[derive(Debug)]
@@ -65,6 +66,7 @@ impl Worker {
             taken: Mutex::new(None),
             ended: ended_tx,
             arn: spec.arn_header(),
+            duration: metrics::histogram!(m::PROCESS_DURATION, "function" => spec.name.clone()),
         });
         let mut cmd = Command::new(&spec.program);
         cmd.args(&spec.args)
