@@ -26,6 +26,9 @@ pub struct Input {
     pub source: Option<Arc<dyn Source>>,
     /// What caused the input; set for functions that run users' code (`Function::external`).
     pub origin: Option<Arc<Origin>>,
+    /// Where artifacts may go as soon as they are made (`Input::hand`), ahead of the output;
+    /// set where they are written to the store, not where they are the HTTP reply.
+    pub early: Option<Early>,
 }
 
 impl Input {
@@ -35,6 +38,7 @@ impl Input {
             content_type: None,
             source: None,
             origin: None,
+            early: None,
         }
     }
 
@@ -48,10 +52,8 @@ impl Input {
 
     pub fn streamed(source: Arc<dyn Source>) -> Self {
         Input {
-            bytes: Bytes::new(),
-            content_type: None,
             source: Some(source),
-            origin: None,
+            ..Input::new(Bytes::new())
         }
     }
 
@@ -62,6 +64,34 @@ impl Input {
             None => Arc::new(self.bytes.clone()),
         };
         SourceReader::new(source)
+    }
+
+    /// Hand `artifact` on now, so it is written while the rest is made: `None` when it was
+    /// taken, or the artifact back (no one takes early artifacts, or they are full) to be
+    /// returned in the output as usual.
+    pub fn hand(&self, artifact: Artifact) -> Option<Artifact> {
+        Early::offer(self.early.as_ref(), artifact)
+    }
+}
+
+/// The sending side of a function's early artifacts: a bounded channel, and a full or closed
+/// one leaves the artifact in the output, so nothing is lost and nothing waits.
+#[derive(Debug, Clone)]
+pub struct Early(tokio::sync::mpsc::Sender<Artifact>);
+
+impl Early {
+    /// A sender and the receiver its artifacts reach, holding at most `room`.
+    pub fn channel(room: usize) -> (Early, tokio::sync::mpsc::Receiver<Artifact>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(room.max(1));
+        (Early(tx), rx)
+    }
+
+    /// `Input::hand` for a piece of work that holds the sender alone.
+    pub fn offer(to: Option<&Early>, artifact: Artifact) -> Option<Artifact> {
+        match to {
+            Some(early) => early.0.try_send(artifact).err().map(|e| e.into_inner()),
+            None => Some(artifact),
+        }
     }
 }
 

@@ -22,7 +22,8 @@ pub mod thumbnail;
 
 pub use error::{ErrorKind, FnError};
 pub use function::{
-    Artifact, ExecCtx, Function, Input, Instances, Limits, Output, Placement, Started, before,
+    Artifact, Early, ExecCtx, Function, Input, Instances, Limits, Output, Placement, Started,
+    before,
 };
 pub use origin::{HttpRequest, ObjectEvent, Origin, Reply, ScheduledEvent};
 pub use source::{FileSource, Source, SourceReader};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use weir_functions::keyframes::{Keyframes, KeyframesParams, Mode};
-use weir_functions::{ErrorKind, ExecCtx, FileSource, Input, Output};
+use weir_functions::{Early, ErrorKind, ExecCtx, FileSource, Input, Output};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures")
@@ -161,6 +161,35 @@ fn bytes_and_streams_give_the_same_manifest() {
 }
 
 /// Cut times of the videos that have cuts, with their frame rate.
+#[test]
+fn pictures_are_handed_on_as_they_are_encoded_and_the_manifest_stays_in_the_output() {
+    let file = "videos/h264_720p24_gop48_aac.mp4";
+    let plain = run(KeyframesParams::new(Mode::Keyframes), &streamed(file)).unwrap();
+    let (early, mut handed) = Early::channel(64);
+    let mut input = streamed(file);
+    input.early = Some(early);
+    let out = run(KeyframesParams::new(Mode::Keyframes), &input).unwrap();
+    let names =
+        |a: &[weir_functions::Artifact]| a.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
+    // The manifest is what is left, so where outputs are written it comes after every picture.
+    assert_eq!(names(&out.artifacts), ["manifest.json"]);
+    assert_eq!(out.summary, plain.summary);
+    let mut got = Vec::new();
+    while let Ok(a) = handed.try_recv() {
+        got.push(a);
+    }
+    got.sort_by_key(|a| a.vars["index"].parse::<usize>().unwrap());
+    assert_eq!(
+        names(&got),
+        names(&plain.artifacts[1..]),
+        "every picture, once"
+    );
+    for (a, b) in got.iter().zip(&plain.artifacts[1..]) {
+        assert_eq!((&a.vars, &a.content_type), (&b.vars, &b.content_type));
+        assert!(a.bytes == b.bytes, "{}: other bytes when handed on", a.name);
+    }
+}
+
 fn cuts() -> Vec<(String, f64, Vec<f64>)> {
     let scenes = golden("video_scenes.json");
     let mut out = Vec::new();

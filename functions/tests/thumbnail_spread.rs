@@ -6,7 +6,7 @@ use std::path::Path;
 use weir_functions::thumbnail::{
     Allowance, Format, Thumbnail, ThumbnailParams, decode, shrink, shrink_rows, stored_size,
 };
-use weir_functions::{ExecCtx, Input};
+use weir_functions::{Early, ExecCtx, Input};
 use weir_models::cores::Cores;
 
 fn photo(name: &str) -> Input {
@@ -56,6 +56,53 @@ fn idle_cores_make_the_same_thumbnails_as_a_busy_machine() {
         assert_eq!(spread.summary, alone.summary, "{name}");
         assert_eq!(idle.free(), 4, "{name}: every helper gave its core back");
     }
+}
+
+#[test]
+fn sizes_are_handed_on_as_they_are_made_smallest_first_and_a_full_channel_keeps_the_rest() {
+    let f = Thumbnail::new(ThumbnailParams::new(vec![1024, 256, 700], Format::Jpeg, 80)).unwrap();
+    // No idle core: one thread makes every size, in a fixed order.
+    let busy = Cores::leaked(1);
+    let _taken = busy.take(1);
+    let ctx = ExecCtx {
+        cores: busy,
+        ..ExecCtx::unbounded(1)
+    };
+    let plain = f.run_one(&photo(PHOTOS[0]), &ctx, 0).unwrap();
+    // Room for every size: all handed on, none left in the output, the summary unchanged.
+    let (early, mut handed) = Early::channel(8);
+    let mut input = photo(PHOTOS[0]);
+    input.early = Some(early);
+    let out = f.run_one(&input, &ctx, 0).unwrap();
+    assert!(out.artifacts.is_empty(), "every size was handed on");
+    assert_eq!(out.summary, plain.summary);
+    let mut got = Vec::new();
+    while let Ok(a) = handed.try_recv() {
+        got.push(a);
+    }
+    let names: Vec<&str> = got.iter().map(|a| a.name.as_str()).collect();
+    // Made largest first (the smaller ones come from it), handed on smaller ones first: on one
+    // core the 1024 is encoded after the others are out.
+    assert_eq!(names, ["700.jpg", "256.jpg", "1024.jpg"]);
+    for a in &got {
+        let same = plain.artifacts.iter().find(|p| p.name == a.name).unwrap();
+        assert!(
+            a.bytes == same.bytes,
+            "{}: other bytes when handed on",
+            a.name
+        );
+    }
+    // Room for one: the first is handed on, the others stay in the output, in its order.
+    let (early, mut handed) = Early::channel(1);
+    input.early = Some(early);
+    let out = f.run_one(&input, &ctx, 0).unwrap();
+    assert_eq!(handed.try_recv().unwrap().name, "700.jpg");
+    let kept: Vec<&str> = out.artifacts.iter().map(|a| a.name.as_str()).collect();
+    assert_eq!(kept, ["1024.jpg", "256.jpg"]);
+    // Nobody listening: a closed channel keeps everything.
+    handed.close();
+    let out = f.run_one(&input, &ctx, 0).unwrap();
+    assert_eq!(out.artifacts, plain.artifacts);
 }
 
 #[test]

@@ -22,7 +22,9 @@ use crate::invocations::{Keep, Outcome as Ended, Results};
 use crate::jobs::{Gate, Jobs, Outcome, Target};
 use crate::metric_names as m;
 use crate::store::provenance::Provenance;
-use crate::store::{Fetched, KeyTemplate, ObjectStore, PutOptions, StoreError, StoreErrorKind};
+use crate::store::{
+    Fetched, KeyTemplate, Metadata, ObjectStore, PutOptions, StoreError, StoreErrorKind,
+};
 use crate::triggers::Ingress;
 
 /// Everything one function's consumer needs.
@@ -556,9 +558,8 @@ async fn attempt(
         let f = f.map_err(read_error)?;
         (Input::new(f.body), f.info)
     };
-    let output = admission.run(input).await?;
     // The version actually read, which may be newer than the one the event named.
-    write_outputs(c, object, &version.etag, output).await
+    run_and_write(c, admission, input, object, &version.etag).await
 }
 
 /// The input a cron firing carries: a string payload as its text, anything else as JSON; users'
@@ -602,24 +603,100 @@ fn origin(e: &crate::events::Event) -> Origin {
     })
 }
 
-/// Each artifact under its template key, with the provenance of `etag` (made once, and only
-/// for a function that wrote something).
+/// Each artifact under its template key, with the provenance of `etag`.
 async fn write_outputs(
     c: &Consumer,
     object: &crate::events::ObjectRef,
     etag: &str,
     output: weir_functions::Output,
 ) -> Result<(), FnError> {
-    let Some((bucket, template)) = &c.output else {
-        return Ok(());
-    };
-    let mut metadata = None;
+    let mut w = Outputs::new(c, object, etag);
     for a in output.artifacts {
-        let metadata = metadata.get_or_insert_with(|| {
+        w.write(a).await?;
+    }
+    Ok(())
+}
+
+/// Runs `input` and writes its outputs: those the function hands on early (`Input::hand`) while
+/// it runs, the rest after. A failed early write fails the attempt, as a failed late one does.
+async fn run_and_write(
+    c: &Consumer,
+    admission: Admission,
+    mut input: Input,
+    object: &crate::events::ObjectRef,
+    etag: &str,
+) -> Result<(), FnError> {
+    if c.output.is_none() {
+        admission.run(input).await?;
+        return Ok(());
+    }
+    let (early, mut handed) = weir_functions::Early::channel(EARLY_ROOM);
+    input.early = Some(early);
+    let mut w = Outputs::new(c, object, etag);
+    let run = admission.run(input);
+    tokio::pin!(run);
+    let (mut open, mut failed) = (true, None);
+    let output = loop {
+        tokio::select! {
+            output = &mut run => break output,
+            a = handed.recv(), if open => match a {
+                Some(a) => if let Err(e) = w.write(a).await {
+                    // What is handed from now on stays in the output, unwritten.
+                    failed = Some(e);
+                    open = false;
+                    handed.close();
+                },
+                None => open = false,
+            },
+        }
+    };
+    handed.close();
+    let output = output?;
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    while let Ok(a) = handed.try_recv() {
+        w.write(a).await?;
+    }
+    for a in output.artifacts {
+        w.write(a).await?;
+    }
+    Ok(())
+}
+
+/// How many artifacts a function may hand on ahead of their writes; past it they wait in its
+/// output instead.
+const EARLY_ROOM: usize = 8;
+
+/// Writes one function's artifacts for one object: each under its template key, with the
+/// provenance of `etag` (made once, and only for a function that writes something).
+struct Outputs<'a> {
+    c: &'a Consumer,
+    object: &'a crate::events::ObjectRef,
+    etag: &'a str,
+    metadata: Option<Metadata>,
+}
+
+impl<'a> Outputs<'a> {
+    fn new(c: &'a Consumer, object: &'a crate::events::ObjectRef, etag: &'a str) -> Self {
+        Outputs {
+            c,
+            object,
+            etag,
+            metadata: None,
+        }
+    }
+
+    async fn write(&mut self, a: weir_functions::Artifact) -> Result<(), FnError> {
+        let Some((bucket, template)) = &self.c.output else {
+            return Ok(());
+        };
+        let (c, object) = (self.c, self.object);
+        let metadata = self.metadata.get_or_insert_with(|| {
             Provenance {
                 bucket: &object.bucket,
                 key: &object.key,
-                etag,
+                etag: self.etag,
                 function: &c.function,
                 spec_hash: &c.spec_hash,
             }
@@ -636,8 +713,8 @@ async fn write_outputs(
             .put(bucket, &key, a.bytes.into(), &options)
             .await
             .map_err(write_error)?;
+        Ok(())
     }
-    Ok(())
 }
 
 /// A failed read: the same failure every time dead-letters, one that may pass is retried.

@@ -67,6 +67,7 @@ async fn uploaded_videos_become_their_key_frames_and_a_manifest() {
         );
         let expect_w = w.min(640.0) as u32;
         let expect_h = (h * f64::from(expect_w) / w).round() as u32;
+        // The manifest is written last: once it is there, every picture is, without waiting.
         for f in manifest["frames"].as_array().unwrap() {
             let key = format!("{folder}/{}.jpg", f["index"]);
             let bytes = object(&c, "derived", &key)

@@ -14,9 +14,12 @@ use weir_models::cores::{Cores, Held};
 use super::{Job, MAX_WAITING_BYTES, Made};
 use crate::FnError;
 
+/// One picture's encode: its bytes, or `None` once they were handed on early.
+pub(super) type Encode<'a> = dyn Fn(&Job) -> Result<Option<Vec<u8>>, FnError> + Sync + 'a;
+
 /// What one video's encodes share between its decoding thread and its helper.
 pub(super) struct Encodes<'a> {
-    encode: &'a (dyn Fn(&Job) -> Result<Vec<u8>, FnError> + Sync),
+    encode: &'a Encode<'a>,
     cores: &'static Cores,
     state: Mutex<State>,
 }
@@ -35,7 +38,7 @@ struct State {
 impl<'a> Encodes<'a> {
     pub fn new(
         cores: &'static Cores,
-        encode: &'a (dyn Fn(&Job) -> Result<Vec<u8>, FnError> + Sync),
+        encode: &'a Encode<'a>,
     ) -> Self {
         Encodes {
             encode,
@@ -165,12 +168,12 @@ mod tests {
             .unwrap();
         let here = Mutex::new(0usize);
         let owner = Mutex::new(None);
-        let encode = |_: &Job| -> Result<Vec<u8>, FnError> {
+        let encode = |_: &Job| -> Result<Option<Vec<u8>>, FnError> {
             std::thread::sleep(std::time::Duration::from_millis(3));
             if Some(std::thread::current().id()) == *owner.lock().unwrap() {
                 *here.lock().unwrap() += 1;
             }
-            Ok(vec![1])
+            Ok(Some(vec![1]))
         };
         let made = pool.install(|| {
             *owner.lock().unwrap() = Some(std::thread::current().id());
@@ -213,11 +216,11 @@ mod tests {
     #[test]
     fn the_first_failed_encode_is_the_error() {
         let cores = Cores::leaked(1);
-        let encode = |j: &Job| -> Result<Vec<u8>, FnError> {
+        let encode = |j: &Job| -> Result<Option<Vec<u8>>, FnError> {
             if j.index == 2 {
                 Err(FnError::bad_input("picture 2 failed"))
             } else {
-                Ok(vec![1])
+                Ok(Some(vec![1]))
             }
         };
         let encodes = Encodes::new(cores, &encode);

@@ -19,7 +19,7 @@ pub use open::Info;
 pub use params::{KeyframesParams, Mode};
 
 use crate::thumbnail::{Chroma, Frame, encode, target_size};
-use crate::{Artifact, ExecCtx, FnError, Function, Input, Limits, Output, Placement};
+use crate::{Artifact, Early, ExecCtx, FnError, Function, Input, Limits, Output, Placement};
 
 /// Pixels of one video waiting for another core to encode them, at most: twelve 1080p pictures,
 /// or one 8K picture encoded in line.
@@ -36,7 +36,8 @@ struct Made {
     key: bool,
     width: u32,
     height: u32,
-    bytes: Vec<u8>,
+    /// `None` once handed on early (`Input::hand`).
+    bytes: Option<Vec<u8>>,
 }
 
 impl Keyframes {
@@ -60,7 +61,13 @@ impl Keyframes {
         let mut video = open::open(input, &bounds, p.mode == Mode::Keyframes, ctx.device)?;
         let info = video.info.clone();
         let size = target_size(info.displayed(), p.max_width.unwrap_or(u32::MAX), false);
-        let encode = |job: &Job| encode(&job.frame, p.format, p.quality, Chroma::Sub420);
+        // Each picture is handed on once encoded, so where outputs are written the first ones are
+        // in the store while the rest of the video is decoded, and the manifest comes last.
+        let encode = |job: &Job| -> Result<Option<Vec<u8>>, FnError> {
+            let bytes = encode(&job.frame, p.format, p.quality, Chroma::Sub420)?;
+            let picture = self.picture(job.index, job.pts, bytes);
+            Ok(Early::offer(input.early.as_ref(), picture).map(|a| a.bytes))
+        };
         let encodes = encodes::Encodes::new(ctx.cores, &encode);
         let mut converter = convert::Converter::default();
         let mut grid_converter = convert::Converter::default();
@@ -99,6 +106,24 @@ impl Keyframes {
         })?;
         let made = encodes.finish()?;
         Ok(self.output(&info, made, &ended))
+    }
+
+    /// One picture's artifact: `<index>.<ext>`, with `index` and `pts_ms` for the key template.
+    fn picture(&self, index: usize, pts: f64, bytes: Vec<u8>) -> Artifact {
+        let p = &self.params;
+        Artifact {
+            name: format!("{index}.{}", p.format.extension()),
+            content_type: p.format.content_type().to_string(),
+            bytes,
+            vars: BTreeMap::from([
+                ("index".to_string(), index.to_string()),
+                (
+                    "pts_ms".to_string(),
+                    ((pts * 1000.0).round() as i64).to_string(),
+                ),
+            ]),
+            placement: Placement::Template,
+        }
     }
 
     fn output(&self, info: &Info, made: Vec<Made>, ended: &walk::Ended) -> Output {
@@ -140,19 +165,10 @@ impl Keyframes {
             placement: Placement::Beside,
         };
         let artifacts = std::iter::once(manifest_artifact)
-            .chain(made.into_iter().map(|m| Artifact {
-                name: format!("{}.{ext}", m.index),
-                content_type: p.format.content_type().to_string(),
-                bytes: m.bytes,
-                vars: BTreeMap::from([
-                    ("index".to_string(), m.index.to_string()),
-                    (
-                        "pts_ms".to_string(),
-                        ((m.pts * 1000.0).round() as i64).to_string(),
-                    ),
-                ]),
-                placement: Placement::Template,
-            }))
+            .chain(
+                made.into_iter()
+                    .filter_map(|m| Some(self.picture(m.index, m.pts, m.bytes?))),
+            )
             .collect();
         Output::new(artifacts, manifest)
     }

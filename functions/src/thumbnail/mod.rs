@@ -24,7 +24,7 @@ const LANCZOS: fast_image_resize::FilterType = fast_image_resize::FilterType::La
 pub use params::{Chroma, Format, MAX_SIZE, ThumbnailParams};
 pub use quality::psnr;
 
-use crate::{Artifact, ExecCtx, FnError, Function, Input, Limits, Output, spread};
+use crate::{Artifact, Early, ExecCtx, FnError, Function, Input, Limits, Output, spread};
 
 pub struct Thumbnail {
     params: ThumbnailParams,
@@ -82,7 +82,7 @@ struct Encoding {
     chroma: Chroma,
 }
 
-type Made = Vec<(usize, Artifact, serde_json::Value)>;
+type Made = Vec<(usize, Option<Artifact>, serde_json::Value)>;
 
 impl Thumbnail {
     pub fn new(params: ThumbnailParams) -> Result<Self, (&'static str, String)> {
@@ -143,11 +143,13 @@ impl Thumbnail {
             quality: p.quality,
             chroma: p.chroma,
         };
+        // Each size is handed on as soon as it is encoded (`Input::hand`), smaller sizes first:
+        // where outputs are written, the smallest is in the store while the largest is
+        // still being encoded.
         let mut pieces: Vec<spread::Piece<Result<Made, FnError>>> = Vec::with_capacity(2);
-        let first_pic = big.clone();
-        pieces.push(Box::new(move || Ok(vec![finish(first, &first_pic, enc)?])));
         if !rest.is_empty() {
-            let (rest, pic, big) = (rest.to_vec(), pic.clone(), big.clone());
+            let (rest, pic, big, early) =
+                (rest.to_vec(), pic.clone(), big.clone(), input.early.clone());
             pieces.push(Box::new(move || {
                 let mut made = Vec::with_capacity(rest.len());
                 let mut previous = big;
@@ -155,12 +157,16 @@ impl Thumbnail {
                     crate::before(deadline)?;
                     let from = if step.from_previous { &previous } else { &pic };
                     let small = with_resizer(|r| resize::shrink(r, from, step.target, LANCZOS))?;
-                    made.push(finish(step, &small, enc)?);
+                    made.push(finish(step, &small, enc, early.as_ref())?);
                     previous = Arc::new(small);
                 }
                 Ok(made)
             }));
         }
+        let (first_pic, early) = (big.clone(), input.early.clone());
+        pieces.push(Box::new(move || {
+            Ok(vec![finish(first, &first_pic, enc, early.as_ref())?])
+        }));
         let pixels = u64::from(big.width) * u64::from(big.height);
         drop(big);
         let help = spread::Helpers::take(ctx.cores, pieces.len(), pixels);
@@ -169,8 +175,9 @@ impl Thumbnail {
             made.extend(piece?);
         }
         made.sort_by_key(|(k, ..)| *k);
-        let (artifacts, made): (Vec<Artifact>, Vec<serde_json::Value>) =
+        let (artifacts, made): (Vec<Option<Artifact>>, Vec<serde_json::Value>) =
             made.into_iter().map(|(_, a, info)| (a, info)).unzip();
+        let artifacts = artifacts.into_iter().flatten().collect();
         let summary = json!({
             "input": {
                 "format": decode::format_name(pic.format),
@@ -225,12 +232,14 @@ fn shrink_in_strips(
     Ok(resize::resized(pic, (w, h), pixels))
 }
 
-/// A made size, turned upright and encoded, with its line of the summary.
+/// A made size, turned upright and encoded, with its line of the summary; the artifact is
+/// handed on early where someone takes it (`None` here then).
 fn finish(
     step: Step,
     small: &Picture,
     enc: Encoding,
-) -> Result<(usize, Artifact, serde_json::Value), FnError> {
+    early: Option<&Early>,
+) -> Result<(usize, Option<Artifact>, serde_json::Value), FnError> {
     let frame = resize::upright(small);
     let bytes = encode::encode(&frame, enc.format, enc.quality, enc.chroma)?;
     let name = format!("{}.{}", step.size, enc.format.extension());
@@ -245,7 +254,7 @@ fn finish(
         vars: BTreeMap::from([("size".to_string(), step.size.to_string())]),
         placement: Default::default(),
     };
-    Ok((step.k, artifact, info))
+    Ok((step.k, Early::offer(early, artifact), info))
 }
 
 /// Refuse an output the encoder cannot hold, or one over the pixel limit (a very thin picture
