@@ -36,10 +36,7 @@ struct State {
 }
 
 impl<'a> Encodes<'a> {
-    pub fn new(
-        cores: &'static Cores,
-        encode: &'a Encode<'a>,
-    ) -> Self {
+    pub fn new(cores: &'static Cores, encode: &'a Encode<'a>) -> Self {
         Encodes {
             encode,
             cores,
