@@ -71,14 +71,13 @@ async fn notified_uploads_become_thumbnails_under_their_keys() {
     );
     for (key, photo, _, _) in &cases {
         let shown = image::load_from_memory(&fixture(&format!("images/{photo}"))).unwrap();
-        let big = until(key, async || {
-            s.get("derived", &format!("thumbs/{key}/1024.jpg"), 1 << 24)
-                .ok()
-        })
-        .await;
-        let small = s
-            .get("derived", &format!("thumbs/{key}/256.jpg"), 1 << 24)
-            .unwrap();
+        // Each size is written as soon as it is made, in no fixed order: wait for both.
+        let mut made = Vec::new();
+        for size in [1024, 256] {
+            let path = format!("thumbs/{key}/{size}.jpg");
+            made.push(until(key, async || s.get("derived", &path, 1 << 24).ok()).await);
+        }
+        let (big, small) = (made.remove(0), made.remove(0));
         let (big, small) = (
             image::load_from_memory(&big).unwrap(),
             image::load_from_memory(&small).unwrap(),
