@@ -84,8 +84,7 @@ mod tests {
             time: String::new(),
             name: name.into(),
             object,
-            payload: None,
-            request: None,
+            ..Default::default()
         }
     }
 

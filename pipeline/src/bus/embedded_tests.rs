@@ -19,8 +19,7 @@ fn event(key: &str) -> Event {
         time: String::new(),
         name: "s3:ObjectCreated:Put".into(),
         object,
-        payload: None,
-        request: None,
+        ..Default::default()
     }
 }
 

@@ -148,8 +148,7 @@ impl DeadLetter {
                 etag: None,
                 version: None,
             },
-            payload: None,
-            request: None,
+            ..Default::default()
         });
         event.id = format!("{}-retry{}", event.id, self.id);
         event.source = RETRY_SOURCE.into();

@@ -5,7 +5,7 @@ pub mod s3_notification;
 use serde::{Deserialize, Serialize};
 
 /// An object in a bucket, as an event refers to it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRef {
     pub bucket: String,
     /// Decoded: the key as stored, whatever encoding the sender used.
@@ -28,8 +28,9 @@ impl ObjectRef {
     }
 }
 
-/// Something happened that functions may want to run on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Something happened that functions may want to run on. `Default` leaves the input it may carry
+/// (`payload`, `request`) out, as an object's event has none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// Stable for the same notification, so a redelivered one is recognised.
     pub id: String,

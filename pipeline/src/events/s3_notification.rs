@@ -118,8 +118,7 @@ fn event(r: Record) -> Result<Event, String> {
         time,
         name,
         object,
-        payload: None,
-        request: None,
+        ..Default::default()
     })
 }
 

@@ -284,8 +284,7 @@ fn event(job: &Job, o: &ObjectInfo) -> Event {
         time: crate::events::now(),
         name: "s3:ObjectCreated:Put".into(),
         object: ObjectRef::listed(&job.spec.bucket, o),
-        payload: None,
-        request: None,
+        ..Default::default()
     }
 }
 

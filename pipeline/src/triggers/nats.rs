@@ -149,8 +149,7 @@ async fn record(s: &Subscription, m: &async_nats::Message) -> serde_json::Value 
             etag: None,
             version: None,
         },
-        payload: None,
-        request: None,
+        ..Default::default()
     };
     match s.ingress.record_to(event, vec![s.function.clone()]).await {
         Ok(n) => json!({ "accepted": n, "id": id }),

@@ -149,8 +149,7 @@ impl Poller {
             time: crate::events::now(),
             name: "s3:ObjectCreated:Put".into(),
             object: ObjectRef::listed(&self.trigger.bucket, o),
-            payload: None,
-            request: None,
+            ..Default::default()
         }
     }
 

@@ -23,8 +23,7 @@ pub fn uploaded(name: &str, bucket: &str, key: &str, etag: &str, size: u64) -> E
             etag: Some(etag.into()),
             version: None,
         },
-        payload: None,
-        request: None,
+        ..Default::default()
     }
 }
 
