@@ -143,6 +143,8 @@ async fn uploads_become_thumbnails_and_keys_stay_in_their_bucket() {
         .unwrap();
     let big = wait_for(&c, "derived", "thumbs/big/dandelions.png/1024.jpg").await;
     assert_eq!(image::load_from_memory(&big).unwrap().width(), 1024);
+    // Each size is written as soon as it is made, in no fixed order.
+    wait_for(&c, "derived", "thumbs/big/dandelions.png/256.jpg").await;
     assert_eq!(
         object(&c, "uploads", key).await.unwrap(),
         photo,
