@@ -26,7 +26,7 @@ pub struct Input {
     pub source: Option<Arc<dyn Source>>,
     /// What caused the input; set for functions that run users' code (`Function::external`).
     pub origin: Option<Arc<Origin>>,
-    /// Where artifacts may go as soon as they are made (`Input::hand`), ahead of the output;
+    /// Where artifacts may go as soon as they are made (`Early::offer`), ahead of the output;
     /// set where they are written to the store, not where they are the HTTP reply.
     pub early: Option<Early>,
 }
@@ -65,13 +65,6 @@ impl Input {
         };
         SourceReader::new(source)
     }
-
-    /// Hand `artifact` on now, so it is written while the rest is made: `None` when it was
-    /// taken, or the artifact back (no one takes early artifacts, or they are full) to be
-    /// returned in the output as usual.
-    pub fn hand(&self, artifact: Artifact) -> Option<Artifact> {
-        Early::offer(self.early.as_ref(), artifact)
-    }
 }
 
 /// The sending side of a function's early artifacts: a bounded channel, and a full or closed
@@ -86,7 +79,9 @@ impl Early {
         (Early(tx), rx)
     }
 
-    /// `Input::hand` for a piece of work that holds the sender alone.
+    /// Hand `artifact` on now, so it is written while the rest is made: `None` when it was
+    /// taken, or the artifact back (no sender, or it is full or closed) to be returned in the
+    /// output as usual.
     pub fn offer(to: Option<&Early>, artifact: Artifact) -> Option<Artifact> {
         match to {
             Some(early) => early.0.try_send(artifact).err().map(|e| e.into_inner()),

@@ -13,6 +13,7 @@ pub mod metric_names;
 pub mod router;
 pub mod s3_endpoint;
 pub mod server;
+mod sinks;
 pub mod spool;
 pub mod store;
 pub mod telemetry;

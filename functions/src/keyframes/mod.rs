@@ -36,7 +36,7 @@ struct Made {
     key: bool,
     width: u32,
     height: u32,
-    /// `None` once handed on early (`Input::hand`).
+    /// `None` once handed on early (`Early::offer`).
     bytes: Option<Vec<u8>>,
 }
 

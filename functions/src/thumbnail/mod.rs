@@ -143,7 +143,7 @@ impl Thumbnail {
             quality: p.quality,
             chroma: p.chroma,
         };
-        // Each size is handed on as soon as it is encoded (`Input::hand`), smaller sizes first:
+        // Each size is handed on as soon as it is encoded (`Early::offer`), smaller sizes first:
         // where outputs are written, the smallest is in the store while the largest is
         // still being encoded.
         let mut pieces: Vec<spread::Piece<Result<Made, FnError>>> = Vec::with_capacity(2);
